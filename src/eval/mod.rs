@@ -1,0 +1,1 @@
+//! Datasets, model manifests and the accuracy and agreement metrics computed on them.

@@ -1,0 +1,29 @@
+//! # quench
+//!
+//! A workbench for seeing what quantization does to a model: it loads an ONNX model, makes its
+//! FP32, INT8, 4-bit and binary variants, runs each on quench's own integer kernels and on ONNX
+//! Runtime side by side, and measures accuracy, latency, memory and power.
+//!
+//! ## Overview
+//!
+//! * [`onnx`] reads and writes `.onnx` files, treating them as untrusted input, and converts them
+//!   to and from the IR in [`graph`].
+//! * [`graph`] is the model IR: named values, typed nodes and constant [`tensor::Tensor`]s, plus
+//!   the passes that rewrite it (shape inference, constant folding, BatchNorm folding).
+//! * [`kernels`] holds the compute kernels, each with a scalar twin, dispatched at run time by
+//!   CPU features.
+//! * [`engine`] plans a graph once (shapes fixed, weights packed, buffers allocated) and runs it
+//!   many times on the kernels.
+//! * [`runtime`] puts the native engine and ONNX Runtime behind one `Runtime` trait.
+//! * [`eval`] reads datasets (IDX, NPY/NPZ) and model manifests and computes accuracy and
+//!   agreement metrics.
+//! * [`measure`] times runtimes and reads memory, power and the machine description.
+
+pub mod engine;
+pub mod eval;
+pub mod graph;
+pub mod kernels;
+pub mod measure;
+pub mod onnx;
+pub mod runtime;
+pub mod tensor;

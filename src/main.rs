@@ -1,0 +1,5 @@
+//! The `quench` command line: a thin layer over the library.
+
+fn main() {
+    println!("quench {}", env!("CARGO_PKG_VERSION"));
+}

@@ -1,0 +1,1 @@
+//! Latency statistics, memory, power and the description of the machine a figure came from.
