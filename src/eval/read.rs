@@ -212,3 +212,56 @@ pub fn load_tensor(path: &Path) -> Result<Tensor, DataError> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).unwrap();
+        enc.finish().unwrap()
+    }
+
+    #[test]
+    fn load_tensor_picks_the_format_by_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = Tensor::from_f32(vec![2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let mut npy_bytes = Vec::new();
+        npy::write_npy_to(&mut npy_bytes, &t, Path::new("mem")).unwrap();
+        let idx_bytes = [0, 0, 0x08, 1, 0, 0, 0, 2, 9, 8];
+
+        // Names do not decide the format: contents do (a .gz name holding plain bytes is fine).
+        let cases: [(&str, Vec<u8>); 4] = [
+            ("a.npy", npy_bytes.clone()),
+            ("a.npy.gz", gzip(&npy_bytes)),
+            ("b.gz", idx_bytes.to_vec()),
+            ("b.idx.gz", gzip(&idx_bytes)),
+        ];
+        for (name, bytes) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let got = load_tensor(&p).unwrap();
+            if name.starts_with('a') {
+                assert_eq!(got, t, "{name}");
+            } else {
+                assert_eq!(got.data(), &TensorData::U8(vec![9, 8]), "{name}");
+            }
+        }
+
+        let p = dir.path().join("c.csv");
+        std::fs::write(&p, b"1,2,3\n").unwrap();
+        let err = load_tensor(&p).unwrap_err().to_string();
+        assert!(err.contains("c.csv: magic:") && err.contains("IDX, NPY or NPZ"), "{err}");
+        let err = load_tensor(&dir.path().join("missing.idx")).unwrap_err();
+        assert!(matches!(err, DataError::Io { .. }), "{err}");
+    }
+
+    #[test]
+    fn payload_limit_is_checked_before_reading() {
+        let err = payload_len(&[1 << 31, 4], 1, Path::new("f")).unwrap_err();
+        assert!(err.to_string().contains("exceeds the 4 GiB limit"), "{err}");
+        assert_eq!(payload_len(&[3, 5], 4, Path::new("f")).unwrap(), 60);
+    }
+}
