@@ -33,6 +33,7 @@ fn adds_from_file_and_from_bytes() {
     let options = OrtOptions {
         threads: 2,
         opt_level: OptLevel::Disable,
+        spin: false,
     };
     for mut rt in [
         OrtRuntime::from_file(&fixture("add.onnx"), &OrtOptions::new(1)).unwrap(),

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::eval::dataset::Dataset;
 use crate::eval::error::DataError;
+use crate::eval::manifest::OutputSpec;
 use crate::eval::metrics::{self, MetricError};
 use crate::runtime::{Runtime, RuntimeError};
 use crate::tensor::Tensor;
@@ -36,6 +37,14 @@ pub enum EvalError {
     /// The outputs could not be scored.
     #[error(transparent)]
     Metric(#[from] MetricError),
+    /// The manifest names an output the model does not have.
+    #[error("output `{name}` is not among the model's outputs {outputs:?}")]
+    NoSuchOutput {
+        /// The name asked for.
+        name: String,
+        /// The model's outputs.
+        outputs: Vec<String>,
+    },
     /// The runtime's outputs are not what a classifier gives.
     #[error("{runtime} output {index}: {message}")]
     Output {
@@ -46,6 +55,26 @@ pub enum EvalError {
         /// What is wrong.
         message: String,
     },
+}
+
+/// Index of the output `spec` names among a model's `outputs` (the first when it names none).
+pub fn output_index(spec: &OutputSpec, outputs: &[String]) -> Result<usize, EvalError> {
+    match &spec.name {
+        None if !outputs.is_empty() => Ok(0),
+        None => Err(EvalError::NoSuchOutput {
+            name: "(first)".into(),
+            outputs: Vec::new(),
+        }),
+        Some(name) => {
+            outputs
+                .iter()
+                .position(|o| o == name)
+                .ok_or_else(|| EvalError::NoSuchOutput {
+                    name: name.clone(),
+                    outputs: outputs.to_vec(),
+                })
+        }
+    }
 }
 
 /// Runs every sample of `dataset` through `runtime` in batches of `batch` (the last smaller),
@@ -113,4 +142,22 @@ pub fn evaluate(
         outputs,
         wall_time: start.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_index_resolves_names_and_defaults_to_first() {
+        let outs = vec!["probs".to_string(), "logits".to_string()];
+        let mut spec = OutputSpec::default();
+        assert_eq!(output_index(&spec, &outs).unwrap(), 0);
+        spec.name = Some("logits".into());
+        assert_eq!(output_index(&spec, &outs).unwrap(), 1);
+        spec.name = Some("scores".into());
+        let err = output_index(&spec, &outs).unwrap_err().to_string();
+        assert!(err.contains("`scores`") && err.contains("logits"), "{err}");
+        assert!(output_index(&OutputSpec::default(), &[]).is_err());
+    }
 }

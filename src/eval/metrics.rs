@@ -1,5 +1,6 @@
 //! Accuracy and agreement metrics on model outputs `[samples, classes...]` (everything after the
-//! first dimension is one sample's scores). Pure functions of their inputs.
+//! first dimension is one sample's scores), and SQNR and cosine similarity between any two
+//! tensors of one shape (per-layer comparisons). Pure functions of their inputs.
 
 use crate::eval::manifest::OutputKind;
 use crate::tensor::{Tensor, TensorError};
@@ -211,6 +212,41 @@ pub fn difference(reference: &Tensor, candidate: &Tensor) -> Result<Difference, 
     Ok(d)
 }
 
+/// Signal-to-quantisation-noise ratio in dB: `10·log10(Σ r² / Σ (c − r)²)` over all elements
+/// (any shape, e.g. one layer's activations); `+inf` when the candidate equals the reference.
+pub fn sqnr_db(reference: &Tensor, candidate: &Tensor) -> Result<f64, MetricError> {
+    same_shape("tensors for SQNR", reference, candidate)?;
+    let (mut signal, mut noise) = (0.0f64, 0.0f64);
+    for (&r, &c) in reference.as_f32()?.iter().zip(candidate.as_f32()?) {
+        let (r, c) = (f64::from(r), f64::from(c));
+        signal += r * r;
+        noise += (c - r) * (c - r);
+    }
+    Ok(if noise == 0.0 {
+        f64::INFINITY
+    } else {
+        10.0 * (signal / noise).log10()
+    })
+}
+
+/// Cosine similarity of two tensors taken as flat vectors: 1 when both are zero, 0 when only
+/// one is.
+pub fn cosine(reference: &Tensor, candidate: &Tensor) -> Result<f64, MetricError> {
+    same_shape("tensors for cosine similarity", reference, candidate)?;
+    let (mut dot, mut rr, mut cc) = (0.0f64, 0.0f64, 0.0f64);
+    for (&r, &c) in reference.as_f32()?.iter().zip(candidate.as_f32()?) {
+        let (r, c) = (f64::from(r), f64::from(c));
+        dot += r * c;
+        rr += r * r;
+        cc += c * c;
+    }
+    Ok(match (rr == 0.0, cc == 0.0) {
+        (true, true) => 1.0,
+        (true, false) | (false, true) => 0.0,
+        (false, false) => dot / (rr.sqrt() * cc.sqrt()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -295,5 +331,23 @@ mod tests {
                 max_rel: 0.0
             }
         );
+    }
+
+    #[test]
+    fn sqnr_and_cosine_match_hand_computation() {
+        // Signal 3² + 4² = 25, noise 0.5² = 0.25: 10·log10(100) = 20 dB.
+        let r = t(vec![2], vec![3.0, 4.0]);
+        let c = t(vec![2], vec![3.5, 4.0]);
+        assert!((sqnr_db(&r, &c).unwrap() - 20.0).abs() < 1e-9);
+        assert_eq!(sqnr_db(&r, &r).unwrap(), f64::INFINITY);
+        // (3·4 + 4·−3) = 0: orthogonal; (3, 4)·(6, 8) parallel.
+        assert!(cosine(&r, &t(vec![2], vec![4.0, -3.0])).unwrap().abs() < 1e-12);
+        assert!((cosine(&r, &t(vec![2], vec![6.0, 8.0])).unwrap() - 1.0).abs() < 1e-12);
+        let z = t(vec![2], vec![0.0, 0.0]);
+        assert_eq!(
+            (cosine(&z, &z).unwrap(), cosine(&r, &z).unwrap()),
+            (1.0, 0.0)
+        );
+        assert!(cosine(&r, &t(vec![1, 2], vec![3.0, 4.0])).is_err());
     }
 }

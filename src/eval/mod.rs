@@ -19,5 +19,5 @@ pub mod read;
 
 pub use dataset::Dataset;
 pub use error::DataError;
-pub use evaluate::{evaluate, EvalError, EvalResult};
+pub use evaluate::{evaluate, output_index, EvalError, EvalResult};
 pub use manifest::{Manifest, ManifestError, ManifestFlags, OutputKind};

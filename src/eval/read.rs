@@ -253,7 +253,10 @@ mod tests {
         let p = dir.path().join("c.csv");
         std::fs::write(&p, b"1,2,3\n").unwrap();
         let err = load_tensor(&p).unwrap_err().to_string();
-        assert!(err.contains("c.csv: magic:") && err.contains("IDX, NPY or NPZ"), "{err}");
+        assert!(
+            err.contains("c.csv: magic:") && err.contains("IDX, NPY or NPZ"),
+            "{err}"
+        );
         let err = load_tensor(&dir.path().join("missing.idx")).unwrap_err();
         assert!(matches!(err, DataError::Io { .. }), "{err}");
     }

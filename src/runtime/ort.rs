@@ -236,14 +236,18 @@ pub struct OrtOptions {
     pub threads: usize,
     /// Graph optimisation level.
     pub opt_level: OptLevel,
+    /// Let idle intra-op threads spin-wait for work (ONNX Runtime's default: lower latency,
+    /// but busy cores between runs). Off is kinder to whatever runs beside it.
+    pub spin: bool,
 }
 
 impl OrtOptions {
-    /// `threads` intra-op threads and all graph optimisations.
+    /// `threads` intra-op threads, all graph optimisations, spinning as ONNX Runtime defaults.
     pub fn new(threads: usize) -> OrtOptions {
         OrtOptions {
             threads,
             opt_level: OptLevel::All,
+            spin: true,
         }
     }
 }
@@ -294,6 +298,8 @@ impl OrtRuntime {
             .with_parallel_execution(false)
             .map_err(text)?
             .with_optimization_level(options.opt_level.into())
+            .map_err(text)?
+            .with_intra_op_spinning(options.spin)
             .map_err(text)?;
         let session = commit(&mut builder).map_err(|e| e.to_string())?;
         let inputs = session
