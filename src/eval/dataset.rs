@@ -13,10 +13,13 @@ use crate::tensor::{Tensor, TensorData};
 /// Samples, labels and the preprocessing that turns one into model input.
 #[derive(Debug, Clone)]
 pub struct Dataset {
+    /// All stored samples as read; only the first `count` are used.
     samples: Tensor,
+    count: usize,
     labels: Option<Vec<i64>>,
     input: InputSpec,
     stored_per_sample: usize,
+    origin: PathBuf,
 }
 
 impl Dataset {
@@ -80,22 +83,22 @@ impl Dataset {
             None => None,
         };
         let keep = limit.map_or(count, |n| n.min(count));
-        let samples = first_rows(samples, keep, samples_origin)?;
-        let labels = labels.map(|mut l| {
-            l.truncate(keep);
-            l
-        });
         Ok(Dataset {
             samples,
-            labels,
+            count: keep,
+            labels: labels.map(|mut l| {
+                l.truncate(keep);
+                l
+            }),
             input: input.clone(),
             stored_per_sample,
+            origin: samples_origin.to_path_buf(),
         })
     }
 
     /// Number of samples.
     pub fn len(&self) -> usize {
-        self.samples.shape()[0]
+        self.count
     }
 
     /// True when there are no samples (never, for a dataset that loaded).
@@ -137,7 +140,7 @@ impl Dataset {
         let mut shape = vec![range.len()];
         shape.extend_from_slice(&self.input.sample_shape);
         Tensor::from_f32(shape, out)
-            .map_err(|e| DataError::invalid("batch", "shape", e.to_string()))
+            .map_err(|e| DataError::invalid(&self.origin, "batch", e.to_string()))
     }
 
     /// Consecutive batches of `size` samples (the last one smaller), in order.
@@ -198,42 +201,6 @@ fn label_values(
     labels.to_i64_vec().map_err(|_| {
         DataError::invalid(origin, "element type", "labels must be integers, found f32")
     })
-}
-
-/// The first `n` samples of `t`.
-fn first_rows(t: Tensor, n: usize, origin: &Path) -> Result<Tensor, DataError> {
-    let (mut shape, data) = t.into_parts();
-    let per = data.len() / shape[0].max(1);
-    let keep = n * per;
-    let data = match data {
-        TensorData::F32(mut v) => {
-            v.truncate(keep);
-            TensorData::F32(v)
-        }
-        TensorData::U8(mut v) => {
-            v.truncate(keep);
-            TensorData::U8(v)
-        }
-        TensorData::I8(mut v) => {
-            v.truncate(keep);
-            TensorData::I8(v)
-        }
-        TensorData::I32(mut v) => {
-            v.truncate(keep);
-            TensorData::I32(v)
-        }
-        TensorData::I64(mut v) => {
-            v.truncate(keep);
-            TensorData::I64(v)
-        }
-        TensorData::Bool(mut v) => {
-            v.truncate(keep);
-            TensorData::Bool(v)
-        }
-    };
-    shape[0] = n;
-    Tensor::new(shape, data)
-        .map_err(|e| DataError::invalid(PathBuf::from(origin), "shape", e.to_string()))
 }
 
 /// Appends elements `range` of `data` widened to f32 (bools as 0 and 1).

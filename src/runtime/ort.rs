@@ -471,6 +471,28 @@ mod tests {
     }
 
     #[test]
+    fn unloadable_library_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("libonnxruntime.so.1.32.0");
+        std::fs::write(&fake, b"not a shared library").unwrap();
+        let roots = SearchRoots {
+            env_path: Some(fake),
+            ..SearchRoots::default()
+        };
+        let message = load_library(&roots).err().unwrap();
+        assert!(message.contains("is unusable"), "{message}");
+        assert!(
+            message.contains("pip install onnxruntime==1.32.0"),
+            "{message}"
+        );
+        let message = load_library(&SearchRoots::default()).err().unwrap();
+        assert!(
+            message.contains("was not found (searched: nowhere)"),
+            "{message}"
+        );
+    }
+
+    #[test]
     fn missing_env_path_is_reported_not_skipped() {
         let roots = SearchRoots {
             env_path: Some(PathBuf::from("/nonexistent/libonnxruntime.so")),
