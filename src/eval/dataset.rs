@@ -82,6 +82,13 @@ impl Dataset {
             Some((t, origin)) => Some(label_values(t, origin, count, samples_origin)?),
             None => None,
         };
+        if limit == Some(0) {
+            return Err(DataError::invalid(
+                samples_origin,
+                "limit",
+                "0 samples leaves nothing to run",
+            ));
+        }
         let keep = limit.map_or(count, |n| n.min(count));
         Ok(Dataset {
             samples,
@@ -270,6 +277,7 @@ mod tests {
         assert_eq!(limited.len(), 3);
         assert_eq!(limited.labels(), Some(&[0i64, 1, 2][..]));
         assert_eq!(limited.batches(8).count(), 1);
+        assert!(Dataset::load(&split, &spec(vec![4]), Some(0)).is_err());
     }
 
     #[test]
