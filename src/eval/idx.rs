@@ -189,4 +189,13 @@ mod tests {
         let p = write(&dir, "short", &[0, 0, 8, 2, 0, 0]);
         assert_eq!(field_of(read_idx(&p).unwrap_err()).0, "dims");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut bytes = vec![0u8, 0];
+            bytes.extend_from_slice(&tail);
+            let _ = read_idx_from(&mut &bytes[..], Path::new("fuzz"));
+        }
+    }
 }

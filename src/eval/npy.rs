@@ -475,4 +475,22 @@ mod tests {
         let b = Tensor::new(vec![1], TensorData::Bool(vec![true])).unwrap();
         assert!(write_npy(&dir.path().join("b.npy"), &b).is_err());
     }
+
+    proptest::proptest! {
+        #[test]
+        fn round_trips_any_shape(dims in proptest::collection::vec(1usize..4, 0..4), seed in 0i64..1000) {
+            let n: usize = dims.iter().product();
+            let t = Tensor::from_i64(dims.clone(), (0..n as i64).map(|i| i * seed - 500).collect()).unwrap();
+            let mut bytes = Vec::new();
+            write_npy_to(&mut bytes, &t, Path::new("mem")).unwrap();
+            proptest::prop_assert_eq!(read(&bytes).unwrap(), t);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(tail in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let mut bytes = MAGIC.to_vec();
+            bytes.extend_from_slice(&tail);
+            let _ = read(&bytes);
+        }
+    }
 }
