@@ -1,5 +1,5 @@
 //! Timing a closure: warm-up until the timing settles, then a timed loop to a run count or a
-//! time budget, summarised with [`stats::summarize`](super::stats::summarize).
+//! time budget, summarised with [`stats::summarize`].
 //!
 //! The closure is one inference (usually `Runtime::run` on a batch); its result is kept alive
 //! until after the clock stops reading it, so output deallocation is part of the timed run just

@@ -18,6 +18,7 @@
 //! comparing two medians taken minutes apart. See `scripts/README.md`.
 
 pub mod latency;
+pub mod machine;
 pub mod memory;
 pub mod power;
 pub mod rng;

@@ -5,8 +5,9 @@
 //! 1. `measured`: RAPL, hwmon and INA3221 sensors found under a sysfs root ([`sensors`]), read
 //!    by a sampler thread during the timed loop: counters summed wrap-aware, instantaneous
 //!    power integrated over time.
-//! 2. `estimated`: CPU-seconds of the loop (getrusage, all threads, the sampler's own time
-//!    taken out) × watts per active core of a board description ([`estimate::BoardPower`]).
+//! 2. `estimated`: CPU-seconds of the loop (the process CPU clock: all threads, the sampler's
+//!    own time taken out) × watts per active core of a board description
+//!    ([`estimate::BoardPower`]).
 //! 3. `model`: operation counts × energy per operation ([`opcount`], Horowitz ISSCC 2014).
 //!
 //! [`EnergyReport::headline`] is the first link that produced a figure; every figure that
@@ -276,7 +277,7 @@ impl EnergyProbe {
                 EnergySource::Estimated,
                 None,
                 format!(
-                    "cpu time {cpu:.3} s × {} ({} W per active core)",
+                    "cpu time {cpu:.4} s × {} ({} W per active core)",
                     board.name, board.watts_per_active_core
                 ),
                 board.joules(*cpu),
