@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// How [`summarize`] computes its interval and judges noise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsConfig {
-    /// Bootstrap resamples for the confidence interval of the median (at least 1; 2,000 is
+    /// Bootstrap resamples for the confidence interval of the median (1 to [`MAX_RESAMPLES`]; 2,000 is
     /// usual for a 95% percentile interval).
     pub bootstrap_resamples: usize,
     /// Seed of the resampling generator: the same samples and seed give the same interval.
@@ -98,13 +98,19 @@ pub struct Summary {
     pub noisy: bool,
 }
 
+/// Most bootstrap resamples [`summarize`] accepts (it keeps one median per resample).
+pub const MAX_RESAMPLES: usize = 1_000_000;
+
 /// Summarises `samples` (any order, at least one, all finite).
 pub fn summarize(samples: &[f64], config: &StatsConfig) -> Result<Summary, MeasureError> {
     check_samples(samples)?;
-    if config.bootstrap_resamples == 0 {
+    if !(1..=MAX_RESAMPLES).contains(&config.bootstrap_resamples) {
         return Err(MeasureError::Config {
             field: "bootstrap_resamples",
-            message: "must be at least 1".into(),
+            message: format!(
+                "{} is not between 1 and {MAX_RESAMPLES}",
+                config.bootstrap_resamples
+            ),
         });
     }
     let mut sorted = samples.to_vec();
@@ -383,13 +389,18 @@ mod tests {
             summarize(&[1.0, f64::NAN], &c),
             Err(MeasureError::NonFinite { index: 1, .. })
         ));
-        let zero = StatsConfig {
-            bootstrap_resamples: 0,
-            ..c
-        };
-        assert!(matches!(
-            summarize(&[1.0], &zero),
-            Err(MeasureError::Config { .. })
-        ));
+        for resamples in [0, MAX_RESAMPLES + 1] {
+            let bad = StatsConfig {
+                bootstrap_resamples: resamples,
+                ..c.clone()
+            };
+            assert!(matches!(
+                summarize(&[1.0], &bad),
+                Err(MeasureError::Config {
+                    field: "bootstrap_resamples",
+                    ..
+                })
+            ));
+        }
     }
 }

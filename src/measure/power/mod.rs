@@ -114,6 +114,7 @@ impl PowerConfig {
 /// Meters energy between [`EnergyProbe::start`] and [`EnergyProbe::stop`]; also a
 /// [`TimedLoopObserver`], so that [`measure_observed`] starts and stops it around the timed
 /// runs.
+#[derive(Debug)]
 pub struct EnergyProbe {
     config: PowerConfig,
     sensors: Vec<Sensor>,
@@ -122,12 +123,14 @@ pub struct EnergyProbe {
     finished: Option<Finished>,
 }
 
+#[derive(Debug)]
 struct Running {
     sampler: Option<Sampler>,
     start: Instant,
     cpu_start: Result<f64, String>,
 }
 
+#[derive(Debug)]
 struct Finished {
     seconds: f64,
     sensors: Vec<sampler::Integrated>,

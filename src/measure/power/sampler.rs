@@ -110,6 +110,7 @@ fn sample_all(sensors: &[Sensor], accs: &mut [Accumulator]) {
 }
 
 /// The sampling thread, started with a first sample taken before `start` returns.
+#[derive(Debug)]
 pub(crate) struct Sampler {
     stop: mpsc::Sender<()>,
     handle: JoinHandle<(Vec<Integrated>, Option<f64>)>,
