@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 /// How [`summarize`] computes its interval and judges noise.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatsConfig {
-    /// Bootstrap resamples for the confidence interval of the median (1 to [`MAX_RESAMPLES`]; 2,000 is
-    /// usual for a 95% percentile interval).
+    /// Bootstrap resamples for the confidence interval of the median (1 to
+    /// [`MAX_RESAMPLES`]; 2,000 is usual for a 95% percentile interval).
     pub bootstrap_resamples: usize,
     /// Seed of the resampling generator: the same samples and seed give the same interval.
     pub seed: u64,
