@@ -305,7 +305,7 @@ fn constant_value(
         ("value_int", Attr::Int(i)) => Tensor::from_i64(vec![], vec![i]),
         ("value_ints", Attr::Ints(v)) => Tensor::from_i64(vec![v.len()], v),
         (other, attr) => return Err(Problem::Unsupported {
-            what: format!("Constant attribute `{other}` = {attr:?}"),
+            what: format!("Constant attribute `{other}` holding {}", kind_name(&attr)),
             why:
                 "quench reads value, value_float(s) and value_int(s) (no strings or sparse values)",
         }),
@@ -316,6 +316,19 @@ fn constant_value(
         why: "the element count disagrees with the shape",
     })?;
     Ok((output, tensor))
+}
+
+/// A short name for the kind of an attribute value, for messages (the value may be huge).
+fn kind_name(attr: &Attr) -> &'static str {
+    match attr {
+        Attr::Float(_) => "a float",
+        Attr::Int(_) => "an int",
+        Attr::String(_) => "a string",
+        Attr::Tensor(_) => "a tensor",
+        Attr::Floats(_) => "floats",
+        Attr::Ints(_) => "ints",
+        Attr::Strings(_) => "strings",
+    }
 }
 
 /// The names nodes get: their own, or a unique `op_type_index` for unnamed ones.

@@ -984,3 +984,49 @@ fn io_errors_name_the_file() {
         "{e}"
     );
 }
+
+#[test]
+fn constant_with_string_or_mismatched_value_is_refused() {
+    for (name, kind, attr) in [
+        (
+            "value_string",
+            "a string",
+            AttributeProto {
+                r#type: Some(attribute_type::STRING),
+                s: Some(b"hi".to_vec()),
+                ..AttributeProto::default()
+            },
+        ),
+        (
+            "value_float",
+            "ints",
+            AttributeProto {
+                r#type: Some(attribute_type::INTS),
+                ints: vec![1; 100_000],
+                ..AttributeProto::default()
+            },
+        ),
+    ] {
+        let attr = AttributeProto {
+            name: Some(name.into()),
+            ..attr
+        };
+        let m = model(
+            vec![
+                node("Constant", &[], &["c"], vec![attr]),
+                node("Add", &["x", "c"], &["y"], vec![]),
+            ],
+            vec![],
+            vec![value_info("x", 1, &[1])],
+            vec![value_info("y", 1, &[1])],
+        );
+        let e = load_err(&m, None);
+        let text = e.to_string();
+        assert!(matches!(problem(&e), Problem::Unsupported { .. }), "{text}");
+        assert!(
+            text.contains("node `Constant_0`") && text.contains(kind),
+            "{text}"
+        );
+        assert!(text.len() < 300, "the message stays short: {text}");
+    }
+}
