@@ -104,8 +104,14 @@ pub fn load_model(path: impl AsRef<Path>) -> Result<Model, OnnxError> {
         action: "read the model",
         source,
     };
-    let size = std::fs::metadata(path).map_err(io)?.len();
-    check_size(&file, "the model file", size)?;
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if !meta.is_file() {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        )));
+    }
+    check_size(&file, "the model file", meta.len())?;
     let bytes = std::fs::read(path).map_err(io)?;
     let base_dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,

@@ -31,8 +31,8 @@ pub fn checked_shape(field: &'static str, dims: &[i64]) -> Result<(Vec<usize>, u
                 limit: MAX_ELEMENTS,
             })?;
     }
-    // Every extent and the product are ≤ MAX_ELEMENTS (2^31), which fits usize on 64-bit targets
-    // and is refused above on 32-bit ones only if it does not fit.
+    // Every extent and the product are ≤ MAX_ELEMENTS (2^31); converting can only fail on a
+    // target whose usize is narrower than that.
     let to_usize = |v: u64| {
         usize::try_from(v).map_err(|_| Problem::TooManyElements {
             dims: dims.to_vec(),

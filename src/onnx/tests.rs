@@ -1030,3 +1030,21 @@ fn constant_with_string_or_mismatched_value_is_refused() {
         assert!(text.len() < 300, "the message stays short: {text}");
     }
 }
+
+#[test]
+fn deeply_nested_unknown_groups_do_not_overflow_the_stack() {
+    // Field 15 of ModelProto is unknown; 0x7b starts a group there. 100,000 nested starts must
+    // hit the decoder's recursion limit, not the stack.
+    let bytes = vec![0x7b; 100_000];
+    assert!(matches!(
+        load_bytes(&bytes, None),
+        Err(OnnxError::Decode { .. })
+    ));
+}
+
+#[test]
+fn a_folder_is_not_a_model_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = load(dir.path()).unwrap_err();
+    assert!(matches!(e, OnnxError::Io { .. }), "{e}");
+}
