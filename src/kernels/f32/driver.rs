@@ -1,0 +1,277 @@
+//! The blocked, threaded GEMM driver shared by the SIMD micro-kernels.
+//!
+//! Loop order after GotoBLAS/BLIS: C is cut into tasks of (≤ `MC` rows) × (≤ `NC` columns);
+//! a task walks K in blocks of ≤ `KC`, packs its A block (rows × KC) into a thread-local scratch
+//! buffer (L2-resident), then for each 16-column B panel (its KC×16 slice stays in L1) runs the
+//! micro-kernel down the rows, 6 at a time. Sizes are for Zen 3 (L1d 32 KiB, L2 512 KiB):
+//! a KC×16 B slice is 16 KiB, an MC×KC A block 144 KiB. The first K block stores into C, later
+//! ones add to it, the last one adds the bias and applies the activation.
+//!
+//! `m == 1` (GEMV) packs nothing: the row of A already is a packed 1-row group, and each panel
+//! is streamed once over the whole K.
+//!
+//! Tasks run on rayon when `rayon::current_num_threads() > 1`; the plan then makes at least as
+//! many tasks as threads, cutting M when it is tall enough and N panels otherwise.
+
+use super::packed::{pack_a, PackedB, NR};
+use super::{panel_bias, Activation, Epilogue};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+/// Rows of C one micro-kernel call produces at most.
+pub(super) const MR: usize = 6;
+/// K block: a KC×16 B slice plus a 6×KC A group fit in L1.
+const KC: usize = 256;
+/// M block (a multiple of `MR`): an MC×KC A block fits in half of L2.
+const MC: usize = 144;
+/// N block (a multiple of `NR`): a KC×NC B block is 4 MiB, in L3.
+const NC: usize = 4096;
+
+/// One micro-kernel call: `C[R×cols] (+)= Â · B̂`, then on the last K block
+/// `C = act(C + bias)`.
+pub(super) struct MicroTile<'a> {
+    /// Length of the K block.
+    pub kc: usize,
+    /// Packed A group: `kc × R` values, K-major (`a[kk * R + i]`).
+    pub a: *const f32,
+    /// Packed B panel slice: `kc × 16` values, rows 64-byte aligned.
+    pub b: *const f32,
+    /// Top-left of the C tile.
+    pub c: *mut f32,
+    /// Row stride of C.
+    pub ldc: usize,
+    /// Valid columns of the tile, 1..=16; lanes beyond are neither read nor written in C.
+    pub cols: usize,
+    /// Add the tile's current contents of C (not the first K block).
+    pub accumulate: bool,
+    /// Present on the last K block: what to apply at the store.
+    pub finish: Option<Finish<'a>>,
+}
+
+/// The epilogue of one tile: its `cols` bias values and the activation.
+#[derive(Clone, Copy)]
+pub(super) struct Finish<'a> {
+    /// Bias for the tile's columns (`cols` values), when there is one.
+    pub bias: Option<&'a [f32]>,
+    /// Activation applied after the bias.
+    pub act: Activation,
+}
+
+/// A micro-kernel for R rows (R fixed per function). Callers guarantee that every pointer in
+/// the tile covers what its doc says and that the CPU has the kernel's features.
+pub(super) type MicroKernel = unsafe fn(&MicroTile<'_>);
+
+/// A SIMD kernel family: its name and its micro-kernels for 1..=MR rows.
+pub(super) struct Simd {
+    /// Kernel name reported by `gemm_kernel_name`.
+    pub name: &'static str,
+    /// `micro[r - 1]` computes tiles of `r` rows.
+    pub micro: [MicroKernel; MR],
+}
+
+/// Base of C, shared by the tasks of one call.
+struct OutPtr(*mut f32);
+
+// SAFETY: the pointer is only dereferenced by micro-kernels inside `Job::task`, and the tasks of
+// one call write disjoint tiles of C (distinct row blocks or panel chunks), all inside the slice
+// whose length `super::run` checked; the slice stays mutably borrowed for the whole call.
+unsafe impl Sync for OutPtr {}
+
+/// How one call is cut into tasks and K blocks.
+#[derive(Debug)]
+struct Plan {
+    m: usize,
+    k: usize,
+    panels: usize,
+    /// Rows per task (a multiple of MR, or 1 for GEMV).
+    rows: usize,
+    m_blocks: usize,
+    /// Panels per task.
+    chunk: usize,
+    n_chunks: usize,
+    /// K block length and count.
+    kc: usize,
+    k_blocks: usize,
+}
+
+impl Plan {
+    fn new(m: usize, k: usize, panels: usize, threads: usize) -> Plan {
+        let (kc, k_blocks) = if m == 1 || k <= KC {
+            (k, 1)
+        } else {
+            let blocks = k.div_ceil(KC);
+            (k.div_ceil(blocks), blocks)
+        };
+        let mut m_blocks = m.div_ceil(MC);
+        if threads > 1 {
+            m_blocks = m_blocks.max(threads.min(m.div_ceil(MR)));
+        }
+        let rows = if m == 1 {
+            1
+        } else {
+            m.div_ceil(m_blocks).next_multiple_of(MR)
+        };
+        let m_blocks = m.div_ceil(rows);
+        let mut n_chunks = panels.div_ceil(NC / NR);
+        if threads > 1 && m_blocks < threads {
+            n_chunks = n_chunks.max(threads.div_ceil(m_blocks)).min(panels);
+        }
+        let chunk = panels.div_ceil(n_chunks);
+        Plan {
+            m,
+            k,
+            panels,
+            rows,
+            m_blocks,
+            chunk,
+            n_chunks: panels.div_ceil(chunk),
+            kc,
+            k_blocks,
+        }
+    }
+
+    fn tasks(&self) -> usize {
+        self.m_blocks * self.n_chunks
+    }
+}
+
+/// Everything one call's tasks share.
+struct Job<'a> {
+    simd: &'a Simd,
+    plan: Plan,
+    a: &'a [f32],
+    lda: usize,
+    b: &'a PackedB,
+    epi: Epilogue<'a>,
+    c: OutPtr,
+    ldc: usize,
+}
+
+impl Job<'_> {
+    /// Computes task `t`: row block `t % m_blocks`, panel chunk `t / m_blocks`, all of K.
+    fn task(&self, t: usize, scratch: &mut Vec<f32>) {
+        let plan = &self.plan;
+        let r0 = (t % plan.m_blocks) * plan.rows;
+        let r1 = (r0 + plan.rows).min(plan.m);
+        let p0 = (t / plan.m_blocks) * plan.chunk;
+        let p1 = (p0 + plan.chunk).min(plan.panels);
+        for kb in 0..plan.k_blocks {
+            let k0 = kb * plan.kc;
+            let k1 = (k0 + plan.kc).min(plan.k);
+            let kc = k1 - k0;
+            let a_block: &[f32] = if plan.m == 1 {
+                &self.a[..plan.k]
+            } else {
+                let need = (r1 - r0) * kc;
+                if scratch.len() < need {
+                    scratch.resize(need, 0.0);
+                }
+                let len = pack_a(self.a, self.lda, r0..r1, k0..k1, MR, scratch);
+                &scratch[..len]
+            };
+            let last = kb + 1 == plan.k_blocks;
+            for p in p0..p1 {
+                let cols = self.b.panel_cols(p);
+                let b_slice = &self.b.panel(p)[k0..k1];
+                let finish = last.then(|| Finish {
+                    bias: panel_bias(&self.epi, p, cols),
+                    act: self.epi.act,
+                });
+                for i0 in (r0..r1).step_by(MR) {
+                    let r = MR.min(r1 - i0);
+                    let group = &a_block[(i0 - r0) * kc..(i0 - r0 + r) * kc];
+                    let tile = MicroTile {
+                        kc,
+                        a: group.as_ptr(),
+                        b: b_slice.as_ptr().cast(),
+                        c: self.c.0.wrapping_add(i0 * self.ldc + p * NR),
+                        ldc: self.ldc,
+                        cols,
+                        accumulate: kb > 0,
+                        finish,
+                    };
+                    // SAFETY: `group` holds kc×r packed values and `b_slice` kc panel rows; the
+                    // tile's rows i0..i0+r and columns p·16..p·16+cols lie inside C, whose
+                    // length `super::run` checked against m, N and ldc, and no other task
+                    // writes them; `finish.bias` holds `cols` values; `simd` was built only
+                    // after detecting its CPU features.
+                    unsafe { (self.simd.micro[r - 1])(&tile) };
+                }
+            }
+        }
+    }
+}
+
+thread_local! {
+    /// Pack-A scratch, grown to the largest block seen and reused by every call on this thread.
+    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer (a fresh one if it is already in use).
+fn with_scratch(f: impl FnOnce(&mut Vec<f32>)) {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut buf) => f(&mut buf),
+        Err(_) => f(&mut Vec::new()),
+    });
+}
+
+/// `C = act(A·B + bias)` on `simd`'s micro-kernels; operands already checked by the caller.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn gemm(
+    simd: &Simd,
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: &PackedB,
+    epi: Epilogue<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    let threads = rayon::current_num_threads();
+    let job = Job {
+        simd,
+        plan: Plan::new(m, b.k(), b.panels(), threads),
+        a,
+        lda,
+        b,
+        epi,
+        c: OutPtr(c.as_mut_ptr()),
+        ldc,
+    };
+    let tasks = job.plan.tasks();
+    let run = |t| with_scratch(|s| job.task(t, s));
+    if threads > 1 && tasks > 1 {
+        (0..tasks).into_par_iter().for_each(run);
+    } else {
+        (0..tasks).for_each(run);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_covers_every_row_and_panel_once() {
+        for &(m, k, panels, threads) in &[
+            (1, 3136, 8, 1),
+            (1, 4096, 256, 2),
+            (196, 288, 4, 2),
+            (784, 9, 2, 2),
+            (512, 512, 32, 1),
+            (512, 512, 32, 3),
+            (7, 600, 300, 4),
+            (5, 0, 1, 2),
+        ] {
+            let plan = Plan::new(m, k, panels, threads);
+            assert!(plan.rows == 1 || plan.rows.is_multiple_of(MR), "{plan:?}");
+            assert!(plan.rows * plan.m_blocks >= m && plan.rows * (plan.m_blocks - 1) < m);
+            assert!(plan.chunk * plan.n_chunks >= panels);
+            assert!(plan.chunk * (plan.n_chunks - 1) < panels);
+            assert!(plan.kc * plan.k_blocks >= k && plan.kc <= KC.max(if m == 1 { k } else { 0 }));
+            if threads > 1 && m.div_ceil(MR).max(panels) >= threads {
+                assert!(plan.tasks() >= threads, "{plan:?}");
+            }
+        }
+    }
+}
