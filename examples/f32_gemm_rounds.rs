@@ -47,7 +47,9 @@ fn peak_gflops() -> Option<f64> {
             }
         }
         let mut out = [0.0f32; 8];
-        let sum = acc.iter().fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
+        let sum = acc
+            .iter()
+            .fold(_mm256_setzero_ps(), |s, &a| _mm256_add_ps(s, a));
         // SAFETY: `out` holds 8 values.
         unsafe { _mm256_storeu_ps(out.as_mut_ptr(), sum) };
         out.iter().sum()
@@ -103,7 +105,15 @@ impl Shape {
                 bias: Some(&self.bias),
                 act: Activation::Relu,
             };
-            gemm(self.m, black_box(&self.a), self.k, &self.packed, epi, &mut self.out, self.n);
+            gemm(
+                self.m,
+                black_box(&self.a),
+                self.k,
+                &self.packed,
+                epi,
+                &mut self.out,
+                self.n,
+            );
             black_box(&self.out);
             best = best.min(t.elapsed().as_secs_f64());
         }

@@ -34,13 +34,13 @@ unsafe fn micro<const R: usize, const U: usize>(t: &MicroTile<'_>) {
     let mut acc = [[[_mm256_setzero_ps(); 2]; R]; U];
     let (a, b) = (t.a, t.b);
     let step = |acc: &mut [[__m256; 2]; R], k: usize| {
-        // SAFETY: k < kc, so row k of the panel slice (16 values, 64-byte aligned) and the R
-        // packed A values of step k are in bounds.
+        // SAFETY: k < kc, so row k of the panel slice (16 values, 64-byte aligned) and
+        // A[i][k] for i < R are in bounds (the caller's guarantee).
         unsafe {
             let b0 = _mm256_load_ps(b.add(k * NR));
             let b1 = _mm256_load_ps(b.add(k * NR + 8));
             for (i, row) in acc.iter_mut().enumerate() {
-                let av = _mm256_broadcast_ss(&*a.add(k * R + i));
+                let av = _mm256_broadcast_ss(&*a.add(i * t.lda + k));
                 row[0] = _mm256_fmadd_ps(av, b0, row[0]);
                 row[1] = _mm256_fmadd_ps(av, b1, row[1]);
             }

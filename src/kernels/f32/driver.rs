@@ -1,39 +1,47 @@
 //! The blocked, threaded GEMM driver shared by the SIMD micro-kernels.
 //!
 //! Loop order after GotoBLAS/BLIS: C is cut into tasks of (≤ `MC` rows) × (≤ `NC` columns);
-//! a task walks K in blocks of ≤ `KC`, packs its A block (rows × KC) into a thread-local scratch
-//! buffer (L2-resident), then for each 16-column B panel (its KC×16 slice stays in L1) runs the
-//! micro-kernel down the rows, 6 at a time. Sizes are for Zen 3 (L1d 32 KiB, L2 512 KiB):
-//! a KC×16 B slice is 16 KiB, an MC×KC A block 144 KiB. The first K block stores into C, later
-//! ones add to it, the last one adds the bias and applies the activation.
+//! a task walks K in blocks of ≤ `KC`, and for each 16-column B panel (its KC×16 slice stays in
+//! L1) runs the micro-kernel down the rows, 6 at a time, over the A block (rows × KC, which
+//! stays in L2). Sizes are for Zen 3 (L1d 32 KiB, L2 512 KiB): a KC×16 B slice is 16 KiB, an
+//! MC×KC A block 144 KiB. The first K block stores into C, later ones add to it, the last one
+//! adds the bias and applies the activation.
 //!
-//! `m == 1` (GEMV) packs nothing: the row of A already is a packed 1-row group, and each panel
-//! is streamed once over the whole K.
+//! A is read in place, not packed: the micro-kernel broadcasts from 6 row streams. Measured on
+//! Zen 3 (`examples/f32_gemm_rounds.rs`, ratio to the FMA peak), packing A per MC×KC block into
+//! a scratch buffer cost more than it saved on every shape tried: MNIST conv2 (196×64×288) 63%
+//! packed vs 91% in place, 512³ 80–83% vs 80–88%, conv1 (784×32×9) 27% vs 39%. Nothing is
+//! allocated per call.
+//!
+//! `m == 1` (GEMV) does not block K: each panel is streamed once over the whole K by the 1-row
+//! micro-kernel.
 //!
 //! Tasks run on rayon when `rayon::current_num_threads() > 1`; the plan then makes at least as
 //! many tasks as threads, cutting M when it is tall enough and N panels otherwise.
 
-use super::packed::{pack_a, PackedB, NR};
+use super::packed::{PackedB, NR};
 use super::{panel_bias, Activation, Epilogue};
 use rayon::prelude::*;
-use std::cell::RefCell;
 
 /// Rows of C one micro-kernel call produces at most.
 pub(super) const MR: usize = 6;
-/// K block: a KC×16 B slice plus a 6×KC A group fit in L1.
+/// K block: a KC×16 B slice plus 6 rows of KC A values fit in L1.
 const KC: usize = 256;
 /// M block (a multiple of `MR`): an MC×KC A block fits in half of L2.
 const MC: usize = 144;
 /// N block (a multiple of `NR`): a KC×NC B block is 4 MiB, in L3.
 const NC: usize = 4096;
 
-/// One micro-kernel call: `C[R×cols] (+)= Â · B̂`, then on the last K block
+/// One micro-kernel call: `C[R×cols] (+)= A[R×kc] · B_panel[kc×16]`, then on the last K block
 /// `C = act(C + bias)`.
 pub(super) struct MicroTile<'a> {
     /// Length of the K block.
     pub kc: usize,
-    /// Packed A group: `kc × R` values, K-major (`a[kk * R + i]`).
+    /// A at the tile's first row and K step, read in place: row `i`, step `kk` at
+    /// `a[i * lda + kk]`.
     pub a: *const f32,
+    /// Row stride of A.
+    pub lda: usize,
     /// Packed B panel slice: `kc × 16` values, rows 64-byte aligned.
     pub b: *const f32,
     /// Top-left of the C tile.
@@ -149,7 +157,7 @@ struct Job<'a> {
 
 impl Job<'_> {
     /// Computes task `t`: row block `t % m_blocks`, panel chunk `t / m_blocks`, all of K.
-    fn task(&self, t: usize, scratch: &mut Vec<f32>) {
+    fn task(&self, t: usize) {
         let plan = &self.plan;
         let r0 = (t % plan.m_blocks) * plan.rows;
         let r1 = (r0 + plan.rows).min(plan.m);
@@ -157,32 +165,21 @@ impl Job<'_> {
         let p1 = (p0 + plan.chunk).min(plan.panels);
         for kb in 0..plan.k_blocks {
             let k0 = kb * plan.kc;
-            let k1 = (k0 + plan.kc).min(plan.k);
-            let kc = k1 - k0;
-            let a_block: &[f32] = if plan.m == 1 {
-                &self.a[..plan.k]
-            } else {
-                let need = (r1 - r0) * kc;
-                if scratch.len() < need {
-                    scratch.resize(need, 0.0);
-                }
-                let len = pack_a(self.a, self.lda, r0..r1, k0..k1, MR, scratch);
-                &scratch[..len]
-            };
+            let kc = plan.kc.min(plan.k - k0);
             let last = kb + 1 == plan.k_blocks;
             for p in p0..p1 {
                 let cols = self.b.panel_cols(p);
-                let b_slice = &self.b.panel(p)[k0..k1];
+                let b_slice = &self.b.panel(p)[k0..k0 + kc];
                 let finish = last.then(|| Finish {
                     bias: panel_bias(&self.epi, p, cols),
                     act: self.epi.act,
                 });
                 for i0 in (r0..r1).step_by(MR) {
                     let r = MR.min(r1 - i0);
-                    let group = &a_block[(i0 - r0) * kc..(i0 - r0 + r) * kc];
                     let tile = MicroTile {
                         kc,
-                        a: group.as_ptr(),
+                        a: self.a[i0 * self.lda + k0..].as_ptr(),
+                        lda: self.lda,
                         b: b_slice.as_ptr().cast(),
                         c: self.c.0.wrapping_add(i0 * self.ldc + p * NR),
                         ldc: self.ldc,
@@ -190,29 +187,16 @@ impl Job<'_> {
                         accumulate: kb > 0,
                         finish,
                     };
-                    // SAFETY: `group` holds kc×r packed values and `b_slice` kc panel rows; the
-                    // tile's rows i0..i0+r and columns p·16..p·16+cols lie inside C, whose
-                    // length `super::run` checked against m, N and ldc, and no other task
-                    // writes them; `finish.bias` holds `cols` values; `simd` was built only
-                    // after detecting its CPU features.
+                    // SAFETY: rows i0..i0+r, columns k0..k0+kc of A and rows i0..i0+r, columns
+                    // p·16..p·16+cols of C lie inside `a` and C, whose lengths `super::run`
+                    // checked against m, K, N, lda and ldc; no other task writes that tile of C;
+                    // `b_slice` holds kc panel rows and `finish.bias` `cols` values; `simd` was
+                    // handed out only after detecting its CPU features.
                     unsafe { (self.simd.micro[r - 1])(&tile) };
                 }
             }
         }
     }
-}
-
-thread_local! {
-    /// Pack-A scratch, grown to the largest block seen and reused by every call on this thread.
-    static SCRATCH: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Runs `f` with this thread's scratch buffer (a fresh one if it is already in use).
-fn with_scratch(f: impl FnOnce(&mut Vec<f32>)) {
-    SCRATCH.with(|s| match s.try_borrow_mut() {
-        Ok(mut buf) => f(&mut buf),
-        Err(_) => f(&mut Vec::new()),
-    });
 }
 
 /// `C = act(A·B + bias)` on `simd`'s micro-kernels; operands already checked by the caller.
@@ -239,7 +223,7 @@ pub(super) fn gemm(
         ldc,
     };
     let tasks = job.plan.tasks();
-    let run = |t| with_scratch(|s| job.task(t, s));
+    let run = |t| job.task(t);
     if threads > 1 && tasks > 1 {
         (0..tasks).into_par_iter().for_each(run);
     } else {

@@ -1,10 +1,10 @@
 //! f32 GEMM: `C = act(A · B + bias)` with B packed once at plan time.
 //!
 //! This is the baseline every quantized speed-up is measured against, so it has to be a real
-//! GEMM: B is packed once into 16-column panels ([`PackedB`]), A is packed per cache block into a
-//! thread-local scratch buffer, and a register-blocked micro-kernel computes 6×16 tiles of C
-//! with the bias and activation fused into the store (GotoBLAS/BLIS loop order; block sizes in
-//! `driver`). `m == 1` takes a GEMV path that streams B once without packing A.
+//! GEMM: B is packed once into 16-column panels ([`PackedB`]), A is read in place, and a
+//! register-blocked micro-kernel computes 6×16 tiles of C with the bias and activation fused
+//! into the store (GotoBLAS/BLIS loop order and cache blocking; sizes and measurements in
+//! `driver`). `m == 1` takes a GEMV path that streams each B panel once over the whole K.
 //!
 //! Kernels, chosen at run time by [`crate::kernels::isa`]:
 //! * `f32-gemm-scalar`: the reference twin (`scalar`), also what `QUENCH_KERNELS=scalar` runs;

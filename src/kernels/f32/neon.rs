@@ -34,8 +34,8 @@ unsafe fn micro<const R: usize, const U: usize>(t: &MicroTile<'_>) {
     let mut acc = [[[vdupq_n_f32(0.0); 4]; R]; U];
     let (a, b) = (t.a, t.b);
     let step = |acc: &mut [[float32x4_t; 4]; R], k: usize| {
-        // SAFETY: k < kc, so row k of the panel slice (16 values) and the R packed A values of
-        // step k are in bounds.
+        // SAFETY: k < kc, so row k of the panel slice (16 values) and A[i][k] for i < R are in
+        // bounds (the caller's guarantee).
         unsafe {
             let bp = b.add(k * NR);
             let bv = [
@@ -45,7 +45,7 @@ unsafe fn micro<const R: usize, const U: usize>(t: &MicroTile<'_>) {
                 vld1q_f32(bp.add(12)),
             ];
             for (i, row) in acc.iter_mut().enumerate() {
-                let av = vld1q_dup_f32(a.add(k * R + i));
+                let av = vld1q_dup_f32(a.add(i * t.lda + k));
                 for (x, &y) in row.iter_mut().zip(&bv) {
                     *x = vfmaq_f32(*x, y, av);
                 }

@@ -1,4 +1,4 @@
-//! Packed operands: B in 16-column panels (once, at plan time) and A per cache block.
+//! The packed right-hand operand: B in 16-column panels, packed once at plan time.
 
 /// Width of a packed-B panel: the columns one micro-kernel call produces.
 pub(super) const NR: usize = 16;
@@ -77,31 +77,4 @@ impl PackedB {
     pub(super) fn panel_cols(&self, p: usize) -> usize {
         NR.min(self.n - p * NR)
     }
-}
-
-/// Packs rows `rows` and columns `ks` of A (row stride `lda`) for the micro-kernels: groups of
-/// `mr` rows (the last group may be shorter, `r` rows), each stored K-major (`out[kk * r + i]`),
-/// one group after the other. Returns the packed length.
-pub(super) fn pack_a(
-    a: &[f32],
-    lda: usize,
-    rows: std::ops::Range<usize>,
-    ks: std::ops::Range<usize>,
-    mr: usize,
-    out: &mut [f32],
-) -> usize {
-    let kc = ks.len();
-    let mut off = 0;
-    for i0 in rows.clone().step_by(mr) {
-        let r = mr.min(rows.end - i0);
-        let group = &mut out[off..off + r * kc];
-        for i in 0..r {
-            let src = &a[(i0 + i) * lda + ks.start..][..kc];
-            for (dst, &v) in group.iter_mut().skip(i).step_by(r).zip(src) {
-                *dst = v;
-            }
-        }
-        off += r * kc;
-    }
-    off
 }
