@@ -32,6 +32,14 @@ const MC: usize = 144;
 /// N block (a multiple of `NR`): a KC×NC B block is 4 MiB, in L3.
 const NC: usize = 4096;
 
+/// Below this many multiply-adds (about 10 µs of one core) a call runs serially: handing tasks
+/// to rayon workers would cost more than it saves. Tests split every call, so the random shapes
+/// exercise the parallel plans too.
+#[cfg(not(test))]
+const PARALLEL_MIN_MACS: usize = 1 << 18;
+#[cfg(test)]
+const PARALLEL_MIN_MACS: usize = 1;
+
 /// One micro-kernel call: `C[R×cols] (+)= A[R×kc] · B_panel[kc×16]`, then on the last K block
 /// `C = act(C + bias)`.
 pub(super) struct MicroTile<'a> {
@@ -211,7 +219,11 @@ pub(super) fn gemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let threads = rayon::current_num_threads();
+    let threads = if m * b.n() * b.k() >= PARALLEL_MIN_MACS {
+        rayon::current_num_threads()
+    } else {
+        1
+    };
     let job = Job {
         simd,
         plan: Plan::new(m, b.k(), b.panels(), threads),

@@ -207,6 +207,8 @@ fn prime_and_block_edge_shapes() {
         (143, 16, 5),
         (145, 49, 41),
         (61, 89, 300),
+        (3, 1000, 100),
+        (1, 700, 400),
     ];
     for (idx, &(m, n, k)) in shapes.iter().enumerate() {
         let act = act_of(idx as u8);
