@@ -219,7 +219,7 @@ pub(super) fn gemm(
     c: &mut [f32],
     ldc: usize,
 ) {
-    let threads = if m * b.n() * b.k() >= PARALLEL_MIN_MACS {
+    let threads = if m.saturating_mul(b.n()).saturating_mul(b.k()) >= PARALLEL_MIN_MACS {
         rayon::current_num_threads()
     } else {
         1

@@ -39,9 +39,12 @@ impl PackedB {
         let panels = n.div_ceil(NR);
         let mut rows = vec![PanelRow([0.0; NR]); panels * k];
         for (p, panel) in rows.chunks_exact_mut(k.max(1)).enumerate().take(panels) {
-            for j in 0..NR.min(n - p * NR) {
-                for (kk, row) in panel.iter_mut().enumerate() {
-                    row.0[j] = at(kk, p * NR + j);
+            // K outer, columns inner: both source layouts are then read as (at most 16)
+            // sequential streams.
+            let cols = NR.min(n - p * NR);
+            for (kk, row) in panel.iter_mut().enumerate() {
+                for (j, v) in row.0[..cols].iter_mut().enumerate() {
+                    *v = at(kk, p * NR + j);
                 }
             }
         }
