@@ -209,6 +209,7 @@ fn prime_and_block_edge_shapes() {
         (61, 89, 300),
         (3, 1000, 100),
         (1, 700, 400),
+        (4, 40, 700),
     ];
     for (idx, &(m, n, k)) in shapes.iter().enumerate() {
         let act = act_of(idx as u8);
