@@ -145,22 +145,19 @@ impl Case {
         let want = self.run(Kernel::Scalar);
         let Some(simd) = Kernel::simd() else { return };
         self.assert_close(&self.run(simd), &want);
-        self.assert_close(&pool(3).install(|| self.run(simd)), &want);
+        self.assert_close(&pool3().install(|| self.run(simd)), &want);
     }
 }
 
-fn pool(threads: usize) -> &'static rayon::ThreadPool {
-    static POOLS: OnceLock<Vec<rayon::ThreadPool>> = OnceLock::new();
-    &POOLS.get_or_init(|| {
-        (1..=4)
-            .map(|t| {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(t)
-                    .build()
-                    .unwrap()
-            })
-            .collect()
-    })[threads - 1]
+/// A 3-thread pool: an odd count, so splits are uneven.
+fn pool3() -> &'static rayon::ThreadPool {
+    static POOL: OnceLock<rayon::ThreadPool> = OnceLock::new();
+    POOL.get_or_init(|| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap()
+    })
 }
 
 fn act_of(i: u8) -> Activation {
