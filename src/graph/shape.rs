@@ -155,7 +155,7 @@ impl Window2d {
             }
             let steps = padded - span;
             let mut out = steps / strides[d] + 1;
-            if ceil && steps % strides[d] != 0 {
+            if ceil && !steps.is_multiple_of(strides[d]) {
                 out += 1;
                 // The last window must start inside the input or the leading padding.
                 if (out - 1) * strides[d] >= input[d] + pb {
@@ -253,13 +253,23 @@ pub fn pool_window(node: &Node, x: &[usize]) -> Result<Window2d, GraphError> {
     Window2d::resolve(node, [x[2], x[3]], kernel)
 }
 
-/// Matrix-product shapes of `A·B` with numpy semantics: batch dims broadcast, 1-D operands
-/// promoted. Returns (output shape, batch shape, M, K, N).
-pub fn matmul_shapes(
-    node: &Node,
-    a: &[usize],
-    b: &[usize],
-) -> Result<(Vec<usize>, Vec<usize>, usize, usize, usize), GraphError> {
+/// The shapes of a numpy-style matrix product `A·B`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatMulShape {
+    /// Output shape.
+    pub out: Vec<usize>,
+    /// Broadcast batch dimensions.
+    pub batch: Vec<usize>,
+    /// Rows of each product.
+    pub m: usize,
+    /// Inner dimension.
+    pub k: usize,
+    /// Columns of each product.
+    pub n: usize,
+}
+
+/// Resolves `A·B` with numpy semantics: batch dims broadcast, 1-D operands promoted.
+pub fn matmul_shapes(node: &Node, a: &[usize], b: &[usize]) -> Result<MatMulShape, GraphError> {
     if a.is_empty() || b.is_empty() {
         return Err(node.error("MatMul operands must have rank at least 1"));
     }
@@ -298,7 +308,13 @@ pub fn matmul_shapes(
     if b.len() > 1 {
         out.push(n);
     }
-    Ok((out, batch, m, ka, n))
+    Ok(MatMulShape {
+        out,
+        batch,
+        m,
+        k: ka,
+        n,
+    })
 }
 
 /// Gemm geometry: `Y[M×N] = alpha·op(A)·op(B) + beta·C`.
@@ -386,7 +402,7 @@ pub fn reshape_target(
     let known = checked_numel(&out)
         .ok_or_else(|| node.error(format!("target shape {spec:?} overflows")))?;
     if let Some(i) = infer {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(node.error(format!("cannot reshape {input:?} to {spec:?}")));
         }
         out[i] = total / known;
@@ -762,7 +778,7 @@ pub fn infer_node(
         "MatMul" => {
             let (a, b) = (x()?, need(node, types, 1)?);
             need_f32(node, a, "A")?;
-            f32_of(matmul_shapes(node, &a.shape, &b.shape)?.0)
+            f32_of(matmul_shapes(node, &a.shape, &b.shape)?.out)
         }
         "Flatten" => {
             let a = x()?;

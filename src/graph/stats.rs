@@ -71,8 +71,8 @@ pub fn stats(graph: &Graph, types: &BTreeMap<String, ValueType>) -> Result<Graph
                 (p.m * p.n) as u64 * p.k as u64
             }
             "MatMul" => {
-                let (_, batch, m, k, n) = matmul_shapes(node, &ty(0)?.shape, &ty(1)?.shape)?;
-                (batch.iter().product::<usize>() * m * n) as u64 * k as u64
+                let s = matmul_shapes(node, &ty(0)?.shape, &ty(1)?.shape)?;
+                (s.batch.iter().product::<usize>() * s.m * s.n) as u64 * s.k as u64
             }
             _ => 0,
         };

@@ -1,0 +1,306 @@
+//! 2-D convolution: a direct kernel for depthwise convolution, im2col + packed GEMM for the rest,
+//! with bias and a Relu/Clip fused into the store.
+
+use rayon::prelude::*;
+
+use crate::graph::shape::{ConvParams, Window2d};
+use crate::kernels::f32::{gemm, gemm_kernel_name, Activation, Epilogue, PackedB};
+
+/// Name reported for the direct depthwise kernel.
+pub const DEPTHWISE_KERNEL: &str = "depthwise-f32-direct";
+
+/// A convolution with its weights prepared for the kernel that runs it.
+#[derive(Debug, Clone)]
+pub struct Conv {
+    p: ConvParams,
+    bias: Option<Vec<f32>>,
+    act: Activation,
+    kind: ConvKind,
+}
+
+#[derive(Debug, Clone)]
+enum ConvKind {
+    /// One input channel per group: each output channel is a single-plane filter.
+    Depthwise { weights: Vec<f32> },
+    /// im2col into scratch, then one GEMM per group with weights packed as [Cout/g × K].
+    Gemm {
+        packed: Vec<PackedB>,
+        pointwise: bool,
+    },
+}
+
+impl Conv {
+    /// Prepares a convolution: `weights` is the ONNX [Cout, Cin/g, kh, kw] tensor's data.
+    pub fn new(p: ConvParams, weights: &[f32], bias: Option<&[f32]>, act: Activation) -> Conv {
+        let [kh, kw] = p.window.kernel;
+        let cin_g = p.cin / p.group;
+        let cout_g = p.cout / p.group;
+        let k = cin_g * kh * kw;
+        let kind = if cin_g == 1 && p.group > 1 {
+            ConvKind::Depthwise {
+                weights: weights.to_vec(),
+            }
+        } else {
+            let w = &p.window;
+            let pointwise = w.kernel == [1, 1] && w.strides == [1, 1] && w.pads == [0; 4];
+            let packed = (0..p.group)
+                .map(|g| {
+                    PackedB::from_n_by_k(cout_g, k, &weights[g * cout_g * k..(g + 1) * cout_g * k])
+                })
+                .collect();
+            ConvKind::Gemm { packed, pointwise }
+        };
+        Conv {
+            p,
+            bias: bias.map(<[f32]>::to_vec),
+            act,
+            kind,
+        }
+    }
+
+    /// Floats of scratch the kernel needs (im2col matrix plus the GEMM's channel-last output).
+    pub fn scratch_len(&self) -> usize {
+        match &self.kind {
+            ConvKind::Depthwise { .. } => 0,
+            ConvKind::Gemm { .. } => {
+                let hw = self.p.window.output[0] * self.p.window.output[1];
+                let k =
+                    self.p.cin / self.p.group * self.p.window.kernel[0] * self.p.window.kernel[1];
+                hw * k + hw * self.p.cout / self.p.group
+            }
+        }
+    }
+
+    /// Bytes of packed weights held.
+    pub fn packed_bytes(&self) -> usize {
+        match &self.kind {
+            ConvKind::Depthwise { weights } => weights.len() * 4,
+            ConvKind::Gemm { packed, .. } => packed.iter().map(PackedB::size_bytes).sum(),
+        }
+    }
+
+    /// Name of the kernel this convolution runs on.
+    pub fn kernel_name(&self) -> String {
+        match &self.kind {
+            ConvKind::Depthwise { .. } => DEPTHWISE_KERNEL.to_string(),
+            ConvKind::Gemm { .. } => gemm_kernel_name(),
+        }
+    }
+
+    /// `out = act(conv(x) + bias)` for NCHW `x` and `out`.
+    pub fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
+        match &self.kind {
+            ConvKind::Depthwise { weights } => self.depthwise(x, weights, out),
+            ConvKind::Gemm { packed, pointwise } => {
+                self.im2col_gemm(x, packed, *pointwise, out, scratch)
+            }
+        }
+    }
+
+    fn depthwise(&self, x: &[f32], weights: &[f32], out: &mut [f32]) {
+        let w = &self.p.window;
+        let (ih, iw) = (w.input[0], w.input[1]);
+        let plane_out = w.output[0] * w.output[1];
+        let ksz = w.kernel[0] * w.kernel[1];
+        let mult = self.p.cout / self.p.group;
+        let cout = self.p.cout;
+        let one = |idx: usize, o: &mut [f32]| {
+            let (n, co) = (idx / cout, idx % cout);
+            let ci = co / mult;
+            let xp = &x[(n * self.p.cin + ci) * ih * iw..][..ih * iw];
+            let b = self.bias.as_ref().map_or(0.0, |b| b[co]);
+            depthwise_plane(w, xp, &weights[co * ksz..(co + 1) * ksz], b, self.act, o);
+        };
+        for_each_plane(out, plane_out, one);
+    }
+
+    fn im2col_gemm(
+        &self,
+        x: &[f32],
+        packed: &[PackedB],
+        pointwise: bool,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let w = &self.p.window;
+        let hw = w.output[0] * w.output[1];
+        let cin_g = self.p.cin / self.p.group;
+        let cout_g = self.p.cout / self.p.group;
+        let k = cin_g * w.kernel[0] * w.kernel[1];
+        let in_plane = w.input[0] * w.input[1];
+        let (col, cl) = scratch.split_at_mut(hw * k);
+        let cl = &mut cl[..hw * cout_g];
+        for n in 0..self.p.batch {
+            for (g, pb) in packed.iter().enumerate() {
+                let xg = &x[(n * self.p.cin + g * cin_g) * in_plane..][..cin_g * in_plane];
+                if pointwise {
+                    transpose2d(xg, cin_g, hw, col);
+                } else {
+                    im2col(w, xg, cin_g, col);
+                }
+                let bias = self.bias.as_ref().map(|b| &b[g * cout_g..(g + 1) * cout_g]);
+                gemm(
+                    hw,
+                    col,
+                    k,
+                    pb,
+                    Epilogue {
+                        bias,
+                        act: self.act,
+                    },
+                    cl,
+                    cout_g,
+                );
+                let og = &mut out[(n * self.p.cout + g * cout_g) * hw..][..cout_g * hw];
+                transpose2d(cl, hw, cout_g, og);
+            }
+        }
+    }
+}
+
+/// Runs `f(plane_index, plane)` over the `plane`-sized chunks of `out`, in parallel when the
+/// current rayon pool has more than one thread.
+pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if plane == 0 {
+        return;
+    }
+    if rayon::current_num_threads() > 1 && out.len() / plane > 1 {
+        out.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(i, o)| f(i, o));
+    } else {
+        out.chunks_mut(plane).enumerate().for_each(|(i, o)| f(i, o));
+    }
+}
+
+/// `dst[c × r] = src[r × c]ᵀ`, blocked for the cache.
+pub fn transpose2d(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 16;
+    for r0 in (0..rows).step_by(B) {
+        for c0 in (0..cols).step_by(B) {
+            for r in r0..(r0 + B).min(rows) {
+                let srow = &src[r * cols..(r + 1) * cols];
+                for c in c0..(c0 + B).min(cols) {
+                    dst[c * rows + r] = srow[c];
+                }
+            }
+        }
+    }
+}
+
+/// Range of kernel taps `[lo, hi)` that land inside `[0, size)` for output position `o`.
+#[inline(always)]
+fn taps(
+    o: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    k: usize,
+    size: usize,
+) -> (usize, usize, isize) {
+    let start = (o * stride) as isize - pad as isize;
+    let d = dil as isize;
+    let mut lo = 0usize;
+    while lo < k && start + (lo as isize) * d < 0 {
+        lo += 1;
+    }
+    let mut hi = k;
+    while hi > lo && start + ((hi - 1) as isize) * d >= size as isize {
+        hi -= 1;
+    }
+    (lo, hi, start)
+}
+
+/// Writes the patch matrix [Hout·Wout × C·kh·kw] of the `c`-channel input `x` into `col`.
+fn im2col(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.output[0], w.output[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let k = c * kh * kw;
+    for oy in 0..oh {
+        let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
+        for ox in 0..ow {
+            let (xlo, xhi, xs) = taps(ox, w.strides[1], w.pads[1], w.dilations[1], kw, iw);
+            let row = &mut col[(oy * ow + ox) * k..][..k];
+            for ch in 0..c {
+                let plane = &x[ch * ih * iw..][..ih * iw];
+                let dst = &mut row[ch * kh * kw..][..kh * kw];
+                for ky in 0..kh {
+                    let drow = &mut dst[ky * kw..][..kw];
+                    if ky < ylo || ky >= yhi || xlo >= xhi {
+                        drow.fill(0.0);
+                        continue;
+                    }
+                    let y = (ys + (ky * w.dilations[0]) as isize) as usize;
+                    let srow = &plane[y * iw..][..iw];
+                    drow[..xlo].fill(0.0);
+                    drow[xhi..].fill(0.0);
+                    for (kx, d) in drow.iter_mut().enumerate().take(xhi).skip(xlo) {
+                        *d = srow[(xs + (kx * w.dilations[1]) as isize) as usize];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One output plane of a depthwise convolution.
+fn depthwise_plane(
+    w: &Window2d,
+    x: &[f32],
+    k: &[f32],
+    bias: f32,
+    act: Activation,
+    out: &mut [f32],
+) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.output[0], w.output[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let (sx, dx) = (w.strides[1], w.dilations[1]);
+    // Output columns whose whole window is inside the input need no bounds checks.
+    let x_first = w.pads[1].div_ceil(sx).min(ow);
+    let x_end = if iw + w.pads[1] > dx * (kw - 1) {
+        ((iw + w.pads[1] - dx * (kw - 1) - 1) / sx + 1)
+            .min(ow)
+            .max(x_first)
+    } else {
+        x_first
+    };
+    for oy in 0..oh {
+        let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
+        let orow = &mut out[oy * ow..(oy + 1) * ow];
+        orow.fill(bias);
+        for ky in ylo..yhi {
+            let y = (ys + (ky * w.dilations[0]) as isize) as usize;
+            let srow = &x[y * iw..(y + 1) * iw];
+            let krow = &k[ky * kw..(ky + 1) * kw];
+            let edge = |ox: usize, o: &mut f32| {
+                let (xlo, xhi, xs) = taps(ox, sx, w.pads[1], dx, kw, iw);
+                for (kx, &kv) in krow.iter().enumerate().take(xhi).skip(xlo) {
+                    *o += kv * srow[(xs + (kx * dx) as isize) as usize];
+                }
+            };
+            for (ox, o) in orow.iter_mut().enumerate().take(x_first) {
+                edge(ox, o);
+            }
+            for (kx, &kv) in krow.iter().enumerate() {
+                let base = kx * dx;
+                let dst = &mut orow[x_first..x_end];
+                if sx == 1 {
+                    let src = &srow[x_first + base - w.pads[1]..][..dst.len()];
+                    dst.iter_mut().zip(src).for_each(|(o, &v)| *o += kv * v);
+                } else {
+                    for (i, o) in dst.iter_mut().enumerate() {
+                        *o += kv * srow[(x_first + i) * sx + base - w.pads[1]];
+                    }
+                }
+            }
+            for (ox, o) in orow.iter_mut().enumerate().skip(x_end) {
+                edge(ox, o);
+            }
+        }
+        if act != Activation::None {
+            orow.iter_mut().for_each(|v| *v = act.apply(*v));
+        }
+    }
+}
