@@ -6,6 +6,6 @@
 //! values are dead. [`Plan::run`] then allocates nothing but the returned outputs.
 
 pub mod ops;
-mod plan;
+pub mod plan;
 
 pub use plan::{EngineError, Plan};

@@ -1,6 +1,8 @@
 //! Runtimes that execute a model: quench's own engine ([`native`]) and ONNX Runtime ([`ort`]),
 //! behind one trait so that every comparison runs the same inputs through the same calls.
 
+pub mod native;
+
 use crate::tensor::Tensor;
 
 /// An error from building or running a model on a runtime.
