@@ -9,7 +9,13 @@ use quench::graph::{Attr, Dim, Graph, Node, ValueInfo};
 use quench::tensor::{DataType, Tensor};
 
 /// A node with the given attributes.
-pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: Vec<(&str, Attr)>) -> Node {
+pub fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<(&str, Attr)>,
+) -> Node {
     Node {
         name: name.into(),
         op_type: op.into(),
@@ -26,7 +32,13 @@ pub fn ints(v: &[i64]) -> Attr {
 }
 
 /// A graph with f32 inputs (symbolic first dim), the given outputs, nodes and initializers.
-pub fn graph(opset: i64, inputs: &[(&str, usize)], outputs: &[&str], nodes: Vec<Node>, inits: Vec<(&str, Tensor)>) -> Graph {
+pub fn graph(
+    opset: i64,
+    inputs: &[(&str, usize)],
+    outputs: &[&str],
+    nodes: Vec<Node>,
+    inits: Vec<(&str, Tensor)>,
+) -> Graph {
     Graph {
         name: "test".into(),
         opset,
@@ -55,18 +67,25 @@ pub fn graph(opset: i64, inputs: &[(&str, usize)], outputs: &[&str], nodes: Vec<
 
 /// Deterministic pseudo-random values in [-1, 1).
 pub fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..n)
         .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
         })
         .collect()
 }
 
-/// The formula inputs the numpy references were made with: `((i·37) mod 101)/50 − 1`.
-pub fn formula(n: usize) -> Vec<f32> {
-    (0..n).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect()
+/// The formula inputs the ONNX Runtime references were made with:
+/// `(((i + start)·37) mod 101)/50 − 1`, then `·scale + offset`.
+pub fn formula_from(n: usize, start: usize, scale: f32, offset: f32) -> Vec<f32> {
+    (start..start + n)
+        .map(|i| (((i * 37) % 101) as f32 / 50.0 - 1.0) * scale + offset)
+        .collect()
 }
 
 /// f32 tensor.
@@ -86,7 +105,10 @@ pub fn run(g: &Graph, inputs: &[(&str, &Tensor)]) -> Vec<Tensor> {
 
 /// Plans and runs `g` on `threads` threads.
 pub fn run_threads(g: &Graph, inputs: &[(&str, &Tensor)], threads: usize) -> Vec<Tensor> {
-    let shapes: Vec<(&str, Vec<usize>)> = inputs.iter().map(|(n, t)| (*n, t.shape().to_vec())).collect();
+    let shapes: Vec<(&str, Vec<usize>)> = inputs
+        .iter()
+        .map(|(n, t)| (*n, t.shape().to_vec()))
+        .collect();
     let mut plan = Plan::new(g, &shapes, threads).unwrap();
     plan.run(inputs).unwrap()
 }
@@ -111,6 +133,9 @@ pub fn interpret(g: &Graph, inputs: &[(&str, &Tensor)]) -> Vec<Tensor> {
 pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "length differs");
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
-        assert!((g - w).abs() <= tol * (1.0 + w.abs()), "element {i}: got {g}, want {w} (tol {tol})");
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "element {i}: got {g}, want {w} (tol {tol})"
+        );
     }
 }
