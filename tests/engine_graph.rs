@@ -681,3 +681,74 @@ fn graph_output_can_be_an_input_alias_or_a_constant() {
     assert_eq!(y[1], t(&[1, 4], vec![1.0, 2.0, 3.0, 4.0]));
     assert_eq!(y[2], t(&[2], vec![5.0, 6.0]));
 }
+
+#[test]
+fn hardswish_pattern_fuses_and_matches_unfused() {
+    let g = graph(
+        13,
+        &[("x", 2)],
+        &["y"],
+        vec![
+            node("Add", "add", &["x", "three"], &["a"], vec![]),
+            node("Clip", "clip", &["a", "zero", "six"], &["c"], vec![]),
+            node("Mul", "mul", &["x", "c"], &["m"], vec![]),
+            node("Div", "div", &["m", "six"], &["y"], vec![]),
+        ],
+        vec![
+            ("three", t(&[], vec![3.0])),
+            ("zero", t(&[], vec![0.0])),
+            ("six", t(&[], vec![6.0])),
+        ],
+    );
+    let mut fused = g.clone();
+    assert_eq!(
+        quench::graph::simplify::fuse_hardswish(&mut fused).unwrap(),
+        1
+    );
+    assert_eq!(fused.nodes.len(), 1);
+    assert_eq!(fused.nodes[0].op_type, "HardSwish");
+    assert!(fused.initializers.is_empty());
+    let x = t(&[3, 5], formula_from(15, 0, 5.0, 0.0));
+    let want = interpret(&g, &[("x", &x)]);
+    let got = run(&g, &[("x", &x)]);
+    assert_close(got[0].as_f32().unwrap(), want[0].as_f32().unwrap(), 1e-6);
+    // A Clip with other bounds is left alone.
+    let mut other = g.clone();
+    other.initializers.insert("six".into(), t(&[], vec![5.0]));
+    assert_eq!(
+        quench::graph::simplify::fuse_hardswish(&mut other).unwrap(),
+        0
+    );
+}
+
+#[test]
+fn per_channel_add_folds_into_conv_bias() {
+    let g = graph(
+        13,
+        &[("x", 4)],
+        &["y"],
+        vec![
+            node("Conv", "conv", &["x", "w"], &["c"], vec![]),
+            node("Add", "add", &["c", "bias"], &["a"], vec![]),
+            node("Relu", "relu", &["a"], &["y"], vec![]),
+        ],
+        vec![
+            ("w", t(&[3, 2, 1, 1], values(6, 1))),
+            ("bias", t(&[1, 3, 1, 1], vec![0.5, -0.5, 0.25])),
+        ],
+    );
+    let x = t(&[1, 2, 3, 3], values(18, 2));
+    let plan = Plan::new(&g, &[("x", vec![1, 2, 3, 3])], 1).unwrap();
+    assert_eq!(plan.step_count(), 1);
+    let want = interpret(&g, &[("x", &x)]);
+    let got = run(&g, &[("x", &x)]);
+    assert_close(got[0].as_f32().unwrap(), want[0].as_f32().unwrap(), 1e-6);
+    // A spatially varying addend is not a bias.
+    let mut g2 = g.clone();
+    g2.initializers
+        .insert("bias".into(), t(&[1, 1, 3, 3], values(9, 3)));
+    assert_eq!(
+        quench::graph::simplify::fold_conv_bias_add(&mut g2).unwrap(),
+        0
+    );
+}

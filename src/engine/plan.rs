@@ -8,7 +8,9 @@ use rayon::ThreadPool;
 use super::ops::{eval_node, fusable_activation, Kernel};
 use crate::graph::fold::fold_constants;
 use crate::graph::shape::{infer_shapes, ValueType};
-use crate::graph::simplify::{fold_batchnorm, remove_passthrough};
+use crate::graph::simplify::{
+    fold_batchnorm, fold_conv_bias_add, fuse_hardswish, remove_passthrough,
+};
 use crate::graph::{Graph, GraphError};
 use crate::kernels::f32::Activation;
 use crate::tensor::{DataType, Tensor};
@@ -144,6 +146,8 @@ impl Plan {
         remove_passthrough(&mut g);
         fold_constants(&mut g, inputs, &eval_node)?;
         fold_batchnorm(&mut g)?;
+        fold_conv_bias_add(&mut g)?;
+        fuse_hardswish(&mut g)?;
         let types = infer_shapes(&g, inputs)?;
         Builder::new(&g, &types, pool)?.finish()
     }

@@ -144,3 +144,189 @@ fn foldable_bn(graph: &Graph, j: usize) -> Result<Option<(usize, Tensor, Tensor)
     let b = Tensor::from_f32(vec![cout], new_b).map_err(bad)?;
     Ok(Some((conv_idx, w, b)))
 }
+
+/// The single scalar of a constant f32 input, if it is one.
+fn const_scalar(graph: &Graph, name: Option<&str>) -> Option<f32> {
+    match graph.initializers.get(name?)?.as_f32() {
+        Ok([v]) => Some(*v),
+        _ => None,
+    }
+}
+
+/// Index of the only node reading `value`, when exactly one node (and no graph output) does.
+fn sole_reader(graph: &Graph, value: &str) -> Option<usize> {
+    if graph.is_output(value) {
+        return None;
+    }
+    let mut readers = graph
+        .nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.inputs.iter().any(|i| i == value));
+    let (idx, node) = readers.next()?;
+    let once = node.inputs.iter().filter(|i| *i == value).count() == 1;
+    (once && readers.next().is_none()).then_some(idx)
+}
+
+/// Rewrites the exported form of hard-swish, `x · clip(x + 3, 0, 6) / 6`, into one HardSwish
+/// node (one pass over the data instead of four). Returns the number rewritten.
+pub fn fuse_hardswish(graph: &mut Graph) -> Result<usize, GraphError> {
+    let mut fused = 0;
+    let mut i = 0;
+    while i < graph.nodes.len() {
+        match hardswish_at(graph, i)? {
+            Some((x, [clip, mul, div])) => {
+                let out = graph.nodes[div].outputs[0].clone();
+                let name = graph.nodes[div].name.clone();
+                let node = &mut graph.nodes[div];
+                node.op_type = "HardSwish".into();
+                node.inputs = vec![x];
+                node.outputs = vec![out];
+                node.attrs.clear();
+                node.name = name;
+                let mut dead = [i, clip, mul];
+                dead.sort_unstable();
+                for d in dead.into_iter().rev() {
+                    graph.nodes.remove(d);
+                }
+                fused += 1;
+            }
+            None => i += 1,
+        }
+    }
+    prune_initializers(graph);
+    Ok(fused)
+}
+
+/// When node `i` is the `x + 3` of a hard-swish pattern: `x` and the Clip, Mul and Div indices.
+fn hardswish_at(graph: &Graph, i: usize) -> Result<Option<(String, [usize; 3])>, GraphError> {
+    let add = &graph.nodes[i];
+    if add.op_type != "Add" || !add.domain.is_empty() || add.outputs.len() != 1 {
+        return Ok(None);
+    }
+    let (x, three) = match (
+        const_scalar(graph, add.input(1)),
+        const_scalar(graph, add.input(0)),
+    ) {
+        (Some(c), _) => (add.input(0), c),
+        (None, Some(c)) => (add.input(1), c),
+        _ => return Ok(None),
+    };
+    let Some(x) = x.filter(|x| !graph.initializers.contains_key(*x)) else {
+        return Ok(None);
+    };
+    if three != 3.0 {
+        return Ok(None);
+    }
+    let Some(clip) = sole_reader(graph, &add.outputs[0]) else {
+        return Ok(None);
+    };
+    let c = &graph.nodes[clip];
+    let bounds = if graph.opset < 11 {
+        (
+            Some(c.attr_float("min", f32::MIN)?),
+            Some(c.attr_float("max", f32::MAX)?),
+        )
+    } else {
+        (
+            const_scalar(graph, c.input(1)),
+            const_scalar(graph, c.input(2)),
+        )
+    };
+    if c.op_type != "Clip"
+        || c.input(0) != Some(&add.outputs[0])
+        || bounds != (Some(0.0), Some(6.0))
+    {
+        return Ok(None);
+    }
+    let Some(mul) = sole_reader(graph, &c.outputs[0]) else {
+        return Ok(None);
+    };
+    let m = &graph.nodes[mul];
+    let operands = [m.input(0), m.input(1)];
+    if m.op_type != "Mul"
+        || !(operands.contains(&Some(x)) && operands.contains(&Some(c.outputs[0].as_str())))
+    {
+        return Ok(None);
+    }
+    let Some(div) = sole_reader(graph, &m.outputs[0]) else {
+        return Ok(None);
+    };
+    let d = &graph.nodes[div];
+    if d.op_type != "Div"
+        || d.input(0) != Some(&m.outputs[0])
+        || const_scalar(graph, d.input(1)) != Some(6.0)
+    {
+        return Ok(None);
+    }
+    Ok(Some((x.to_string(), [clip, mul, div])))
+}
+
+/// Folds an `Add` of a constant per-output-channel (or scalar) tensor that is the only reader of
+/// a Conv output into the Conv's bias. Returns the number folded.
+pub fn fold_conv_bias_add(graph: &mut Graph) -> Result<usize, GraphError> {
+    let mut folded = 0;
+    let mut i = 0;
+    while i < graph.nodes.len() {
+        let Some((add, bias)) = conv_bias_add_at(graph, i) else {
+            i += 1;
+            continue;
+        };
+        let add_node = graph.nodes.remove(add);
+        let conv = &mut graph.nodes[i];
+        let name = unique_name(&graph.initializers, &format!("{}.bias_folded", conv.name));
+        let bias =
+            Tensor::from_f32(vec![bias.len()], bias).map_err(|e| add_node.error(e.to_string()))?;
+        graph.initializers.insert(name.clone(), bias);
+        conv.inputs.truncate(2);
+        conv.inputs.push(name);
+        conv.outputs[0].clone_from(&add_node.outputs[0]);
+        folded += 1;
+    }
+    prune_initializers(graph);
+    Ok(folded)
+}
+
+/// When node `i` is a Conv whose only reader adds a per-channel constant: that Add's index and
+/// the combined bias.
+fn conv_bias_add_at(graph: &Graph, i: usize) -> Option<(usize, Vec<f32>)> {
+    let conv = &graph.nodes[i];
+    if conv.op_type != "Conv" || !conv.domain.is_empty() || conv.outputs.len() != 1 {
+        return None;
+    }
+    let cout = *graph.initializers.get(conv.input(1)?)?.shape().first()?;
+    let add_idx = sole_reader(graph, &conv.outputs[0])?;
+    let add = &graph.nodes[add_idx];
+    if add.op_type != "Add" || !add.domain.is_empty() {
+        return None;
+    }
+    let other = if add.input(0) == Some(&conv.outputs[0]) {
+        add.input(1)
+    } else {
+        add.input(0)
+    };
+    let c = graph.initializers.get(other?)?;
+    let data = c.as_f32().ok()?;
+    // Per-channel: [C,1,1], [1,C,1,1] (or a scalar); anything that varies spatially is not a bias.
+    let dims: Vec<usize> = c.shape().to_vec();
+    let per_channel = dims.len() <= 4
+        && (data.len() == 1
+            || (data.len() == cout && dims.len() >= 3 && dims[dims.len() - 3] == cout));
+    if !per_channel {
+        return None;
+    }
+    let old: Vec<f32> = match conv.input(2) {
+        None => vec![0.0; cout],
+        Some(b) => graph.initializers.get(b)?.as_f32().ok()?.to_vec(),
+    };
+    if old.len() != cout {
+        return None;
+    }
+    Some((
+        add_idx,
+        old.iter()
+            .enumerate()
+            .map(|(j, b)| b + data[if data.len() == 1 { 0 } else { j }])
+            .collect(),
+    ))
+}

@@ -173,17 +173,38 @@ pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32
     }
 }
 
-/// `dst[c × r] = src[r × c]ᵀ`, blocked for the cache.
-pub fn transpose2d(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const B: usize = 16;
-    for r0 in (0..rows).step_by(B) {
-        for c0 in (0..cols).step_by(B) {
-            for r in r0..(r0 + B).min(rows) {
-                let srow = &src[r * cols..(r + 1) * cols];
-                for c in c0..(c0 + B).min(cols) {
-                    dst[c * rows + r] = srow[c];
+avx2_twin! {
+    /// `dst[c × r] = src[r × c]ᵀ`.
+    pub fn transpose2d(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) => transpose2d_portable
+}
+
+/// [`transpose2d`] in 8×8 tiles held in registers, with scalar edges.
+#[inline(always)]
+pub fn transpose2d_portable(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 8;
+    let (rb, cb) = (rows / B * B, cols / B * B);
+    for r0 in (0..rb).step_by(B) {
+        for c0 in (0..cb).step_by(B) {
+            let mut tile = [[0f32; B]; B];
+            for (i, t) in tile.iter_mut().enumerate() {
+                t.copy_from_slice(&src[(r0 + i) * cols + c0..][..B]);
+            }
+            for j in 0..B {
+                let d = &mut dst[(c0 + j) * rows + r0..][..B];
+                for (i, v) in d.iter_mut().enumerate() {
+                    *v = tile[i][j];
                 }
             }
+        }
+        for r in r0..r0 + B {
+            for c in cb..cols {
+                dst[c * rows + r] = src[r * cols + c];
+            }
+        }
+    }
+    for r in rb..rows {
+        for (c, &v) in src[r * cols..(r + 1) * cols].iter().enumerate() {
+            dst[c * rows + r] = v;
         }
     }
 }
@@ -200,19 +221,31 @@ fn taps(
 ) -> (usize, usize, isize) {
     let start = (o * stride) as isize - pad as isize;
     let d = dil as isize;
-    let mut lo = 0usize;
-    while lo < k && start + (lo as isize) * d < 0 {
-        lo += 1;
+    // First tap with start + lo·d ≥ 0, and one past the last with start + (hi−1)·d < size.
+    let lo = if start >= 0 {
+        0
+    } else {
+        ((-start + d - 1) / d) as usize
     }
-    let mut hi = k;
-    while hi > lo && start + ((hi - 1) as isize) * d >= size as isize {
-        hi -= 1;
+    .min(k);
+    let room = size as isize - start;
+    let hi = if room <= 0 {
+        0
+    } else {
+        ((room + d - 1) / d) as usize
     }
+    .min(k)
+    .max(lo);
     (lo, hi, start)
 }
 
-/// Writes the patch matrix [Hout·Wout × C·kh·kw] of the `c`-channel input `x` into `col`.
-fn im2col(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) {
+avx2_twin! {
+    /// Writes the patch matrix [Hout·Wout × C·kh·kw] of the `c`-channel input `x` into `col`.
+    fn im2col(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) => im2col_portable
+}
+
+#[inline(always)]
+fn im2col_portable(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) {
     let (ih, iw) = (w.input[0], w.input[1]);
     let (oh, ow) = (w.output[0], w.output[1]);
     let (kh, kw) = (w.kernel[0], w.kernel[1]);
@@ -244,8 +277,14 @@ fn im2col(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) {
     }
 }
 
-/// One output plane of a depthwise convolution.
-fn depthwise_plane(
+avx2_twin! {
+    /// One output plane of a depthwise convolution.
+    pub fn depthwise_plane(w: &Window2d, x: &[f32], k: &[f32], bias: f32, act: Activation, out: &mut [f32]) => depthwise_plane_portable
+}
+
+/// [`depthwise_plane`] as portable code.
+#[inline(always)]
+pub fn depthwise_plane_portable(
     w: &Window2d,
     x: &[f32],
     k: &[f32],
@@ -274,14 +313,22 @@ fn depthwise_plane(
             let y = (ys + (ky * w.dilations[0]) as isize) as usize;
             let srow = &x[y * iw..(y + 1) * iw];
             let krow = &k[ky * kw..(ky + 1) * kw];
-            let edge = |ox: usize, o: &mut f32| {
-                let (xlo, xhi, xs) = taps(ox, sx, w.pads[1], dx, kw, iw);
+            #[inline(always)]
+            fn edge(w: &Window2d, krow: &[f32], srow: &[f32], ox: usize, o: &mut f32) {
+                let (xlo, xhi, xs) = taps(
+                    ox,
+                    w.strides[1],
+                    w.pads[1],
+                    w.dilations[1],
+                    krow.len(),
+                    srow.len(),
+                );
                 for (kx, &kv) in krow.iter().enumerate().take(xhi).skip(xlo) {
-                    *o += kv * srow[(xs + (kx * dx) as isize) as usize];
+                    *o += kv * srow[(xs + (kx * w.dilations[1]) as isize) as usize];
                 }
-            };
+            }
             for (ox, o) in orow.iter_mut().enumerate().take(x_first) {
-                edge(ox, o);
+                edge(w, krow, srow, ox, o);
             }
             for (kx, &kv) in krow.iter().enumerate() {
                 let base = kx * dx;
@@ -290,17 +337,105 @@ fn depthwise_plane(
                     let src = &srow[x_first + base - w.pads[1]..][..dst.len()];
                     dst.iter_mut().zip(src).for_each(|(o, &v)| *o += kv * v);
                 } else {
-                    for (i, o) in dst.iter_mut().enumerate() {
-                        *o += kv * srow[(x_first + i) * sx + base - w.pads[1]];
-                    }
+                    let src = srow[x_first * sx + base - w.pads[1]..].iter().step_by(sx);
+                    dst.iter_mut().zip(src).for_each(|(o, &v)| *o += kv * v);
                 }
             }
             for (ox, o) in orow.iter_mut().enumerate().skip(x_end) {
-                edge(ox, o);
+                edge(w, krow, srow, ox, o);
             }
         }
         if act != Activation::None {
             orow.iter_mut().for_each(|v| *v = act.apply(*v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Node;
+
+    fn rand(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn window(
+        input: [usize; 2],
+        kernel: [usize; 2],
+        strides: [i64; 2],
+        pads: [i64; 4],
+        dil: [i64; 2],
+    ) -> Window2d {
+        let mut node = Node {
+            name: "w".into(),
+            op_type: "Conv".into(),
+            domain: String::new(),
+            inputs: vec![],
+            outputs: vec![],
+            attrs: Default::default(),
+        };
+        node.attrs
+            .insert("strides".into(), crate::graph::Attr::Ints(strides.to_vec()));
+        node.attrs
+            .insert("pads".into(), crate::graph::Attr::Ints(pads.to_vec()));
+        node.attrs
+            .insert("dilations".into(), crate::graph::Attr::Ints(dil.to_vec()));
+        Window2d::resolve(&node, input, kernel).unwrap()
+    }
+
+    #[test]
+    fn dispatched_kernels_match_their_portable_twins() {
+        let shapes = [
+            ([7, 9], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
+            ([13, 17], [5, 5], [2, 2], [2, 2, 2, 2], [1, 1]),
+            ([11, 23], [3, 3], [2, 1], [1, 0, 1, 2], [1, 2]),
+            ([5, 6], [3, 1], [1, 3], [0, 0, 0, 0], [2, 1]),
+        ];
+        for (i, (input, kernel, strides, pads, dil)) in shapes.into_iter().enumerate() {
+            let w = window(input, kernel, strides, pads, dil);
+            let x = rand(input[0] * input[1], i as u64 + 1);
+            let k = rand(kernel[0] * kernel[1], i as u64 + 7);
+            let n = w.output[0] * w.output[1];
+            for act in [
+                Activation::None,
+                Activation::Relu,
+                Activation::Clip(-0.5, 0.5),
+            ] {
+                let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+                depthwise_plane(&w, &x, &k, 0.25, act, &mut a);
+                depthwise_plane_portable(&w, &x, &k, 0.25, act, &mut b);
+                for (p, q) in a.iter().zip(&b) {
+                    assert!((p - q).abs() <= 1e-6, "{p} vs {q}");
+                }
+            }
+            let c = 3;
+            let xc = rand(c * input[0] * input[1], i as u64 + 3);
+            let kk = c * kernel[0] * kernel[1];
+            let (mut a, mut b) = (vec![0.0; n * kk], vec![1.0; n * kk]);
+            im2col(&w, &xc, c, &mut a);
+            im2col_portable(&w, &xc, c, &mut b);
+            assert_eq!(a, b);
+        }
+        for (rows, cols) in [(1, 1), (8, 8), (9, 17), (16, 3), (31, 40)] {
+            let src = rand(rows * cols, (rows * cols) as u64);
+            let (mut a, mut b) = (vec![0.0; rows * cols], vec![1.0; rows * cols]);
+            transpose2d(&src, rows, cols, &mut a);
+            transpose2d_portable(&src, rows, cols, &mut b);
+            assert_eq!(a, b);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(a[c * rows + r], src[r * cols + c]);
+                }
+            }
         }
     }
 }

@@ -63,6 +63,19 @@ impl Unary {
 
     /// `out[i] = f(x[i])`.
     pub fn run(self, x: &[f32], out: &mut [f32]) {
+        unary(self, x, out);
+    }
+}
+
+avx2_twin! {
+    /// `out[i] = f(x[i])`.
+    fn unary(f: Unary, x: &[f32], out: &mut [f32]) => unary_portable
+}
+
+/// [`Unary::run`] as portable code.
+#[inline(always)]
+pub fn unary_portable(f: Unary, x: &[f32], out: &mut [f32]) {
+    {
         // One monomorphic loop per function so each vectorises on its own.
         macro_rules! each {
             ($f:expr) => {
@@ -71,7 +84,7 @@ impl Unary {
                 }
             };
         }
-        match self {
+        match f {
             Unary::Relu => each!(|v: f32| v.max(0.0)),
             Unary::Clip { lo, hi } => each!(|v: f32| v.max(lo).min(hi)),
             Unary::HardSigmoid { alpha, beta } => {
@@ -306,5 +319,42 @@ impl Broadcast {
                 f,
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dispatched_unary_matches_portable_twin_and_definition() {
+        let x: Vec<f32> = (0..37).map(|i| (i as f32 - 18.0) * 0.37).collect();
+        let fs = [
+            Unary::Relu,
+            Unary::Sigmoid,
+            Unary::HardSigmoid {
+                alpha: 0.2,
+                beta: 0.5,
+            },
+            Unary::HardSwish,
+            Unary::Clip { lo: -1.0, hi: 2.0 },
+            Unary::Tanh,
+            Unary::Erf,
+            Unary::Gelu { tanh: false },
+            Unary::Gelu { tanh: true },
+        ];
+        for f in fs {
+            let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+            f.run(&x, &mut a);
+            unary_portable(f, &x, &mut b);
+            for ((p, q), &v) in a.iter().zip(&b).zip(&x) {
+                assert!(
+                    (p - q).abs() <= 1e-6 && (p - f.apply(v)).abs() <= 1e-6,
+                    "{f:?}({v}): {p} {q}"
+                );
+            }
+        }
+        assert!((erf(0.5) - 0.520_499_9).abs() < 2e-7);
+        assert!((erf(-2.0) + 0.995_322_3).abs() < 2e-7);
     }
 }

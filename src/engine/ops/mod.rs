@@ -2,6 +2,30 @@
 //! runs on plain slices. The engine runs them from its arena; constant folding
 //! ([`eval_node`]) runs the very same kernels on tensors.
 
+/// Defines `$name(args)` running `$body` (an `#[inline(always)]` function) compiled for
+/// AVX2+FMA when [`crate::kernels::isa`] reports them, and as portable code otherwise. Both come
+/// from the same source: the portable build is the scalar twin of the AVX2 one.
+macro_rules! avx2_twin {
+    ($(#[$m:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $body:path) => {
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if crate::kernels::isa() == crate::kernels::Isa::Avx2 {
+                    // SAFETY: `isa()` reports AVX2 only after detecting AVX2 and FMA on this CPU.
+                    unsafe { avx2($($arg),*) };
+                    return;
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
 pub mod conv;
 pub mod elementwise;
 pub mod layout;
