@@ -221,66 +221,61 @@ impl Broadcast {
             st
         };
         let (sa, sb) = (strides(a), strides(b));
-        let (mut dims, mut a_strides, mut b_strides): (Vec<usize>, Vec<usize>, Vec<usize>) =
-            (vec![], vec![], vec![]);
-        for i in 0..out.len() {
-            if out[i] == 1 {
-                continue;
+        let mut bc = Broadcast {
+            dims: vec![],
+            a_strides: vec![],
+            b_strides: vec![],
+        };
+        for i in (0..out.len()).filter(|&i| out[i] != 1) {
+            let last = bc.dims.len().wrapping_sub(1);
+            // Merge with the previous axis when both operands step through the pair contiguously.
+            let merge = !bc.dims.is_empty()
+                && bc.a_strides[last] == sa[i] * out[i]
+                && bc.b_strides[last] == sb[i] * out[i];
+            if merge {
+                bc.dims[last] *= out[i];
+                bc.a_strides[last] = sa[i];
+                bc.b_strides[last] = sb[i];
+            } else {
+                bc.dims.push(out[i]);
+                bc.a_strides.push(sa[i]);
+                bc.b_strides.push(sb[i]);
             }
-            if let (Some(d), Some(&pa), Some(&pb)) =
-                (dims.last_mut(), a_strides.last(), b_strides.last())
-            {
-                // Merge with the previous axis when both operands step through them contiguously.
-                if pa == sa[i] * out[i] && pb == sb[i] * out[i] {
-                    *d *= out[i];
-                    *a_strides.last_mut().unwrap_or(&mut 0) = sa[i];
-                    *b_strides.last_mut().unwrap_or(&mut 0) = sb[i];
-                    continue;
-                }
-            }
-            dims.push(out[i]);
-            a_strides.push(sa[i]);
-            b_strides.push(sb[i]);
         }
-        Some(Broadcast {
-            dims,
-            a_strides,
-            b_strides,
-        })
+        Some(bc)
     }
 
     /// `out = op(a, b)` over the broadcast.
     pub fn run<T: Arith>(&self, op: BinOp, a: &[T], b: &[T], out: &mut [T]) {
         match op {
-            BinOp::Add => self.walk(0, 0, 0, 0, a, b, out, T::add),
-            BinOp::Sub => self.walk(0, 0, 0, 0, a, b, out, T::sub),
-            BinOp::Mul => self.walk(0, 0, 0, 0, a, b, out, T::mul),
-            BinOp::Div => self.walk(0, 0, 0, 0, a, b, out, T::div),
-            BinOp::Pow => self.walk(0, 0, 0, 0, a, b, out, T::pow),
+            BinOp::Add => self.walk(a, b, out, T::add),
+            BinOp::Sub => self.walk(a, b, out, T::sub),
+            BinOp::Mul => self.walk(a, b, out, T::mul),
+            BinOp::Div => self.walk(a, b, out, T::div),
+            BinOp::Pow => self.walk(a, b, out, T::pow),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Walks the output row by row (the innermost merged axis), locating each operand row from
+    /// the row index.
     #[inline(always)]
-    fn walk<T: Copy>(
-        &self,
-        axis: usize,
-        ao: usize,
-        bo: usize,
-        oo: usize,
-        a: &[T],
-        b: &[T],
-        out: &mut [T],
-        f: impl Fn(T, T) -> T + Copy,
-    ) {
-        if self.dims.is_empty() {
-            out[0] = f(a[0], b[0]);
+    fn walk<T: Copy>(&self, a: &[T], b: &[T], out: &mut [T], f: impl Fn(T, T) -> T + Copy) {
+        let Some(last) = self.dims.len().checked_sub(1) else {
+            if let (Some(o), Some(&x), Some(&y)) = (out.first_mut(), a.first(), b.first()) {
+                *o = f(x, y);
+            }
             return;
-        }
-        let n = self.dims[axis];
-        let (sa, sb) = (self.a_strides[axis], self.b_strides[axis]);
-        if axis + 1 == self.dims.len() {
-            let o = &mut out[oo..oo + n];
+        };
+        let n = self.dims[last];
+        let (sa, sb) = (self.a_strides[last], self.b_strides[last]);
+        for (row, o) in out.chunks_exact_mut(n.max(1)).enumerate() {
+            let (mut ao, mut bo, mut rem) = (0, 0, row);
+            for d in (0..last).rev() {
+                let i = rem % self.dims[d];
+                rem /= self.dims[d];
+                ao += i * self.a_strides[d];
+                bo += i * self.b_strides[d];
+            }
             match (sa, sb) {
                 (1, 1) => o
                     .iter_mut()
@@ -304,27 +299,56 @@ impl Broadcast {
                     .enumerate()
                     .for_each(|(i, o)| *o = f(a[ao + i * sa], b[bo + i * sb])),
             }
-            return;
-        }
-        let inner: usize = self.dims[axis + 1..].iter().product();
-        for i in 0..n {
-            self.walk(
-                axis + 1,
-                ao + i * sa,
-                bo + i * sb,
-                oo + i * inner,
-                a,
-                b,
-                out,
-                f,
-            );
         }
     }
+}
+
+avx2_twin! {
+    /// `out = op(a, b)` on f32 operands.
+    pub fn binary_f32(bc: &Broadcast, op: BinOp, a: &[f32], b: &[f32], out: &mut [f32]) => binary_f32_portable
+}
+
+/// [`binary_f32`] as portable code.
+#[inline(always)]
+pub fn binary_f32_portable(bc: &Broadcast, op: BinOp, a: &[f32], b: &[f32], out: &mut [f32]) {
+    bc.run(op, a, b, out);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dispatched_binary_matches_portable_twin() {
+        let cases: [(&[usize], &[usize]); 4] = [
+            (&[3, 1, 5], &[1, 4, 1]),
+            (&[2, 3, 4, 5], &[3, 1, 5]),
+            (&[7], &[]),
+            (&[2, 9], &[2, 9]),
+        ];
+        for (sa, sb) in cases {
+            let bc = Broadcast::new(sa, sb).unwrap();
+            let a: Vec<f32> = (0..sa.iter().product::<usize>())
+                .map(|i| i as f32 * 0.7 - 3.0)
+                .collect();
+            let b: Vec<f32> = (0..sb.iter().product::<usize>())
+                .map(|i| i as f32 * 0.3 + 0.5)
+                .collect();
+            let n = crate::graph::shape::broadcast_shape(sa, sb)
+                .unwrap()
+                .iter()
+                .product();
+            for op in [BinOp::Add, BinOp::Sub, BinOp::Mul, BinOp::Div, BinOp::Pow] {
+                let (mut x, mut y) = (vec![0.0; n], vec![1.0; n]);
+                binary_f32(&bc, op, &a, &b, &mut x);
+                binary_f32_portable(&bc, op, &a, &b, &mut y);
+                assert_eq!(x.len(), y.len());
+                for (p, q) in x.iter().zip(&y) {
+                    assert!(p == q || (p.is_nan() && q.is_nan()), "{op:?}: {p} vs {q}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn dispatched_unary_matches_portable_twin_and_definition() {

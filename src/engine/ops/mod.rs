@@ -425,6 +425,9 @@ impl Kernel {
         let x = ins.first().copied().unwrap_or(&[]);
         match self {
             Kernel::Unary(u) => u.run(x, out),
+            Kernel::Binary(op, bc) => {
+                elementwise::binary_f32(bc, *op, x, ins.get(1).copied().unwrap_or(&[]), out)
+            }
             Kernel::Conv(c) => c.run(x, out, scratch),
             Kernel::Pool(p) => p.run(x, out),
             Kernel::GlobalAveragePool { size } => pool::global_average(x, *size, out),
