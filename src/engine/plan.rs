@@ -183,7 +183,7 @@ impl Plan {
         } = self;
         let order: &[usize] = input_order;
         let input = |i: usize| inputs[order[i]].1.as_f32().unwrap_or(&[]);
-        pool.install(|| {
+        let mut body = || {
             for step in steps.iter() {
                 let (lo, rest) = arena.split_at_mut(step.out_off);
                 let (out, hi) = rest.split_at_mut(step.out_len);
@@ -208,7 +208,16 @@ impl Plan {
                     step.kernel.run(&ins, out, scratch);
                 }
             }
-        });
+        };
+        // Handing the run to a pool thread costs a wake-up (tens of µs on a busy machine). When
+        // one thread is wanted and the calling context already counts as one thread (inside a
+        // one-thread pool, or a one-thread global pool), the kernels see the same thread count
+        // inline, so run there.
+        if pool.current_num_threads() == 1 && rayon::current_num_threads() == 1 {
+            body();
+        } else {
+            pool.install(body);
+        }
         let arena = &self.arena;
         self.outputs
             .iter()
