@@ -752,3 +752,15 @@ fn per_channel_add_folds_into_conv_bias() {
         0
     );
 }
+
+#[test]
+fn stats_work_on_graphs_with_shape_subgraphs_after_folding() {
+    let g = shape_subgraph();
+    assert!(infer_shapes(&g, &[("x", vec![2, 2, 2, 2])]).is_err());
+    let (folded, types) = quench::engine::fold_and_infer(&g, &[("x", vec![2, 2, 2, 2])]).unwrap();
+    let s = stats(&folded, &types).unwrap();
+    let ops: Vec<&str> = s.nodes.iter().map(|n| n.op.as_str()).collect();
+    assert_eq!(ops, ["Identity", "Dropout", "Reshape", "Relu"]);
+    assert_eq!(s.nodes[3].output_shapes, vec![vec![2, 8]]);
+    assert_eq!(s.total_macs, 0);
+}
