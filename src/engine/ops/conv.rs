@@ -173,13 +173,34 @@ pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32
     }
 }
 
-avx2_twin! {
-    /// `dst[c × r] = src[r × c]ᵀ`.
-    pub fn transpose2d(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) => transpose2d_portable
+/// `dst[c × r] = src[r × c]ᵀ`, with an AVX2 8×8 register transpose when the CPU has it.
+pub fn transpose2d(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::isa() == crate::kernels::Isa::Avx2 {
+        // SAFETY: `isa()` reports AVX2 only after detecting AVX2 and FMA on this CPU.
+        unsafe { transpose2d_avx2(src, rows, cols, dst) };
+        return;
+    }
+    transpose2d_portable(src, rows, cols, dst);
 }
 
-/// [`transpose2d`] in 8×8 tiles held in registers, with scalar edges.
+/// Tile edge of the transposes: rows and columns past the last whole 8×8 tile.
 #[inline(always)]
+fn transpose_edges(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
+    for r in 0..rb {
+        for c in cb..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+    for r in rb..rows {
+        for (c, &v) in src[r * cols..(r + 1) * cols].iter().enumerate() {
+            dst[c * rows + r] = v;
+        }
+    }
+}
+
+/// [`transpose2d`] as portable code: 8×8 tiles through a local array, then the edges.
 pub fn transpose2d_portable(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     const B: usize = 8;
     let (rb, cb) = (rows / B * B, cols / B * B);
@@ -196,17 +217,63 @@ pub fn transpose2d_portable(src: &[f32], rows: usize, cols: usize, dst: &mut [f3
                 }
             }
         }
-        for r in r0..r0 + B {
-            for c in cb..cols {
-                dst[c * rows + r] = src[r * cols + c];
+    }
+    transpose_edges(src, rows, cols, dst);
+}
+
+/// [`transpose2d`] with each 8×8 tile transposed in AVX registers (unpack, shuffle, lane swap).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn transpose2d_avx2(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
+    for r0 in (0..rb).step_by(8) {
+        for c0 in (0..cb).step_by(8) {
+            let row = |i: usize| {
+                let s = &src[(r0 + i) * cols + c0..][..8];
+                // SAFETY: `s` holds exactly 8 floats; the load is unaligned.
+                unsafe { _mm256_loadu_ps(s.as_ptr()) }
+            };
+            let (a0, a1, a2, a3) = (row(0), row(1), row(2), row(3));
+            let (a4, a5, a6, a7) = (row(4), row(5), row(6), row(7));
+            let (t0, t1) = (_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+            let (t2, t3) = (_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+            let (t4, t5) = (_mm256_unpacklo_ps(a4, a5), _mm256_unpackhi_ps(a4, a5));
+            let (t6, t7) = (_mm256_unpacklo_ps(a6, a7), _mm256_unpackhi_ps(a6, a7));
+            let (s0, s1) = (
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xEE>(t0, t2),
+            );
+            let (s2, s3) = (
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xEE>(t1, t3),
+            );
+            let (s4, s5) = (
+                _mm256_shuffle_ps::<0x44>(t4, t6),
+                _mm256_shuffle_ps::<0xEE>(t4, t6),
+            );
+            let (s6, s7) = (
+                _mm256_shuffle_ps::<0x44>(t5, t7),
+                _mm256_shuffle_ps::<0xEE>(t5, t7),
+            );
+            let cols_out = [
+                _mm256_permute2f128_ps::<0x20>(s0, s4),
+                _mm256_permute2f128_ps::<0x20>(s1, s5),
+                _mm256_permute2f128_ps::<0x20>(s2, s6),
+                _mm256_permute2f128_ps::<0x20>(s3, s7),
+                _mm256_permute2f128_ps::<0x31>(s0, s4),
+                _mm256_permute2f128_ps::<0x31>(s1, s5),
+                _mm256_permute2f128_ps::<0x31>(s2, s6),
+                _mm256_permute2f128_ps::<0x31>(s3, s7),
+            ];
+            for (j, v) in cols_out.into_iter().enumerate() {
+                let d = &mut dst[(c0 + j) * rows + r0..][..8];
+                // SAFETY: `d` holds exactly 8 floats; the store is unaligned.
+                unsafe { _mm256_storeu_ps(d.as_mut_ptr(), v) };
             }
         }
     }
-    for r in rb..rows {
-        for (c, &v) in src[r * cols..(r + 1) * cols].iter().enumerate() {
-            dst[c * rows + r] = v;
-        }
-    }
+    transpose_edges(src, rows, cols, dst);
 }
 
 /// Range of kernel taps `[lo, hi)` that land inside `[0, size)` for output position `o`.
