@@ -9,7 +9,9 @@
 //! want, and a kernel splits its output tiles over `rayon::current_num_threads()` workers, running
 //! serially (no rayon overhead) when that is 1.
 
+pub mod b1;
 pub mod f32;
+pub mod i8;
 
 use std::sync::OnceLock;
 

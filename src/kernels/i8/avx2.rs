@@ -1,0 +1,45 @@
+//! AVX2 INT8 tile kernel: widened activations (i16) × sign-extended weights with `vpmaddwd`.
+// Register tiles are indexed by (row, column) on purpose: the loops unroll over constants.
+#![allow(clippy::needless_range_loop)]
+
+use super::{KQ, NR};
+use std::arch::x86_64::*;
+
+/// `R × NR` tile: per group of 4 K values, the 4 activations of a row are broadcast as one
+/// 64-bit word and `vpmaddwd` with the sign-extended weights gives, per column, two pair sums
+/// (`a0b0+a1b1`, `a2b2+a3b3`) that are added horizontally at the end. Exact: no step saturates.
+///
+/// # Safety
+/// The CPU must support AVX2; `a` must hold `R · kp` values and `panel` `kp · NR` bytes, with
+/// `kp` a multiple of [`KQ`].
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn tile<const R: usize>(a: &[i16], kp: usize, panel: &[i8]) -> [[i32; NR]; R] {
+    debug_assert!(a.len() >= R * kp && panel.len() >= kp * NR && kp.is_multiple_of(KQ));
+    let mut lo = [_mm256_setzero_si256(); R];
+    let mut hi = [_mm256_setzero_si256(); R];
+    let (ap, bp) = (a.as_ptr(), panel.as_ptr());
+    for q in 0..kp / KQ {
+        // SAFETY: q < kp/4, so the 32 bytes at q·32 lie inside `panel` (kp·NR bytes), and the 4
+        // i16 at r·kp + 4q lie inside row r of `a`; unaligned loads are used throughout.
+        unsafe {
+            let b = bp.add(q * KQ * NR);
+            let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b as *const __m128i));
+            let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(16) as *const __m128i));
+            for r in 0..R {
+                let aq = (ap.add(r * kp + q * KQ) as *const i64).read_unaligned();
+                let av = _mm256_set1_epi64x(aq);
+                lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(av, b0));
+                hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(av, b1));
+            }
+        }
+    }
+    let mut out = [[0i32; NR]; R];
+    for r in 0..R {
+        // hadd gives [c0 c1 c4 c5 | c2 c3 c6 c7]; the permute restores column order.
+        let h = _mm256_hadd_epi32(lo[r], hi[r]);
+        let v = _mm256_permute4x64_epi64::<0b11_01_10_00>(h);
+        // SAFETY: `out[r]` is 8 i32 = 32 bytes; unaligned store.
+        unsafe { _mm256_storeu_si256(out[r].as_mut_ptr() as *mut __m256i, v) };
+    }
+    out
+}
