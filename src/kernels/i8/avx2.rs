@@ -43,3 +43,63 @@ pub(super) unsafe fn tile<const R: usize>(a: &[i16], kp: usize, panel: &[i8]) ->
     }
     out
 }
+
+/// One tile row dequantized: `y = acc · scale + bias` (multiply, then add: not fused), then
+/// `max(y, 0)` when `relu`, which like the scalar form maps NaN and -0 to +0.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn dequantize_row(
+    v: &[i32; NR],
+    scale: &[f32; NR],
+    bias: &[f32; NR],
+    relu: bool,
+) -> [f32; NR] {
+    // SAFETY: every pointer is to an 8-element array; unaligned loads and stores.
+    unsafe {
+        let acc = _mm256_cvtepi32_ps(_mm256_loadu_si256(v.as_ptr() as *const __m256i));
+        let mut y = _mm256_add_ps(
+            _mm256_mul_ps(acc, _mm256_loadu_ps(scale.as_ptr())),
+            _mm256_loadu_ps(bias.as_ptr()),
+        );
+        if relu {
+            // maxps returns its second operand when the first is NaN or both are zero.
+            y = _mm256_max_ps(y, _mm256_setzero_ps());
+        }
+        let mut out = [0f32; NR];
+        _mm256_storeu_ps(out.as_mut_ptr(), y);
+        out
+    }
+}
+
+/// One tile row requantized: `round_half_even((acc + bias) · m)` clamped to `[lo, hi]` in f32
+/// (NaN gives `lo`, as the scalar `f32::max` does), converted and offset by `zp`.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn requantize_row(
+    v: &[i32; NR],
+    bias: &[i32; NR],
+    m: &[f32; NR],
+    lo: f32,
+    hi: f32,
+    zp: i32,
+) -> [i32; NR] {
+    // SAFETY: every pointer is to an 8-element array; unaligned loads and stores.
+    unsafe {
+        let acc = _mm256_add_epi32(
+            _mm256_loadu_si256(v.as_ptr() as *const __m256i),
+            _mm256_loadu_si256(bias.as_ptr() as *const __m256i),
+        );
+        let x = _mm256_mul_ps(_mm256_cvtepi32_ps(acc), _mm256_loadu_ps(m.as_ptr()));
+        let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+        // maxps returns its second operand (lo) when the first is NaN.
+        let c = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
+        let q = _mm256_add_epi32(_mm256_cvttps_epi32(c), _mm256_set1_epi32(zp));
+        let mut out = [0i32; NR];
+        _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, q);
+        out
+    }
+}

@@ -1,7 +1,7 @@
 //! What happens to each i32 accumulator as it is stored: kept, dequantized to f32, or requantized
 //! to u8/s8 with the ONNX `QuantizeLinear` rounding.
 
-use super::I8Error;
+use super::{I8Error, NR};
 
 /// A scale per tensor or per output column.
 #[derive(Debug, Clone, Copy)]
@@ -21,6 +21,16 @@ impl Scale<'_> {
         }
     }
 
+    /// The scales of columns `j0 .. j0 + NR` (all inside N).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    fn row(&self, j0: usize) -> [f32; NR] {
+        match *self {
+            Scale::PerTensor(s) => [s; NR],
+            Scale::PerChannel(s) => std::array::from_fn(|c| s[j0 + c]),
+        }
+    }
+
     fn check(&self, what: &'static str, n: usize) -> Result<(), I8Error> {
         match *self {
             Scale::PerChannel(s) if s.len() != n => Err(I8Error::Length {
@@ -34,7 +44,8 @@ impl Scale<'_> {
 }
 
 /// Dequantization to f32: `y = act(acc · scale[j] + bias[j])`, where `scale` is the product of
-/// the activation and weight scales. Multiply then add, in that order, never fused.
+/// the activation and weight scales. Multiply then add, in that order, never fused; the ReLU is
+/// `if y > 0 { y } else { 0 }` (NaN and -0 become +0).
 #[derive(Debug, Clone, Copy)]
 pub struct Dequantize<'a> {
     /// `scale_a · scale_b[j]`.
@@ -47,7 +58,9 @@ pub struct Dequantize<'a> {
 
 /// Requantization to u8/s8 as ONNX `QLinearConv`/`QLinearMatMul` do it:
 /// `y = saturate(round_half_even((acc + bias[j]) · multiplier[j]) + zero_point)`, where
-/// `multiplier = scale_a · scale_b[j] / scale_y`. A fused ReLU clamps at `zero_point`.
+/// `multiplier = scale_a · scale_b[j] / scale_y`. A fused ReLU clamps at `zero_point`. The
+/// rounded value is clamped in f32 before conversion, so huge values saturate and NaN gives the
+/// lowest output.
 #[derive(Debug, Clone, Copy)]
 pub struct Requantize<'a> {
     /// `scale_a · scale_b[j] / scale_y`.
@@ -128,25 +141,22 @@ impl<'a> Requantize<'a> {
     pub(super) fn for_s8(self) -> Requant<'a, i8> {
         self.bounded(-128, 127)
     }
-
-    fn bounded<T>(self, lo: i32, hi: i32) -> Requant<'a, T> {
-        let lo = if self.relu {
-            self.zero_point.max(lo)
-        } else {
-            lo
-        };
-        Requant {
-            r: self,
-            lo,
-            hi,
-            _t: std::marker::PhantomData,
-        }
-    }
 }
 
 /// Turns a finished accumulator of column `j` into an output value.
 pub(super) trait Finish<T>: Sync {
+    /// One value of column `j`.
     fn finish(&self, acc: i32, j: usize) -> T;
+
+    /// One tile row starting at column `j0` (`out.len()` ≤ NR columns). `simd` allows the AVX2
+    /// form, which must give the same bits as [`Finish::finish`].
+    #[inline(always)]
+    fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [T]) {
+        let _ = simd;
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.finish(v[c], j0 + c);
+        }
+    }
 }
 
 /// Keeps the i32 accumulator.
@@ -157,16 +167,40 @@ impl Finish<i32> for Raw {
     fn finish(&self, acc: i32, _j: usize) -> i32 {
         acc
     }
+
+    #[inline(always)]
+    fn finish_row(&self, _simd: bool, v: &[i32; NR], _j0: usize, out: &mut [i32]) {
+        out.copy_from_slice(&v[..out.len()]);
+    }
 }
 
 impl Finish<f32> for Dequantize<'_> {
     #[inline(always)]
     fn finish(&self, acc: i32, j: usize) -> f32 {
         let y = acc as f32 * self.scale.at(j) + self.bias.map_or(0.0, |b| b[j]);
-        if self.relu {
-            y.max(0.0)
-        } else {
-            y
+        match self.relu {
+            true if y > 0.0 => y,
+            true => 0.0,
+            false => y,
+        }
+    }
+
+    #[inline(always)]
+    fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if simd && out.len() == NR {
+            let bias = self
+                .bias
+                .map_or([0.0; NR], |b| std::array::from_fn(|c| b[j0 + c]));
+            let scale = self.scale.row(j0);
+            // SAFETY: `simd` is set only for the AVX2 kernel, chosen after AVX2 was detected.
+            let y = unsafe { super::avx2::dequantize_row(v, &scale, &bias, self.relu) };
+            out.copy_from_slice(&y);
+            return;
+        }
+        let _ = simd;
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.finish(v[c], j0 + c);
         }
     }
 }
@@ -174,19 +208,61 @@ impl Finish<f32> for Dequantize<'_> {
 /// A [`Requantize`] with its clamp bounds for one output type.
 pub(super) struct Requant<'a, T> {
     r: Requantize<'a>,
-    lo: i32,
-    hi: i32,
+    /// Lowest output minus the zero point, as f32 (exact).
+    lo: f32,
+    /// Highest output minus the zero point, as f32 (exact).
+    hi: f32,
     _t: std::marker::PhantomData<T>,
 }
 
+impl<'a> Requantize<'a> {
+    fn bounded<T>(self, lo: i32, hi: i32) -> Requant<'a, T> {
+        let lo = if self.relu {
+            self.zero_point.max(lo)
+        } else {
+            lo
+        };
+        Requant {
+            lo: (lo - self.zero_point) as f32,
+            hi: (hi - self.zero_point) as f32,
+            r: self,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
 impl<T> Requant<'_, T> {
-    /// The ONNX QuantizeLinear step on one value, clamped to `[lo, hi]`.
+    /// The ONNX QuantizeLinear step on one value, clamped to the output range.
     #[inline(always)]
     fn quantize(&self, acc: i32, j: usize) -> i32 {
         let v = acc.wrapping_add(self.r.bias.map_or(0, |b| b[j]));
-        // `as i32` saturates (NaN → 0), then the zero point is added without wrapping.
-        let q = (v as f32 * self.r.multiplier.at(j)).round_ties_even() as i32;
-        q.saturating_add(self.r.zero_point).clamp(self.lo, self.hi)
+        let x = (v as f32 * self.r.multiplier.at(j)).round_ties_even();
+        // `max` returns `lo` for NaN; the clamped value is a small integer, exact in i32.
+        x.max(self.lo).min(self.hi) as i32 + self.r.zero_point
+    }
+
+    /// A tile row through the AVX2 form when allowed, else value by value.
+    #[inline(always)]
+    fn quantize_row(&self, simd: bool, v: &[i32; NR], j0: usize, cols: usize) -> [i32; NR] {
+        #[cfg(target_arch = "x86_64")]
+        if simd && cols == NR {
+            let bias = self
+                .r
+                .bias
+                .map_or([0; NR], |b| std::array::from_fn(|c| b[j0 + c]));
+            let m = self.r.multiplier.row(j0);
+            let zp = self.r.zero_point;
+            // SAFETY: `simd` is set only for the AVX2 kernel, chosen after AVX2 was detected.
+            return unsafe { super::avx2::requantize_row(v, &bias, &m, self.lo, self.hi, zp) };
+        }
+        let _ = simd;
+        std::array::from_fn(|c| {
+            if c < cols {
+                self.quantize(v[c], j0 + c)
+            } else {
+                0
+            }
+        })
     }
 }
 
@@ -195,11 +271,27 @@ impl Finish<u8> for Requant<'_, u8> {
     fn finish(&self, acc: i32, j: usize) -> u8 {
         self.quantize(acc, j) as u8
     }
+
+    #[inline(always)]
+    fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [u8]) {
+        let q = self.quantize_row(simd, v, j0, out.len());
+        for (o, &x) in out.iter_mut().zip(&q) {
+            *o = x as u8;
+        }
+    }
 }
 
 impl Finish<i8> for Requant<'_, i8> {
     #[inline(always)]
     fn finish(&self, acc: i32, j: usize) -> i8 {
         self.quantize(acc, j) as i8
+    }
+
+    #[inline(always)]
+    fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [i8]) {
+        let q = self.quantize_row(simd, v, j0, out.len());
+        for (o, &x) in out.iter_mut().zip(&q) {
+            *o = x as i8;
+        }
     }
 }

@@ -185,6 +185,15 @@ impl Kernel {
         }
     }
 
+    /// Whether the epilogue may use the AVX2 tile-row stores.
+    fn simd_epilogue(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx2 {
+            return true;
+        }
+        false
+    }
+
     /// Whether activations are stored as shifted s8 (for `sdot`) instead of centred i16.
     fn narrow(self) -> bool {
         #[cfg(target_arch = "aarch64")]
@@ -297,6 +306,7 @@ fn tile<const R: usize>(kernel: Kernel, p: &Prepared, row0: usize, panel: &[i8])
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn store<T, F: Finish<T>, const R: usize>(
+    kernel: Kernel,
     acc: &[[i32; NR]; R],
     p: &Prepared,
     b: &PackedI8,
@@ -308,16 +318,17 @@ fn store<T, F: Finish<T>, const R: usize>(
     fin: &F,
 ) {
     let cols = NR.min(b.n() - col0);
+    let (sums, zps) = (b.col_sums(col0 / NR), b.zero_points(col0 / NR));
+    let simd = kernel.simd_epilogue();
     for (r, acc_row) in acc.iter().enumerate().take(rows) {
         let row_sum = p.row_sums[row0 + r];
-        let orow = &mut out[r * ldc..r * ldc + cols];
-        for (c, o) in orow.iter_mut().enumerate() {
-            let j = col0 + c;
-            let v = acc_row[c]
-                .wrapping_add(p.offset.wrapping_mul(b.col_sum(j)))
-                .wrapping_sub(b.zero_point(j).wrapping_mul(row_sum));
-            *o = fin.finish(v, j);
+        let mut v = [0i32; NR];
+        for c in 0..NR {
+            v[c] = acc_row[c]
+                .wrapping_add(p.offset.wrapping_mul(sums[c]))
+                .wrapping_sub(zps[c].wrapping_mul(row_sum));
         }
+        fin.finish_row(simd, &v, col0, &mut out[r * ldc..r * ldc + cols]);
     }
 }
 
@@ -416,6 +427,7 @@ fn run<T: Send, F: Finish<T>>(
             for start in (col0..col0 + chunk.len()).step_by(NR) {
                 let acc = tile::<1>(kernel, &p, 0, b.panel(start / NR));
                 store::<T, F, 1>(
+                    kernel,
                     &acc,
                     &p,
                     b,
@@ -445,6 +457,7 @@ fn run<T: Send, F: Finish<T>>(
         for pi in 0..b.panels() {
             let acc = tile::<MR>(kernel, &p, row0, b.panel(pi));
             store::<T, F, MR>(
+                kernel,
                 &acc,
                 &p,
                 b,

@@ -25,10 +25,11 @@ pub struct PackedI8 {
     n: usize,
     kp: usize,
     data: Vec<i8>,
-    /// `Σ_k b[k][j]` per column, for folding an activation shift back in.
+    /// `Σ_k b[k][j]` per column (padded to whole panels), for folding an activation shift back.
     col_sums: Vec<i32>,
-    /// Zero point per column; empty when the weights are symmetric.
-    zero_points: Vec<i8>,
+    /// Zero point per column (padded to whole panels; 0 for symmetric weights), as i32 so a
+    /// tile row reads it as one vector.
+    zero_points: Vec<i32>,
 }
 
 impl PackedI8 {
@@ -92,8 +93,8 @@ impl PackedI8 {
         let kp = k.div_ceil(KQ) * KQ;
         let panels = n.div_ceil(NR);
         let mut data = vec![0i8; panels * kp * NR];
-        let mut col_sums = vec![0i32; n];
-        for (j, sum) in col_sums.iter_mut().enumerate() {
+        let mut col_sums = vec![0i32; panels * NR];
+        for (j, sum) in col_sums.iter_mut().enumerate().take(n) {
             let (p, c) = (j / NR, j % NR);
             let base = p * kp * NR;
             for kk in 0..k {
@@ -102,11 +103,14 @@ impl PackedI8 {
                 *sum += v as i32;
             }
         }
-        let zero_points = match zp {
-            WeightZeroPoint::None => Vec::new(),
-            WeightZeroPoint::PerTensor(z) => vec![z; n],
-            WeightZeroPoint::PerChannel(z) => z.to_vec(),
-        };
+        let mut zero_points = vec![0i32; panels * NR];
+        for (j, z) in zero_points.iter_mut().enumerate().take(n) {
+            *z = match zp {
+                WeightZeroPoint::None => 0,
+                WeightZeroPoint::PerTensor(z) => z as i32,
+                WeightZeroPoint::PerChannel(z) => z[j] as i32,
+            };
+        }
         PackedI8 {
             k,
             n,
@@ -143,20 +147,24 @@ impl PackedI8 {
         &self.data[p * self.kp * NR..(p + 1) * self.kp * NR]
     }
 
-    /// `Σ_k b[k][j]`.
+    /// `Σ_k b[k][j]` for the [`NR`] columns of panel `p`.
     #[inline(always)]
-    pub(super) fn col_sum(&self, j: usize) -> i32 {
-        self.col_sums[j]
+    pub(super) fn col_sums(&self, p: usize) -> &[i32; NR] {
+        self.col_sums[p * NR..(p + 1) * NR]
+            .try_into()
+            .expect("padded to whole panels")
     }
 
-    /// The zero point of column `j` (0 for symmetric weights).
+    /// The weight zero points of the [`NR`] columns of panel `p`.
     #[inline(always)]
-    pub(super) fn zero_point(&self, j: usize) -> i32 {
-        self.zero_points.get(j).map_or(0, |&z| z as i32)
+    pub(super) fn zero_points(&self, p: usize) -> &[i32; NR] {
+        self.zero_points[p * NR..(p + 1) * NR]
+            .try_into()
+            .expect("padded to whole panels")
     }
 
     /// Bytes held by the packed form: weights, column sums and zero points.
     pub fn size_bytes(&self) -> usize {
-        self.data.len() + self.col_sums.len() * 4 + self.zero_points.len()
+        self.data.len() + (self.col_sums.len() + self.zero_points.len()) * 4
     }
 }

@@ -349,3 +349,52 @@ fn packed_size_is_about_a_quarter() {
         b.size_bytes()
     );
 }
+
+/// Requantization edge values (NaN, huge and tiny multipliers, ties) give the same bits in the
+/// SIMD and scalar epilogues: NaN → lowest output, huge → saturated.
+#[test]
+fn requantize_edge_multipliers_match() {
+    let (m, n, k) = (3, 8, 5);
+    let a: Vec<u8> = (0..m * k).map(|x| (x * 61 % 256) as u8).collect();
+    let w: Vec<i8> = (0..n * k).map(|x| (x * 17 % 256) as u8 as i8).collect();
+    let b = PackedI8::from_n_by_k(n, k, &w, WeightZeroPoint::None).unwrap();
+    let acts = Activations::U8 {
+        data: &a,
+        zero_point: 0,
+    };
+    let mult = [f32::NAN, 1e30, -1e30, 0.5, -0.5, 1e-30, f32::INFINITY, 0.0];
+    for relu in [false, true] {
+        let mut want = vec![0u8; m * n];
+        let mut want_f = vec![0f32; m * n];
+        for (i, kernel) in all_kernels().into_iter().enumerate() {
+            let r = Requantize {
+                multiplier: Scale::PerChannel(&mult),
+                bias: None,
+                zero_point: 100,
+                relu,
+            };
+            let mut got = vec![0u8; m * n];
+            gemm_with(kernel, m, acts, k, &b, Output::U8(&mut got, r), n).unwrap();
+            let d = Dequantize {
+                scale: Scale::PerChannel(&mult),
+                bias: None,
+                relu,
+            };
+            let mut got_f = vec![0f32; m * n];
+            gemm_with(kernel, m, acts, k, &b, Output::F32(&mut got_f, d), n).unwrap();
+            if i == 0 {
+                assert_eq!(
+                    got[0],
+                    if relu { 100 } else { 0 },
+                    "NaN gives the lowest output"
+                );
+                want = got;
+                want_f = got_f;
+            } else {
+                assert_eq!(got, want, "{kernel:?}");
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(&got_f), bits(&want_f), "{kernel:?}");
+            }
+        }
+    }
+}
