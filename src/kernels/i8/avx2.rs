@@ -48,8 +48,9 @@ pub(super) unsafe fn tile<const R: usize>(a: &[i16], kp: usize, panel: &[i8]) ->
 /// `max(y, 0)` when `relu`, which like the scalar form maps NaN and -0 to +0.
 ///
 /// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
+/// The CPU must support AVX2. Not a `target_feature` function so that it inlines into the AVX2
+/// row loop (`row_block_avx2`); its intrinsics are compiled there.
+#[inline(always)]
 pub(super) unsafe fn dequantize_row(
     v: &[i32; NR],
     scale: &[f32; NR],
@@ -77,8 +78,9 @@ pub(super) unsafe fn dequantize_row(
 /// (NaN gives `lo`, as the scalar `f32::max` does), converted and offset by `zp`.
 ///
 /// # Safety
-/// The CPU must support AVX2.
-#[target_feature(enable = "avx2")]
+/// The CPU must support AVX2. Not a `target_feature` function so that it inlines into the AVX2
+/// row loop (`row_block_avx2`); its intrinsics are compiled there.
+#[inline(always)]
 pub(super) unsafe fn requantize_row(
     v: &[i32; NR],
     bias: &[i32; NR],

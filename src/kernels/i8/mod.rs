@@ -423,30 +423,15 @@ fn run<T: Send, F: Finish<T>>(
         let p = Prepared::new(kernel, 1, a, lda, b.k(), b.kp(), 1);
         let n = b.n();
         let row = &mut c[..n];
-        let gemv_panels = |col0: usize, chunk: &mut [T]| {
-            for start in (col0..col0 + chunk.len()).step_by(NR) {
-                let acc = tile::<1>(kernel, &p, 0, b.panel(start / NR));
-                store::<T, F, 1>(
-                    kernel,
-                    &acc,
-                    &p,
-                    b,
-                    0,
-                    1,
-                    start,
-                    &mut chunk[start - col0..],
-                    ldc,
-                    fin,
-                );
-            }
-        };
         if threads > 1 && n > NR {
             let per = n.div_ceil(NR).div_ceil(threads * 4).max(1) * NR;
-            row.par_chunks_mut(per)
-                .enumerate()
-                .for_each(|(ci, chunk)| gemv_panels(ci * per, chunk));
+            row.par_chunks_mut(per).enumerate().for_each(|(ci, chunk)| {
+                let first = ci * per / NR;
+                let panels = first..first + chunk.len().div_ceil(NR);
+                row_block::<T, F, 1>(kernel, &p, b, 0, 1, panels, chunk, ldc, fin)
+            });
         } else {
-            gemv_panels(0, row);
+            row_block::<T, F, 1>(kernel, &p, b, 0, 1, 0..b.panels(), row, ldc, fin);
         }
         return;
     }
@@ -454,21 +439,7 @@ fn run<T: Send, F: Finish<T>>(
     let block = |bi: usize, chunk: &mut [T]| {
         let row0 = bi * MR;
         let rows = MR.min(m - row0);
-        for pi in 0..b.panels() {
-            let acc = tile::<MR>(kernel, &p, row0, b.panel(pi));
-            store::<T, F, MR>(
-                kernel,
-                &acc,
-                &p,
-                b,
-                row0,
-                rows,
-                pi * NR,
-                &mut chunk[pi * NR..],
-                ldc,
-                fin,
-            );
-        }
+        row_block::<T, F, MR>(kernel, &p, b, row0, rows, 0..b.panels(), chunk, ldc, fin);
     };
     let used = &mut c[..(m - 1) * ldc + b.n()];
     if threads > 1 && m > MR {
@@ -479,5 +450,81 @@ fn run<T: Send, F: Finish<T>>(
         used.chunks_mut(MR * ldc)
             .enumerate()
             .for_each(|(bi, chunk)| block(bi, chunk));
+    }
+}
+
+/// Rows `row0 .. row0 + rows` (an `R`-row tile) times the weight panels `panels`, stored into
+/// `out`, which starts at that row and at column `panels.start · NR`. For AVX2 the whole loop runs
+/// inside one AVX2 function so the tile kernel and the epilogue inline into it.
+#[allow(clippy::too_many_arguments)]
+fn row_block<T, F: Finish<T>, const R: usize>(
+    kernel: Kernel,
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    panels: std::ops::Range<usize>,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx2 {
+        // SAFETY: `Kernel::Avx2` is chosen only when AVX2 was detected.
+        unsafe { row_block_avx2::<T, F, R>(p, b, row0, rows, panels, out, ldc, fin) };
+        return;
+    }
+    row_block_body::<T, F, R>(kernel, p, b, row0, rows, panels, out, ldc, fin);
+}
+
+/// [`row_block_body`] compiled with AVX2 enabled.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_block_avx2<T, F: Finish<T>, const R: usize>(
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    panels: std::ops::Range<usize>,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    row_block_body::<T, F, R>(Kernel::Avx2, p, b, row0, rows, panels, out, ldc, fin);
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn row_block_body<T, F: Finish<T>, const R: usize>(
+    kernel: Kernel,
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    panels: std::ops::Range<usize>,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    let first = panels.start;
+    for pi in panels {
+        let acc = tile::<R>(kernel, p, row0, b.panel(pi));
+        let off = (pi - first) * NR;
+        store::<T, F, R>(
+            kernel,
+            &acc,
+            p,
+            b,
+            row0,
+            rows,
+            pi * NR,
+            &mut out[off..],
+            ldc,
+            fin,
+        );
     }
 }
