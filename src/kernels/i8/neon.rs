@@ -4,21 +4,8 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::{KQ, NR};
+use crate::kernels::arm::sdot;
 use std::arch::aarch64::*;
-use std::arch::asm;
-
-/// `acc += sdot(b, a)`: four 4-way s8 dot products into i32 lanes (exact).
-/// The intrinsic is not stable in Rust yet, so the instruction is written directly.
-#[inline(always)]
-unsafe fn sdot(mut acc: int32x4_t, b: int8x16_t, a: int8x16_t) -> int32x4_t {
-    // SAFETY: callers run with the dotprod feature enabled; the instruction only reads and writes
-    // the named vector registers.
-    unsafe {
-        asm!("sdot {0:v}.4s, {1:v}.16b, {2:v}.16b", inout(vreg) acc, in(vreg) b, in(vreg) a,
-             options(pure, nomem, nostack));
-    }
-    acc
-}
 
 /// `R × NR` tile with `sdot`: per group of 4 K values the row's 4 shifted activations are
 /// duplicated into every lane and dotted with 4 columns' 4 weights at once.
