@@ -5,7 +5,7 @@
 //! Run: `cargo bench --bench kernels_int` (optionally `-- i8` to filter).
 
 use criterion::{criterion_group, criterion_main, BenchmarkGroup, Criterion, Throughput};
-use quench::kernels::{b1, i8};
+use quench::kernels::{b1, i8, q4};
 use std::hint::black_box;
 use std::time::Duration;
 
@@ -126,5 +126,33 @@ fn bench_b1(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_i8, bench_b1);
+fn bench_q4(c: &mut Criterion) {
+    let mut g = group(c, "q4");
+    let (n, k) = (4096usize, 4096usize);
+    let w: Vec<f32> = bytes(n * k, 6)
+        .into_iter()
+        .map(|x| x as f32 / 128.0 - 1.0)
+        .collect();
+    let b = q4::PackedQ4::quantize(n, k, 32, &w, true).unwrap();
+    let a: Vec<f32> = bytes(k, 7)
+        .into_iter()
+        .map(|x| x as f32 / 64.0 - 2.0)
+        .collect();
+    let mut out = vec![0f32; n];
+    g.throughput(Throughput::Elements((n * k) as u64));
+    for mode in [q4::Q4Mode::F32, q4::Q4Mode::Int8] {
+        g.bench_function(
+            format!("{}/g32-zp/1x{n}x{k}", q4::kernel_name(1, mode)),
+            |bch| {
+                bch.iter(|| {
+                    q4::gemm(1, &a, k, &b, mode, None, &mut out, n).unwrap();
+                    black_box(&out);
+                })
+            },
+        );
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench_i8, bench_b1, bench_q4);
 criterion_main!(benches);

@@ -107,6 +107,15 @@ impl Kernel {
         }
     }
 
+    /// Whether the Int8 kernel reads `|q|` separately (AVX2's `vpmaddubsw` sign trick).
+    fn uses_magnitudes(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx2 {
+            return true;
+        }
+        false
+    }
+
     fn suffix(self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",
@@ -164,7 +173,8 @@ struct Prepared {
     blocks: usize,
     /// F32 mode: permuted values.
     f: Vec<f32>,
-    /// Int8 mode: permuted quantized values, their magnitudes, and per-block scales.
+    /// Int8 mode: permuted quantized values, their magnitudes (AVX2's sign trick only; empty
+    /// otherwise), and per-block scales.
     q: Vec<i8>,
     abs: Vec<u8>,
     qscale: Vec<f32>,
@@ -177,7 +187,14 @@ fn permuted(i: usize) -> usize {
 }
 
 impl Prepared {
-    fn new(mode: Q4Mode, m: usize, a: &[f32], lda: usize, b: &PackedQ4) -> Prepared {
+    fn new(
+        kernel: Kernel,
+        mode: Q4Mode,
+        m: usize,
+        a: &[f32],
+        lda: usize,
+        b: &PackedQ4,
+    ) -> Prepared {
         let (k, block, blocks) = (b.k(), b.block(), b.blocks());
         let kpad = blocks * block;
         let rows = m.div_ceil(MR) * MR;
@@ -200,7 +217,9 @@ impl Prepared {
             }
             Q4Mode::Int8 => {
                 p.q = vec![0; rows * kpad];
-                p.abs = vec![0; rows * kpad];
+                if kernel.uses_magnitudes() {
+                    p.abs = vec![0; rows * kpad];
+                }
                 p.qscale = vec![0.0; rows * blocks];
                 for i in 0..m {
                     for bl in 0..blocks {
@@ -218,7 +237,9 @@ impl Prepared {
                             };
                             let at = i * kpad + kk / CHUNK * CHUNK + permuted(kk % CHUNK);
                             p.q[at] = q;
-                            p.abs[at] = q.unsigned_abs();
+                            if let Some(x) = p.abs.get_mut(at) {
+                                *x = q.unsigned_abs();
+                            }
                         }
                     }
                 }
@@ -312,7 +333,7 @@ fn gemm_with(
     if m == 0 || n == 0 {
         return Ok(());
     }
-    let p = Prepared::new(mode, m, a, lda, b);
+    let p = Prepared::new(kernel, mode, m, a, lda, b);
     let threads = rayon::current_num_threads();
     let used = &mut out[..need(m, ldc, n)];
     if m == 1 {
@@ -425,12 +446,14 @@ fn column_dot<const R: usize>(
         }
         Q4Mode::Int8 => {
             let q = &p.q[row0 * kp..(row0 + R) * kp];
-            let abs = &p.abs[row0 * kp..(row0 + R) * kp];
             let s = &p.qscale[row0 * p.blocks..(row0 + R) * p.blocks];
             match kernel {
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX2 and FMA were detected; slices hold R rows as `dot_i8` requires.
-                Kernel::Avx2 => unsafe { avx2::dot_i8::<R>(abs, q, s, kp, col) },
+                Kernel::Avx2 => unsafe {
+                    let abs = &p.abs[row0 * kp..(row0 + R) * kp];
+                    avx2::dot_i8::<R>(abs, q, s, kp, col)
+                },
                 #[cfg(target_arch = "aarch64")]
                 // SAFETY: NEON was detected; slices hold R rows as `dot_i8_widen` requires.
                 Kernel::Neon => unsafe { neon::dot_i8_widen::<R>(q, s, kp, col) },
