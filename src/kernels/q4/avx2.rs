@@ -17,6 +17,30 @@ unsafe fn finish(a0: __m256, a1: __m256) -> f32 {
     hsum8(v)
 }
 
+/// Runs `chunk(c, acc)` for every chunk, even chunks into one accumulator and odd ones into
+/// another (unrolled by two so both stay in registers), then gives each row's final sum.
+#[inline(always)]
+unsafe fn two_chains<const R: usize>(
+    chunks: usize,
+    mut chunk: impl FnMut(usize, &mut [__m256; R]),
+) -> [f32; R] {
+    // SAFETY: callers run with AVX2 enabled.
+    unsafe {
+        let mut acc0 = [_mm256_setzero_ps(); R];
+        let mut acc1 = [_mm256_setzero_ps(); R];
+        let mut c = 0;
+        while c + 1 < chunks {
+            chunk(c, &mut acc0);
+            chunk(c + 1, &mut acc1);
+            c += 2;
+        }
+        if c < chunks {
+            chunk(c, &mut acc0);
+        }
+        std::array::from_fn(|r| finish(acc0[r], acc1[r]))
+    }
+}
+
 /// f32 activations × dequantized 4-bit column for `R` rows.
 ///
 /// # Safety
@@ -26,10 +50,9 @@ unsafe fn finish(a0: __m256, a1: __m256) -> f32 {
 pub(super) unsafe fn dot_f32<const R: usize>(a: &[f32], kp: usize, col: Column<'_>) -> [f32; R] {
     debug_assert!(a.len() >= R * kp && col.bytes.len() * 2 >= kp);
     let nib = _mm256_set1_epi32(0xf);
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let (ap, bp) = (a.as_ptr(), col.bytes.as_ptr());
-    for c in 0..kp / CHUNK {
-        let bl = c * CHUNK / col.block;
+    let chunk = |c: usize, acc: &mut [__m256; R]| {
+        let bl = col.block_of(c);
         let zp = _mm256_set1_ps(col.zp(bl) as f32);
         let s = _mm256_set1_ps(col.scales[bl]);
         // SAFETY: chunk c's 16 bytes lie inside the column (kp / 2 bytes) and its 32 values
@@ -49,12 +72,11 @@ pub(super) unsafe fn dot_f32<const R: usize>(a: &[f32], kp: usize, col: Column<'
                 t = _mm256_fmadd_ps(w[1], _mm256_loadu_ps(ar.add(8)), t);
                 t = _mm256_fmadd_ps(w[2], _mm256_loadu_ps(ar.add(16)), t);
                 t = _mm256_fmadd_ps(w[3], _mm256_loadu_ps(ar.add(24)), t);
-                acc[r][c % 2] = _mm256_fmadd_ps(t, s, acc[r][c % 2]);
+                acc[r] = _mm256_fmadd_ps(t, s, acc[r]);
             }
         }
-    }
-    // SAFETY: AVX is enabled here.
-    std::array::from_fn(|r| unsafe { finish(acc[r][0], acc[r][1]) })
+    };
+    two_chains::<R>(kp / CHUNK, chunk)
 }
 
 /// Int8 block-quantized activations (`abs` = |q|, `q` signed) × 4-bit column for `R` rows.
@@ -74,10 +96,9 @@ pub(super) unsafe fn dot_i8<const R: usize>(
     let blocks = kp / col.block;
     let nib = _mm_set1_epi8(0xf);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [[_mm256_setzero_ps(); 2]; R];
     let bp = col.bytes.as_ptr();
-    for c in 0..kp / CHUNK {
-        let bl = c * CHUNK / col.block;
+    let chunk = |c: usize, acc: &mut [__m256; R]| {
+        let bl = col.block_of(c);
         let sw = col.scales[bl];
         // SAFETY: chunk c's 16 bytes lie inside the column; its 32 values inside each row.
         unsafe {
@@ -91,10 +112,9 @@ pub(super) unsafe fn dot_i8<const R: usize>(
                 let aa = _mm256_loadu_si256(abs.as_ptr().add(off) as *const __m256i);
                 let t = _mm256_madd_epi16(_mm256_maddubs_epi16(aa, _mm256_sign_epi8(w, av)), ones);
                 let s = _mm256_set1_ps(sw * qscale[r * blocks + bl]);
-                acc[r][c % 2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), s, acc[r][c % 2]);
+                acc[r] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(t), s, acc[r]);
             }
         }
-    }
-    // SAFETY: AVX is enabled here.
-    std::array::from_fn(|r| unsafe { finish(acc[r][0], acc[r][1]) })
+    };
+    two_chains::<R>(kp / CHUNK, chunk)
 }

@@ -156,9 +156,17 @@ pub(super) struct Column<'a> {
     /// The column's packed zero points, when stored.
     zps: Option<&'a [u8]>,
     block: usize,
+    /// `log2(block / CHUNK)`: chunk `c` lies in block `c >> chunk_shift`.
+    chunk_shift: u32,
 }
 
 impl Column<'_> {
+    /// The block holding chunk `c` (a shift: blocks are powers of two).
+    #[inline(always)]
+    fn block_of(&self, c: usize) -> usize {
+        c >> self.chunk_shift
+    }
+
     /// Zero point of block `bl`.
     #[inline(always)]
     fn zp(&self, bl: usize) -> u8 {
@@ -411,6 +419,7 @@ fn columns<const R: usize>(
                 .zero_points()
                 .map(|z| &z[j * zp_stride..(j + 1) * zp_stride]),
             block: b.block(),
+            chunk_shift: (b.block() / CHUNK).trailing_zeros(),
         };
         let y = column_dot::<R>(kernel, mode, p, row0, col);
         let bj = bias.map_or(0.0, |bv| bv[j]);

@@ -22,6 +22,31 @@ unsafe fn finish(a0: Lanes, a1: Lanes) -> f32 {
     hsum8(v)
 }
 
+/// Runs `chunk(c, acc)` for every chunk, even chunks into one accumulator and odd ones into
+/// another (unrolled by two so both stay in registers), then gives each row's final sum.
+#[inline(always)]
+unsafe fn two_chains<const R: usize>(
+    chunks: usize,
+    mut chunk: impl FnMut(usize, &mut [Lanes; R]),
+) -> [f32; R] {
+    // SAFETY: callers run with NEON enabled.
+    unsafe {
+        let zero = vdupq_n_f32(0.0);
+        let mut acc0 = [[zero; 2]; R];
+        let mut acc1 = [[zero; 2]; R];
+        let mut c = 0;
+        while c + 1 < chunks {
+            chunk(c, &mut acc0);
+            chunk(c + 1, &mut acc1);
+            c += 2;
+        }
+        if c < chunks {
+            chunk(c, &mut acc0);
+        }
+        std::array::from_fn(|r| finish(acc0[r], acc1[r]))
+    }
+}
+
 /// u8 nibbles (8 of them, in a `uint8x8_t`) as f32 minus `zp`, in two 4-lane halves.
 #[inline(always)]
 unsafe fn to_f32(x: uint8x8_t, zp: float32x4_t) -> Lanes {
@@ -39,11 +64,9 @@ unsafe fn to_f32(x: uint8x8_t, zp: float32x4_t) -> Lanes {
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn dot_f32<const R: usize>(a: &[f32], kp: usize, col: Column<'_>) -> [f32; R] {
     debug_assert!(a.len() >= R * kp && col.bytes.len() * 2 >= kp);
-    let zero = vdupq_n_f32(0.0);
-    let mut acc = [[[zero; 2]; 2]; R];
     let (ap, bp) = (a.as_ptr(), col.bytes.as_ptr());
-    for c in 0..kp / CHUNK {
-        let bl = c * CHUNK / col.block;
+    let chunk = |c: usize, acc: &mut [Lanes; R]| {
+        let bl = col.block_of(c);
         let zp = vdupq_n_f32(col.zp(bl) as f32);
         let s = vdupq_n_f32(col.scales[bl]);
         // SAFETY: chunk c's 16 bytes lie inside the column and its 32 values inside each row.
@@ -64,13 +87,13 @@ pub(super) unsafe fn dot_f32<const R: usize>(a: &[f32], kp: usize, col: Column<'
                     for v in 1..4 {
                         t = vfmaq_f32(t, w[v][h], vld1q_f32(ar.add(8 * v + 4 * h)));
                     }
-                    acc[r][c % 2][h] = vfmaq_f32(acc[r][c % 2][h], t, s);
+                    acc[r][h] = vfmaq_f32(acc[r][h], t, s);
                 }
             }
         }
-    }
+    };
     // SAFETY: NEON is enabled here.
-    std::array::from_fn(|r| unsafe { finish(acc[r][0], acc[r][1]) })
+    unsafe { two_chains::<R>(kp / CHUNK, chunk) }
 }
 
 /// The signed weights `q - zp` of a chunk: low nibbles (permuted positions 0–15), high (16–31).
@@ -97,10 +120,8 @@ unsafe fn dot_i8_with<const R: usize>(
     lanes: impl Fn([int8x16_t; 2], *const i8) -> [int32x4_t; 2],
 ) -> [f32; R] {
     let blocks = kp / col.block;
-    let zero = vdupq_n_f32(0.0);
-    let mut acc = [[[zero; 2]; 2]; R];
-    for c in 0..kp / CHUNK {
-        let bl = c * CHUNK / col.block;
+    let chunk = |c: usize, acc: &mut [Lanes; R]| {
+        let bl = col.block_of(c);
         let sw = col.scales[bl];
         // SAFETY: chunk c's 16 bytes lie inside the column and its 32 values inside each row.
         unsafe {
@@ -109,13 +130,13 @@ unsafe fn dot_i8_with<const R: usize>(
                 let t = lanes(w, q.as_ptr().add(r * kp + c * CHUNK));
                 let s = vdupq_n_f32(sw * qscale[r * blocks + bl]);
                 for h in 0..2 {
-                    acc[r][c % 2][h] = vfmaq_f32(acc[r][c % 2][h], vcvtq_f32_s32(t[h]), s);
+                    acc[r][h] = vfmaq_f32(acc[r][h], vcvtq_f32_s32(t[h]), s);
                 }
             }
         }
-    }
+    };
     // SAFETY: NEON is enabled in every caller.
-    std::array::from_fn(|r| unsafe { finish(acc[r][0], acc[r][1]) })
+    unsafe { two_chains::<R>(kp / CHUNK, chunk) }
 }
 
 /// Int8 activations × 4-bit column with `sdot` (four 4-way dot products per instruction).

@@ -21,7 +21,7 @@ pub(super) fn dot_f32<const R: usize>(a: &[f32], kp: usize, col: Column<'_>) -> 
     std::array::from_fn(|r| {
         let mut acc = [[0f32; 8]; 2];
         for c in 0..kp / CHUNK {
-            let bl = c * CHUNK / col.block;
+            let bl = col.block_of(c);
             let (zp, s) = (col.zp(bl) as f32, col.scales[bl]);
             let bytes = &col.bytes[c * 16..c * 16 + 16];
             let ar = &a[r * kp + c * CHUNK..r * kp + (c + 1) * CHUNK];
@@ -49,7 +49,7 @@ pub(super) fn dot_i8<const R: usize>(
     std::array::from_fn(|r| {
         let mut acc = [[0f32; 8]; 2];
         for c in 0..kp / CHUNK {
-            let bl = c * CHUNK / col.block;
+            let bl = col.block_of(c);
             let zp = col.zp(bl) as i32;
             let s = col.scales[bl] * qscale[r * blocks + bl];
             let bytes = &col.bytes[c * 16..c * 16 + 16];
