@@ -14,6 +14,7 @@ mod arm;
 pub mod b1;
 pub mod f32;
 pub mod i8;
+mod par;
 pub mod q4;
 
 use std::sync::OnceLock;

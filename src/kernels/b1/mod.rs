@@ -26,8 +26,8 @@ mod tests;
 pub use pack::{BinaryActivations, PackedBinary};
 
 use super::i8::Activations;
+use super::par;
 use super::{isa, Isa};
-use rayon::prelude::*;
 
 /// Rows per register tile.
 const MR: usize = 2;
@@ -310,18 +310,9 @@ fn check(got: usize, expected: usize) -> Result<(), B1Error> {
 }
 
 /// Splits `c` into blocks of MR rows, in parallel when rayon has more than one thread.
-fn rows_par<T: Send>(m: usize, c: &mut [T], ldc: usize, f: impl Fn(usize, &mut [T]) + Sync) {
-    if m == 0 {
-        return;
-    }
-    if rayon::current_num_threads() > 1 && m > MR {
-        c.par_chunks_mut(MR * ldc)
-            .enumerate()
-            .for_each(|(bi, ch)| f(bi * MR, ch));
-    } else {
-        c.chunks_mut(MR * ldc)
-            .enumerate()
-            .for_each(|(bi, ch)| f(bi * MR, ch));
+fn rows_par<T: Send>(m: usize, c: &mut [T], ldc: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+    if m > 0 {
+        par::for_each_chunk(c, MR * ldc, |bi, ch| f(bi * MR, ch));
     }
 }
 

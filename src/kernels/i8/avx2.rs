@@ -105,3 +105,37 @@ pub(super) unsafe fn requantize_row(
         out
     }
 }
+
+/// Eight unit-stride depthwise outputs `ox .. ox + 8` of row `oy`: per kernel tap, 8 centred
+/// inputs widened to i32 times the tap's weight (`vpmulld`, exact: |x|, |w| ≤ 255).
+///
+/// # Safety
+/// AVX2 must be present; the stride along W must be 1 and `ox .. ox + 8` interior, so every
+/// `iy·W + ox + kx·dw - pad_left .. + 8` lies inside `xc`.
+#[target_feature(enable = "avx2")]
+pub(super) unsafe fn depthwise8(
+    g: &super::Conv2d,
+    xc: &[i16],
+    wc: &[i16],
+    oy: usize,
+    ox: usize,
+) -> [i32; 8] {
+    let mut acc = _mm256_setzero_si256();
+    for ky in 0..g.kernel[0] {
+        let Some(iy) = g.in_y(oy, ky) else { continue };
+        for kx in 0..g.kernel[1] {
+            let at = iy * g.width + ox + kx * g.dilation[1] - g.pads[1];
+            debug_assert!(at + 8 <= xc.len());
+            // SAFETY: the caller guarantees the 8 values at `at` are inside `xc`.
+            let v = unsafe {
+                _mm256_cvtepi16_epi32(_mm_loadu_si128(xc.as_ptr().add(at) as *const __m128i))
+            };
+            let w = _mm256_set1_epi32(wc[ky * g.kernel[1] + kx] as i32);
+            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(v, w));
+        }
+    }
+    let mut out = [0i32; 8];
+    // SAFETY: `out` holds 8 i32; unaligned store.
+    unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, acc) };
+    out
+}

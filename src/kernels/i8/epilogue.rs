@@ -89,7 +89,13 @@ pub enum Output<'a> {
 impl Output<'_> {
     /// Checks buffer lengths and parameters against an `m × n` result with row stride `ldc`.
     pub(super) fn check(&self, m: usize, n: usize, ldc: usize) -> Result<(), I8Error> {
-        let got = match self {
+        let got = self.check_params(n)?;
+        super::check_len("output", m, ldc, n, got)
+    }
+
+    /// Checks the per-channel parameters against `n` channels; returns the buffer length.
+    pub(super) fn check_params(&self, n: usize) -> Result<usize, I8Error> {
+        Ok(match self {
             Output::I32(c) => c.len(),
             Output::F32(c, d) => {
                 d.scale.check("dequantize scale", n)?;
@@ -104,8 +110,7 @@ impl Output<'_> {
                 r.check(n, -128, 127)?;
                 c.len()
             }
-        };
-        super::check_len("output", m, ldc, n, got)
+        })
     }
 }
 

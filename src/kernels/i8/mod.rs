@@ -21,6 +21,7 @@
 //! `Σ_k (a - za)·b - zb[j] · Σ_k (a - za)` (the row sum is taken while the activations are widened).
 //! K is limited to [`K_MAX`] so that no i32 sum can overflow.
 
+mod conv;
 mod epilogue;
 mod pack;
 mod scalar;
@@ -31,14 +32,17 @@ mod avx2;
 mod neon;
 
 #[cfg(test)]
+mod conv_tests;
+#[cfg(test)]
 mod tests;
 
+pub use conv::{depthwise, depthwise_kernel_name, im2col, Conv2d, PackedDepthwise};
 pub use epilogue::{Dequantize, Output, Requantize, Scale};
 pub use pack::{PackedI8, WeightZeroPoint};
 
+use super::par;
 use super::{isa, Isa};
 use epilogue::Finish;
-use rayon::prelude::*;
 
 /// Columns per packed weight panel (one register tile is `MR × NR`).
 pub const NR: usize = 8;
@@ -79,6 +83,12 @@ pub enum I8Error {
         got: usize,
         /// Row length.
         min: usize,
+    },
+    /// A convolution geometry that gives no output or overflows.
+    #[error("int8 convolution: {what}")]
+    Geometry {
+        /// What is wrong.
+        what: &'static str,
     },
     /// An output zero point outside the output type's range.
     #[error("int8 kernel: output zero point {zp} is outside [{lo}, {hi}]")]
@@ -408,7 +418,7 @@ fn gemm_with(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run<T: Send, F: Finish<T>>(
+fn run<T: Send, F: Finish<T> + Send>(
     kernel: Kernel,
     m: usize,
     a: Activations<'_>,
@@ -418,39 +428,27 @@ fn run<T: Send, F: Finish<T>>(
     ldc: usize,
     fin: &F,
 ) {
-    let threads = rayon::current_num_threads();
     if m == 1 {
         let p = Prepared::new(kernel, 1, a, lda, b.k(), b.kp(), 1);
         let n = b.n();
-        let row = &mut c[..n];
-        if threads > 1 && n > NR {
-            let per = n.div_ceil(NR).div_ceil(threads * 4).max(1) * NR;
-            row.par_chunks_mut(per).enumerate().for_each(|(ci, chunk)| {
-                let first = ci * per / NR;
-                let panels = first..first + chunk.len().div_ceil(NR);
-                row_block::<T, F, 1>(kernel, &p, b, 0, 1, panels, chunk, ldc, fin)
-            });
-        } else {
-            row_block::<T, F, 1>(kernel, &p, b, 0, 1, 0..b.panels(), row, ldc, fin);
-        }
+        let per = n
+            .div_ceil(NR)
+            .div_ceil(rayon::current_num_threads() * 4)
+            .max(1)
+            * NR;
+        par::for_each_chunk(&mut c[..n], per, |ci, chunk| {
+            let first = ci * per / NR;
+            let panels = first..first + chunk.len().div_ceil(NR);
+            row_block::<T, F, 1>(kernel, &p, b, 0, 1, panels, chunk, ldc, fin)
+        });
         return;
     }
     let p = Prepared::new(kernel, m, a, lda, b.k(), b.kp(), MR);
-    let block = |bi: usize, chunk: &mut [T]| {
+    par::for_each_chunk(&mut c[..(m - 1) * ldc + b.n()], MR * ldc, |bi, chunk| {
         let row0 = bi * MR;
         let rows = MR.min(m - row0);
         row_block::<T, F, MR>(kernel, &p, b, row0, rows, 0..b.panels(), chunk, ldc, fin);
-    };
-    let used = &mut c[..(m - 1) * ldc + b.n()];
-    if threads > 1 && m > MR {
-        used.par_chunks_mut(MR * ldc)
-            .enumerate()
-            .for_each(|(bi, chunk)| block(bi, chunk));
-    } else {
-        used.chunks_mut(MR * ldc)
-            .enumerate()
-            .for_each(|(bi, chunk)| block(bi, chunk));
-    }
+    });
 }
 
 /// Rows `row0 .. row0 + rows` (an `R`-row tile) times the weight panels `panels`, stored into

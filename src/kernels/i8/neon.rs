@@ -89,3 +89,39 @@ pub(super) unsafe fn tile_widen<const R: usize>(
     }
     out
 }
+
+/// Eight unit-stride depthwise outputs `ox .. ox + 8` of row `oy`: per kernel tap, widening
+/// multiply-accumulate of 8 centred inputs by the tap's weight (exact).
+///
+/// # Safety
+/// NEON must be present; the stride along W must be 1 and `ox .. ox + 8` interior, so every
+/// `iy·W + ox + kx·dw - pad_left .. + 8` lies inside `xc`.
+#[target_feature(enable = "neon")]
+pub(super) unsafe fn depthwise8(
+    g: &super::Conv2d,
+    xc: &[i16],
+    wc: &[i16],
+    oy: usize,
+    ox: usize,
+) -> [i32; 8] {
+    let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
+    for ky in 0..g.kernel[0] {
+        let Some(iy) = g.in_y(oy, ky) else { continue };
+        for kx in 0..g.kernel[1] {
+            let at = iy * g.width + ox + kx * g.dilation[1] - g.pads[1];
+            debug_assert!(at + 8 <= xc.len());
+            // SAFETY: the caller guarantees the 8 values at `at` are inside `xc`.
+            let v = unsafe { vld1q_s16(xc.as_ptr().add(at)) };
+            let w = wc[ky * g.kernel[1] + kx];
+            lo = vmlal_n_s16(lo, vget_low_s16(v), w);
+            hi = vmlal_high_n_s16(hi, v, w);
+        }
+    }
+    let mut out = [0i32; 8];
+    // SAFETY: `out` holds 8 i32.
+    unsafe {
+        vst1q_s32(out.as_mut_ptr(), lo);
+        vst1q_s32(out.as_mut_ptr().add(4), hi);
+    }
+    out
+}

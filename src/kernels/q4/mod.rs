@@ -34,8 +34,8 @@ mod tests;
 
 pub use pack::{PackedQ4, BLOCK_SIZES};
 
+use super::par;
 use super::{isa, Isa};
-use rayon::prelude::*;
 
 /// Rows sharing one pass over a column's bytes.
 pub const MR: usize = 4;
@@ -342,31 +342,26 @@ fn gemm_with(
         return Ok(());
     }
     let p = Prepared::new(kernel, mode, m, a, lda, b);
-    let threads = rayon::current_num_threads();
     let used = &mut out[..need(m, ldc, n)];
     if m == 1 {
-        let per = n.div_ceil(threads * 4).max(1);
-        if threads > 1 && n > 1 {
-            used.par_chunks_mut(per).enumerate().for_each(|(ci, ch)| {
-                columns::<1>(
-                    kernel,
-                    mode,
-                    &p,
-                    b,
-                    0,
-                    1,
-                    ci * per..ci * per + ch.len(),
-                    bias,
-                    ch,
-                    ldc,
-                )
-            });
-        } else {
-            columns::<1>(kernel, mode, &p, b, 0, 1, 0..n, bias, used, ldc);
-        }
+        let per = n.div_ceil(rayon::current_num_threads() * 4).max(1);
+        par::for_each_chunk(used, per, |ci, ch| {
+            columns::<1>(
+                kernel,
+                mode,
+                &p,
+                b,
+                0,
+                1,
+                ci * per..ci * per + ch.len(),
+                bias,
+                ch,
+                ldc,
+            )
+        });
         return Ok(());
     }
-    let block = |bi: usize, ch: &mut [f32]| {
+    par::for_each_chunk(used, MR * ldc, |bi, ch| {
         let row0 = bi * MR;
         columns::<MR>(
             kernel,
@@ -380,16 +375,7 @@ fn gemm_with(
             ch,
             ldc,
         );
-    };
-    if threads > 1 && m > MR {
-        used.par_chunks_mut(MR * ldc)
-            .enumerate()
-            .for_each(|(bi, ch)| block(bi, ch));
-    } else {
-        used.chunks_mut(MR * ldc)
-            .enumerate()
-            .for_each(|(bi, ch)| block(bi, ch));
-    }
+    });
     Ok(())
 }
 
