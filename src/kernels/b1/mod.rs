@@ -164,23 +164,15 @@ fn gemm_binary_with(
     if a.k() != b.k() {
         return Err(B1Error::InnerDim { a: a.k(), b: b.k() });
     }
-    let k = b.k() as i32;
-    let words = b.words();
-    let tile = |i0: usize, j0: usize| -> [[i32; NR]; MR] {
-        let rows = a.rows_from(i0, MR);
-        let cols = b.cols_from(j0, NR);
-        let pop = match kernel {
-            Kernel::Scalar => scalar::xor_popcount::<MR, NR>(rows, cols, words),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: chosen only when AVX2 was detected; `rows`/`cols` hold MR/NR rows of `words`.
-            Kernel::Avx2 => unsafe { avx2::xor_popcount::<MR, NR>(rows, cols, words) },
-            #[cfg(target_arch = "aarch64")]
-            // SAFETY: NEON was detected; `rows`/`cols` hold MR/NR rows of `words`.
-            Kernel::Neon => unsafe { neon::xor_popcount::<MR, NR>(rows, cols, words) },
-        };
-        pop.map(|r| r.map(|p| k - 2 * p as i32))
-    };
-    drive(a.m(), b, a.scales(), out, ldc, &tile)
+    drive(
+        kernel,
+        a.m(),
+        b,
+        a.scales(),
+        out,
+        ldc,
+        &Xnor { kernel, a, b },
+    )
 }
 
 /// Int8 activations × binary weights: `dot[i][j] = Σ_k sign(w_jk)·(a_ik - za)`, stored as
@@ -217,12 +209,56 @@ fn gemm_i8_with(
         });
     }
     let p = pack::Unsigned::new(m, a, lda, k, b.words() * 64, MR)?;
-    let kk = k as i32;
-    let za = p.zero_point;
-    let tile = |i0: usize, j0: usize| -> [[i32; NR]; MR] {
+    let scales = vec![scale_a; m];
+    drive(kernel, m, b, &scales, out, ldc, &Int8 { kernel, p: &p, b })
+}
+
+/// One MR×NR tile of exact integer dot products starting at row `i0`, column `j0`.
+trait Tile: Sync {
+    fn tile(&self, i0: usize, j0: usize) -> [[i32; NR]; MR];
+}
+
+/// XNOR-popcount tiles: `K - 2·popcount(a XOR w)`.
+struct Xnor<'a> {
+    kernel: Kernel,
+    a: &'a BinaryActivations,
+    b: &'a PackedBinary,
+}
+
+impl Tile for Xnor<'_> {
+    #[inline(always)]
+    fn tile(&self, i0: usize, j0: usize) -> [[i32; NR]; MR] {
+        let (a, b, words) = (self.a, self.b, self.b.words());
+        let rows = a.rows_from(i0, MR);
+        let cols = b.cols_from(j0, NR);
+        let pop = match self.kernel {
+            Kernel::Scalar => scalar::xor_popcount::<MR, NR>(rows, cols, words),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: chosen only when AVX2 was detected; `rows`/`cols` hold MR/NR rows of `words`.
+            Kernel::Avx2 => unsafe { avx2::xor_popcount::<MR, NR>(rows, cols, words) },
+            #[cfg(target_arch = "aarch64")]
+            // SAFETY: NEON was detected; `rows`/`cols` hold MR/NR rows of `words`.
+            Kernel::Neon => unsafe { neon::xor_popcount::<MR, NR>(rows, cols, words) },
+        };
+        let k = b.k() as i32;
+        pop.map(|r| r.map(|p| k - 2 * p as i32))
+    }
+}
+
+/// Binary weights × int8 activations: `(T - za·K) - 2(S - za·P)`.
+struct Int8<'a> {
+    kernel: Kernel,
+    p: &'a pack::Unsigned,
+    b: &'a PackedBinary,
+}
+
+impl Tile for Int8<'_> {
+    #[inline(always)]
+    fn tile(&self, i0: usize, j0: usize) -> [[i32; NR]; MR] {
+        let (p, b) = (self.p, self.b);
         let rows = p.rows_from(i0, MR);
         let cols = b.cols_from(j0, NR);
-        let s = match kernel {
+        let s = match self.kernel {
             Kernel::Scalar => scalar::masked_sums::<MR, NR>(rows, p.stride, cols, b.words()),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 detected; `rows` holds MR rows of `stride = words·64` bytes.
@@ -231,29 +267,27 @@ fn gemm_i8_with(
             // SAFETY: NEON detected; `rows` holds MR rows of `stride = words·64` bytes.
             Kernel::Neon => unsafe { neon::masked_sums::<MR, NR>(rows, p.stride, cols, b.words()) },
         };
-        let mut d = [[0i32; NR]; MR];
-        for r in 0..MR {
+        let (kk, za) = (b.k() as i32, p.zero_point);
+        std::array::from_fn(|r| {
             let t = p.row_sums[i0 + r];
-            for c in 0..NR {
+            std::array::from_fn(|c| {
                 let neg = b.neg_count(j0 + c) as i32;
-                d[r][c] = (t - za * kk) - 2 * (s[r][c] as i32 - za * neg);
-            }
-        }
-        d
-    };
-    let scales = vec![scale_a; m];
-    drive(m, b, &scales, out, ldc, &tile)
+                (t - za * kk) - 2 * (s[r][c] as i32 - za * neg)
+            })
+        })
+    }
 }
 
 /// Runs `tile` over the output in MR×NR tiles (rows split over rayon when it has threads) and
 /// stores each through the epilogue.
-fn drive(
+fn drive<Tl: Tile>(
+    kernel: Kernel,
     m: usize,
     b: &PackedBinary,
     row_scales: &[f32],
     out: Output<'_>,
     ldc: usize,
-    tile: &(dyn Fn(usize, usize) -> [[i32; NR]; MR] + Sync),
+    tile: &Tl,
 ) -> Result<(), B1Error> {
     let n = b.n();
     if ldc < n {
@@ -268,7 +302,7 @@ fn drive(
         Output::Dots(c) => {
             check(c.len(), need)?;
             rows_par(m, &mut c[..need], ldc, |i0, chunk| {
-                store(tile, b, i0, m, chunk, ldc, |d, _, _| d)
+                row_block(kernel, tile, b, i0, m, chunk, ldc, &|d, _, _| d)
             });
         }
         Output::F32 { out: c, bias, relu } => {
@@ -291,7 +325,7 @@ fn drive(
                 }
             };
             rows_par(m, &mut c[..need], ldc, |i0, chunk| {
-                store(tile, b, i0, m, chunk, ldc, fin)
+                row_block(kernel, tile, b, i0, m, chunk, ldc, &fin)
             });
         }
     }
@@ -316,20 +350,62 @@ fn rows_par<T: Send>(m: usize, c: &mut [T], ldc: usize, f: impl Fn(usize, &mut [
     }
 }
 
-/// Computes and stores every tile of one row block starting at row `i0`.
-fn store<T>(
-    tile: &(dyn Fn(usize, usize) -> [[i32; NR]; MR] + Sync),
+/// Computes and stores every tile of one row block starting at row `i0`. For AVX2 the loop runs
+/// inside one AVX2 function so the tile kernel inlines into it (its per-tile set-up and lane
+/// reductions otherwise cost more than the popcounts at K = 1024).
+#[allow(clippy::too_many_arguments)]
+fn row_block<T, Tl: Tile, Fi: Fn(i32, usize, usize) -> T>(
+    kernel: Kernel,
+    tile: &Tl,
     b: &PackedBinary,
     i0: usize,
     m: usize,
     chunk: &mut [T],
     ldc: usize,
-    fin: impl Fn(i32, usize, usize) -> T,
+    fin: &Fi,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx2 {
+        // SAFETY: `Kernel::Avx2` is chosen only when AVX2 was detected.
+        unsafe { row_block_avx2(tile, b, i0, m, chunk, ldc, fin) };
+        return;
+    }
+    let _ = kernel;
+    row_block_body(tile, b, i0, m, chunk, ldc, fin);
+}
+
+/// [`row_block_body`] compiled with AVX2 enabled.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn row_block_avx2<T, Tl: Tile, Fi: Fn(i32, usize, usize) -> T>(
+    tile: &Tl,
+    b: &PackedBinary,
+    i0: usize,
+    m: usize,
+    chunk: &mut [T],
+    ldc: usize,
+    fin: &Fi,
+) {
+    row_block_body(tile, b, i0, m, chunk, ldc, fin);
+}
+
+#[inline(always)]
+fn row_block_body<T, Tl: Tile, Fi: Fn(i32, usize, usize) -> T>(
+    tile: &Tl,
+    b: &PackedBinary,
+    i0: usize,
+    m: usize,
+    chunk: &mut [T],
+    ldc: usize,
+    fin: &Fi,
 ) {
     let n = b.n();
     let rows = MR.min(m - i0);
     for j0 in (0..n).step_by(NR) {
-        let d = tile(i0, j0);
+        let d = tile.tile(i0, j0);
         let cols = NR.min(n - j0);
         for (r, drow) in d.iter().enumerate().take(rows) {
             for (c, &v) in drow.iter().enumerate().take(cols) {
