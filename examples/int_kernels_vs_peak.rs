@@ -10,6 +10,9 @@
 //!
 //! Run: `cargo run --release --example int_kernels_vs_peak`
 
+// The probes are x86_64-only; elsewhere `main` only reports that.
+#![cfg_attr(not(target_arch = "x86_64"), allow(unused_imports, dead_code))]
+
 use quench::kernels::{b1, i8, q4};
 use std::hint::black_box;
 use std::time::Instant;
