@@ -25,5 +25,6 @@ pub mod graph;
 pub mod kernels;
 pub mod measure;
 pub mod onnx;
+pub mod quant;
 pub mod runtime;
 pub mod tensor;
