@@ -1,13 +1,8 @@
 //! The dense algebra the training ops are built from: matrix products on
-//! [`crate::kernels::f32::gemm`] (B packed per call, rows split over rayon), transposes, and
-//! `im2col`/`col2im` for 2-D convolution.
-
-use rayon::prelude::*;
+//! [`crate::kernels::f32::gemm`] (B packed per call; the GEMM splits its own work over rayon),
+//! transposes, and `im2col`/`col2im` for 2-D convolution.
 
 use crate::kernels::f32::{gemm, Activation, Epilogue, PackedB};
-
-/// Rows of A per rayon task: enough work per task to pay for the split.
-const ROWS_PER_TASK: usize = 16;
 
 /// How B is stored for [`matmul`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,8 +13,7 @@ pub(crate) enum BLayout {
     NByK,
 }
 
-/// `C[m×n] = A[m×k] · B (+ bias per column)`, A row-major, B as `layout` says; rows of C are
-/// computed in parallel.
+/// `C[m×n] = A[m×k] · B (+ bias per column)`, A row-major, B as `layout` says.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn matmul(
     m: usize,
@@ -39,14 +33,7 @@ pub(crate) fn matmul(
         bias,
         act: Activation::None,
     };
-    if m <= ROWS_PER_TASK || n == 0 || k == 0 {
-        gemm(m, a, k, &packed, epi, c, n);
-        return;
-    }
-    c[..m * n]
-        .par_chunks_mut(ROWS_PER_TASK * n)
-        .zip(a[..m * k].par_chunks(ROWS_PER_TASK * k))
-        .for_each(|(cc, aa)| gemm(cc.len() / n, aa, k, &packed, epi, cc, n));
+    gemm(m, a, k, &packed, epi, c, n);
 }
 
 /// The transpose of a row-major `rows×cols` matrix.

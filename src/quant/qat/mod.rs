@@ -52,6 +52,7 @@ mod linalg;
 mod loss;
 mod ops;
 pub mod optim;
+mod persist;
 mod program;
 mod train;
 
@@ -68,6 +69,7 @@ use crate::graph::Graph;
 
 pub use fake_quant::WeightBits;
 pub use optim::{LrSchedule, Optimizer};
+pub use persist::METADATA_KEY;
 pub use train::{calibrate, fp32_accuracy, train};
 
 /// Why training could not run.
@@ -99,6 +101,17 @@ pub enum QatError {
     /// The data could not be read or does not fit the model.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// A model file could not be read or written.
+    #[error(transparent)]
+    Onnx(#[from] crate::onnx::OnnxError),
+    /// A saved result's quantization metadata is missing or malformed.
+    #[error("{}: {METADATA_KEY}: {message}", path.display())]
+    Metadata {
+        /// The model file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Distillation from the FP32 model: `loss = (1 − weight)·CE(labels) + weight·T²·KL(teacher/T ‖

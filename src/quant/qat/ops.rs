@@ -1,6 +1,6 @@
 //! Forward and backward of each trainable operator over a whole batch (samples contiguous,
-//! row-major). Convolution and pooling run one image per rayon task; the dense layers split the
-//! batch's rows inside [`matmul`].
+//! row-major). Convolution and pooling run one image per rayon task; the dense layers are one
+//! GEMM over the batch.
 
 use rayon::prelude::*;
 

@@ -515,4 +515,20 @@ fn mnist_cnn_architecture_trains_on_calibration_images() {
     }
     let acc = r.evaluate(&data, 50).unwrap();
     assert_eq!(acc.total, 128);
+
+    // Saved and loaded through ONNX, the result evaluates the same.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qat.onnx");
+    r.save(&path).unwrap();
+    let back = QatResult::load(&path).unwrap();
+    assert_eq!(back.weights, r.weights);
+    assert_eq!(back.activation_ranges, r.activation_ranges);
+    assert_eq!(back.history, r.history);
+    assert_eq!(back.graph.initializers, r.graph.initializers);
+    assert_eq!(back.evaluate(&data, 50).unwrap(), acc);
+    let err = QatResult::load(&root.join("assets/models/mnist-cnn.onnx")).unwrap_err();
+    assert!(
+        err.to_string().contains("no `quench.qat` metadata"),
+        "{err}"
+    );
 }
