@@ -9,6 +9,11 @@ use crate::quant::qat::fake_quant::ChannelAxis;
 use crate::quant::qat::linalg::ConvGeom;
 use crate::quant::qat::program::{Op, Param, PoolGeom, Program, Step, Value};
 use crate::quant::qat::QatError;
+use crate::tensor::checked_numel;
+
+/// Largest per-sample value (and im2col matrix) a program allocates: 2^28 floats, 1 GiB. A
+/// model whose attributes ask for more is refused before anything is allocated.
+const MAX_SAMPLE_ELEMENTS: usize = 1 << 28;
 
 /// Builds the program that computes `output` from the runtime input `input` (per-sample shape
 /// `sample_shape`, the batch dimension excluded).
@@ -34,7 +39,7 @@ pub(crate) fn compile(
         steps: Vec::new(),
         quantized_input: BTreeMap::new(),
     };
-    let input_id = c.add_value(input, sample_shape.to_vec(), true);
+    let input_id = c.add_value(input, sample_shape.to_vec(), true)?;
     for node in &graph.nodes {
         c.node(node)?;
     }
@@ -67,16 +72,28 @@ struct Compiler<'g> {
 }
 
 impl Compiler<'_> {
-    fn add_value(&mut self, name: &str, shape: Vec<usize>, observed: bool) -> usize {
+    fn add_value(
+        &mut self,
+        name: &str,
+        shape: Vec<usize>,
+        observed: bool,
+    ) -> Result<usize, QatError> {
+        let len = checked_numel(&shape)
+            .filter(|&n| n <= MAX_SAMPLE_ELEMENTS)
+            .ok_or_else(|| {
+                QatError::Graph(format!(
+                    "value `{name}` of per-sample shape {shape:?} exceeds {MAX_SAMPLE_ELEMENTS} elements"
+                ))
+            })?;
         let id = self.values.len();
         self.values.push(Value {
             name: name.to_string(),
-            len: shape.iter().product(),
+            len,
             shape,
             observed,
         });
         self.by_name.insert(name.to_string(), id);
-        id
+        Ok(id)
     }
 
     fn unsupported(node: &Node, reason: impl Into<String>) -> QatError {
@@ -154,19 +171,19 @@ impl Compiler<'_> {
     }
 
     /// The fake-quantized copy of value `x` (made once, shared by all its consumers).
-    fn quantized(&mut self, x: usize) -> usize {
+    fn quantized(&mut self, x: usize) -> Result<usize, QatError> {
         if let Some(&q) = self.quantized_input.get(&x) {
-            return q;
+            return Ok(q);
         }
         let name = format!("{}/fake_quant", self.values[x].name);
         let shape = self.values[x].shape.clone();
-        let q = self.add_value(&name, shape, false);
+        let q = self.add_value(&name, shape, false)?;
         self.steps.push(Step {
             op: Op::ActQuant { x },
             output: q,
         });
         self.quantized_input.insert(x, q);
-        q
+        Ok(q)
     }
 
     fn push(&mut self, node: &Node, op: Op, shape: Vec<usize>) -> Result<(), QatError> {
@@ -182,7 +199,7 @@ impl Compiler<'_> {
                 ))
             }
         };
-        let output = self.add_value(out, shape, true);
+        let output = self.add_value(out, shape, true)?;
         self.steps.push(Step { op, output });
         Ok(())
     }
@@ -288,16 +305,25 @@ impl Compiler<'_> {
         if sh == 0 || sw == 0 || dh == 0 || dw == 0 {
             return Err(Self::unsupported(node, "zero stride or dilation"));
         }
-        let out = |len: usize, k: usize, d: usize, s: usize, p0: usize, p1: usize| {
-            let span = d * (k - 1) + 1;
-            (len + p0 + p1).checked_sub(span).map(|r| r / s + 1)
-        };
-        let (Some(oh), Some(ow)) = (out(h, kh, dh, sh, pt, pb), out(wd, kw, dw, sw, pl, pr)) else {
+        let (Some(oh), Some(ow)) = (
+            out_len(h, kh, dh, sh, pt, pb),
+            out_len(wd, kw, dw, sw, pl, pr),
+        ) else {
             return Err(Self::unsupported(
                 node,
-                "kernel larger than the padded input",
+                "kernel larger than the padded input, or sizes overflow",
             ));
         };
+        if oh
+            .checked_mul(ow)
+            .and_then(|n| n.checked_mul(c * kh * kw))
+            .is_none_or(|n| n > MAX_SAMPLE_ELEMENTS)
+        {
+            return Err(Self::unsupported(
+                node,
+                format!("im2col of {c}×{kh}×{kw} by {oh}×{ow} is too large"),
+            ));
+        }
         let g = ConvGeom {
             c,
             h,
@@ -315,7 +341,7 @@ impl Compiler<'_> {
             ow,
         };
         self.quantize_weights(node, w, 0)?;
-        let xq = self.quantized(x);
+        let xq = self.quantized(x)?;
         self.push(node, Op::Conv { g, x: xq, w, b }, vec![o, oh, ow])
     }
 
@@ -370,7 +396,7 @@ impl Compiler<'_> {
             }
         }
         self.quantize_weights(node, w, if trans_b { 0 } else { 1 })?;
-        let xq = self.quantized(x);
+        let xq = self.quantized(x)?;
         self.push(
             node,
             Op::Dense {
@@ -452,13 +478,11 @@ impl Compiler<'_> {
                 format!("kernel {ks:?}, strides {st:?}, pads {pads:?}"),
             ));
         }
-        let (Some(oh), Some(ow)) = (
-            (h + pt + pb).checked_sub(kh).map(|r| r / sh + 1),
-            (w + pl + pr).checked_sub(kw).map(|r| r / sw + 1),
-        ) else {
+        let (Some(oh), Some(ow)) = (out_len(h, kh, 1, sh, pt, pb), out_len(w, kw, 1, sw, pl, pr))
+        else {
             return Err(Self::unsupported(
                 node,
-                "kernel larger than the padded input",
+                "kernel larger than the padded input, or sizes overflow",
             ));
         };
         if u32::try_from(c * h * w).is_err() {
@@ -482,6 +506,14 @@ impl Compiler<'_> {
         };
         self.push(node, Op::MaxPool { g, x }, vec![c, oh, ow])
     }
+}
+
+/// Output extent of a window of `k` taps `d` apart sliding by `s` over `len` padded by `p0` and
+/// `p1`; `None` when the window does not fit or the attributes overflow.
+fn out_len(len: usize, k: usize, d: usize, s: usize, p0: usize, p1: usize) -> Option<usize> {
+    let span = d.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+    let padded = len.checked_add(p0)?.checked_add(p1)?;
+    padded.checked_sub(span).map(|r| r / s + 1)
 }
 
 fn int_attr(node: &Node, name: &str, default: i64) -> Result<i64, QatError> {

@@ -188,7 +188,8 @@ impl BitSchedule {
             .into_iter()
             .take_while(|&(s, _)| s <= step)
             .last()
-            .map_or(self.stages[0].1, |(_, b)| b)
+            .or_else(|| self.start_steps(total).first().copied())
+            .map_or(WeightBits::Int8, |(_, b)| b)
     }
 }
 

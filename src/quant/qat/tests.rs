@@ -281,6 +281,15 @@ fn unsupported_nodes_are_named() {
         .node("Flatten", &["c"], "y", &[]);
     let err = compile(&b.finish("y"), "x", &[2, 4, 4], "y").unwrap_err();
     assert!(err.to_string().contains("node `Conv_0` (Conv)"), "{err}");
+    // Padding that would overflow, or ask for a huge output, is refused before allocating.
+    for pads in [[i64::MAX / 2; 4], [1 << 20; 4]] {
+        let mut b = Builder::new("x", &[1, 4, 4], 5);
+        let w = b.init("w", &[1, 1, 3, 3], 0.5);
+        b.node("Conv", &["x", &w], "c", &[("pads", ints(&pads))])
+            .node("Flatten", &["c"], "y", &[]);
+        let err = compile(&b.finish("y"), "x", &[1, 4, 4], "y").unwrap_err();
+        assert!(err.to_string().contains("Conv_0"), "{err}");
+    }
     let mut b = Builder::new("x", &[4], 5);
     b.node("Softmax", &["x"], "y", &[]);
     let err = compile(&b.finish("y"), "x", &[4], "y").unwrap_err();

@@ -13,7 +13,7 @@ use crate::quant::qat::loss::{cross_entropy, distillation};
 use crate::quant::qat::optim::OptState;
 use crate::quant::qat::program::Program;
 use crate::quant::qat::{
-    Accuracy, QatConfig, QatError, QatEvent, QatResult, StepRecord, WeightQuant,
+    Accuracy, BitSchedule, QatConfig, QatError, QatEvent, QatResult, StepRecord, WeightQuant,
 };
 use crate::tensor::{Tensor, TensorData};
 
@@ -247,6 +247,8 @@ fn validate(c: &QatConfig) -> Result<(), QatError> {
             "must be finite and positive",
         );
     }
+    // A schedule read through serde skipped the constructor's checks.
+    BitSchedule::new(c.bits.stages().to_vec())?;
     if !(0.0..1.0).contains(&c.ema_decay) {
         return bad("ema_decay", c.ema_decay.to_string(), "must be in [0, 1)");
     }
