@@ -477,6 +477,14 @@ fn bit_schedule_switches_on_time() {
     assert_eq!(r.history[19].bits, WeightBits::Int4);
     assert_eq!(r.bits, WeightBits::Binary);
     assert!(r.weights.values().all(|w| w.bits == WeightBits::Binary));
+    // Stopping early keeps the schedule of the full run.
+    let short = QatConfig {
+        max_steps: Some(12),
+        ..config.clone()
+    };
+    let r = train(&mlp(2, 0.5, 51), &data, &short, |_| {}).unwrap();
+    assert_eq!(r.history.len(), 12);
+    assert_eq!(r.bits, WeightBits::Int4);
     assert!(BitSchedule::new(vec![(0.5, WeightBits::Int8)]).is_err());
     assert!(BitSchedule::new(vec![(0.0, WeightBits::Int8), (0.0, WeightBits::Int4)]).is_err());
 }
