@@ -18,6 +18,7 @@
 //! * [`eval`] reads datasets (IDX, NPY/NPZ) and model manifests and computes accuracy and
 //!   agreement metrics.
 //! * [`measure`] times runtimes and reads memory, power and the machine description.
+//! * [`quant`] quantizes models; today it holds quantization-aware training ([`quant::qat`]).
 //! * [`sweep`] measures cells (a model variant on a runtime) into [`sweep::record::Record`]s,
 //!   the one source of truth that every view reads.
 //! * [`report`] turns records into tables (and reports) for people.
@@ -28,6 +29,7 @@ pub mod graph;
 pub mod kernels;
 pub mod measure;
 pub mod onnx;
+pub mod quant;
 pub mod report;
 pub mod runtime;
 pub mod sweep;

@@ -1,0 +1,546 @@
+//! Turns an IR [`Graph`] into a trainable [`Program`]: values numbered with per-sample shapes,
+//! f32 initializers as parameters, one [`Op`] per node, and a fake-quantization step inserted in
+//! front of the data input of every Conv, Gemm and MatMul.
+
+use std::collections::BTreeMap;
+
+use crate::graph::{Attr, Graph, Node};
+use crate::quant::qat::fake_quant::ChannelAxis;
+use crate::quant::qat::linalg::ConvGeom;
+use crate::quant::qat::program::{Op, Param, PoolGeom, Program, Step, Value};
+use crate::quant::qat::QatError;
+use crate::tensor::checked_numel;
+
+/// Largest per-sample value (and im2col matrix) a program allocates: 2^28 floats, 1 GiB. A
+/// model whose attributes ask for more is refused before anything is allocated.
+const MAX_SAMPLE_ELEMENTS: usize = 1 << 28;
+
+/// Builds the program that computes `output` from the runtime input `input` (per-sample shape
+/// `sample_shape`, the batch dimension excluded).
+pub(crate) fn compile(
+    graph: &Graph,
+    input: &str,
+    sample_shape: &[usize],
+    output: &str,
+) -> Result<Program, QatError> {
+    if !graph.inputs.iter().any(|v| v.name == input) {
+        return Err(QatError::Graph(format!(
+            "graph `{}` has no input `{input}` (inputs: {:?})",
+            graph.name,
+            graph.inputs.iter().map(|v| &v.name).collect::<Vec<_>>()
+        )));
+    }
+    let mut c = Compiler {
+        graph,
+        values: Vec::new(),
+        by_name: BTreeMap::new(),
+        params: Vec::new(),
+        param_by_name: BTreeMap::new(),
+        steps: Vec::new(),
+        quantized_input: BTreeMap::new(),
+    };
+    let input_id = c.add_value(input, sample_shape.to_vec(), true)?;
+    for node in &graph.nodes {
+        c.node(node)?;
+    }
+    let output_id = *c.by_name.get(output).ok_or_else(|| {
+        QatError::Graph(format!(
+            "output `{output}` is not computed by any node of graph `{}`",
+            graph.name
+        ))
+    })?;
+    if c.values[output_id].shape.len() != 1 {
+        return Err(QatError::Graph(format!(
+            "output `{output}` has per-sample shape {:?}; training needs one score per class",
+            c.values[output_id].shape
+        )));
+    }
+    Ok(Program::new(
+        c.values, c.params, c.steps, input_id, output_id,
+    ))
+}
+
+struct Compiler<'g> {
+    graph: &'g Graph,
+    values: Vec<Value>,
+    by_name: BTreeMap<String, usize>,
+    params: Vec<Param>,
+    param_by_name: BTreeMap<String, usize>,
+    steps: Vec<Step>,
+    /// Fake-quantized copy of a value, by the value's id, when one was made.
+    quantized_input: BTreeMap<usize, usize>,
+}
+
+impl Compiler<'_> {
+    fn add_value(
+        &mut self,
+        name: &str,
+        shape: Vec<usize>,
+        observed: bool,
+    ) -> Result<usize, QatError> {
+        let len = checked_numel(&shape)
+            .filter(|&n| n <= MAX_SAMPLE_ELEMENTS)
+            .ok_or_else(|| {
+                QatError::Graph(format!(
+                    "value `{name}` of per-sample shape {shape:?} exceeds {MAX_SAMPLE_ELEMENTS} elements"
+                ))
+            })?;
+        let id = self.values.len();
+        self.values.push(Value {
+            name: name.to_string(),
+            len,
+            shape,
+            observed,
+        });
+        self.by_name.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    fn unsupported(node: &Node, reason: impl Into<String>) -> QatError {
+        QatError::Unsupported {
+            node: node.name.clone(),
+            op_type: node.op_type.clone(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The runtime value feeding input `i` of `node`.
+    fn value(&self, node: &Node, i: usize) -> Result<usize, QatError> {
+        let name = node
+            .inputs
+            .get(i)
+            .ok_or_else(|| Self::unsupported(node, format!("input {i} is missing")))?;
+        self.by_name.get(name).copied().ok_or_else(|| {
+            if self.graph.initializers.contains_key(name) {
+                Self::unsupported(
+                    node,
+                    format!("input {i} `{name}` is a constant; a computed value is needed"),
+                )
+            } else {
+                QatError::Graph(format!(
+                    "node `{}` reads `{name}`, which nothing before it produces",
+                    node.name
+                ))
+            }
+        })
+    }
+
+    /// The f32 initializer feeding input `i` of `node`, as a parameter; `None` when the input
+    /// is absent or empty.
+    fn param(&mut self, node: &Node, i: usize) -> Result<Option<usize>, QatError> {
+        let Some(name) = node.inputs.get(i).filter(|n| !n.is_empty()) else {
+            return Ok(None);
+        };
+        if let Some(&p) = self.param_by_name.get(name) {
+            return Ok(Some(p));
+        }
+        let t = self.graph.initializers.get(name).ok_or_else(|| {
+            Self::unsupported(
+                node,
+                format!("input {i} `{name}` must be a constant (initializer) to be trained"),
+            )
+        })?;
+        let data = t
+            .as_f32()
+            .map_err(|e| Self::unsupported(node, format!("initializer `{name}`: {e}")))?
+            .to_vec();
+        let p = self.params.len();
+        self.params.push(Param {
+            name: name.clone(),
+            shape: t.shape().to_vec(),
+            data,
+            layer: None,
+        });
+        self.param_by_name.insert(name.clone(), p);
+        Ok(Some(p))
+    }
+
+    /// Marks parameter `p` as the weights of quantized layer `node` with channels along `axis`.
+    fn quantize_weights(&mut self, node: &Node, p: usize, axis: usize) -> Result<(), QatError> {
+        let param = &mut self.params[p];
+        if let Some((other, _, _)) = &param.layer {
+            return Err(Self::unsupported(
+                node,
+                format!("weights `{}` are shared with layer `{other}`", param.name),
+            ));
+        }
+        let channels = param.shape[axis];
+        let inner = param.shape[axis + 1..].iter().product();
+        param.layer = Some((node.name.clone(), axis, ChannelAxis { channels, inner }));
+        Ok(())
+    }
+
+    /// The fake-quantized copy of value `x` (made once, shared by all its consumers).
+    fn quantized(&mut self, x: usize) -> Result<usize, QatError> {
+        if let Some(&q) = self.quantized_input.get(&x) {
+            return Ok(q);
+        }
+        let name = format!("{}/fake_quant", self.values[x].name);
+        let shape = self.values[x].shape.clone();
+        let q = self.add_value(&name, shape, false)?;
+        self.steps.push(Step {
+            op: Op::ActQuant { x },
+            output: q,
+        });
+        self.quantized_input.insert(x, q);
+        Ok(q)
+    }
+
+    fn push(&mut self, node: &Node, op: Op, shape: Vec<usize>) -> Result<(), QatError> {
+        let out = match node.outputs.as_slice() {
+            [one] => one,
+            _ => {
+                return Err(Self::unsupported(
+                    node,
+                    format!(
+                        "{} outputs; only single-output nodes train",
+                        node.outputs.len()
+                    ),
+                ))
+            }
+        };
+        let output = self.add_value(out, shape, true)?;
+        self.steps.push(Step { op, output });
+        Ok(())
+    }
+
+    fn node(&mut self, node: &Node) -> Result<(), QatError> {
+        if !(node.domain.is_empty() || node.domain == "ai.onnx") {
+            return Err(Self::unsupported(node, format!("domain `{}`", node.domain)));
+        }
+        match node.op_type.as_str() {
+            "Conv" => self.conv(node),
+            "Gemm" | "MatMul" => self.dense(node),
+            "Add" => self.add(node),
+            "Relu" | "Sigmoid" => {
+                let x = self.value(node, 0)?;
+                let shape = self.values[x].shape.clone();
+                let op = if node.op_type == "Relu" {
+                    Op::Relu { x }
+                } else {
+                    Op::Sigmoid { x }
+                };
+                self.push(node, op, shape)
+            }
+            "MaxPool" => self.max_pool(node),
+            "Flatten" => {
+                let x = self.value(node, 0)?;
+                let axis = int_attr(node, "axis", 1)?;
+                if axis != 1 {
+                    return Err(Self::unsupported(node, format!("axis {axis}; only 1 trains")));
+                }
+                let len = self.values[x].len;
+                self.push(node, Op::Flatten { x }, vec![len])
+            }
+            other => Err(Self::unsupported(
+                node,
+                format!("`{other}` has no training op (Conv, Gemm, MatMul, Add, Relu, Sigmoid, MaxPool, Flatten do)"),
+            )),
+        }
+    }
+
+    fn conv(&mut self, node: &Node) -> Result<(), QatError> {
+        let x = self.value(node, 0)?;
+        let w = self
+            .param(node, 1)?
+            .ok_or_else(|| Self::unsupported(node, "no weights"))?;
+        let b = self.param(node, 2)?;
+        if int_attr(node, "group", 1)? != 1 {
+            return Err(Self::unsupported(node, "group != 1"));
+        }
+        if let Some(Attr::String(p)) = node.attrs.get("auto_pad") {
+            if p.as_slice() != b"NOTSET" {
+                return Err(Self::unsupported(
+                    node,
+                    format!("auto_pad {}", String::from_utf8_lossy(p)),
+                ));
+            }
+        }
+        let xs = &self.values[x].shape;
+        let ws = &self.params[w].shape;
+        let [c, h, wd] = xs[..] else {
+            return Err(Self::unsupported(
+                node,
+                format!("input of per-sample shape {xs:?}; 2-D NCHW is needed"),
+            ));
+        };
+        let [o, wc, kh, kw] = ws[..] else {
+            return Err(Self::unsupported(node, format!("weights of shape {ws:?}")));
+        };
+        if wc != c {
+            return Err(QatError::Graph(format!(
+                "node `{}`: weights expect {wc} input channels, input has {c}",
+                node.name
+            )));
+        }
+        if let Some(b) = b {
+            if self.params[b].data.len() != o {
+                return Err(QatError::Graph(format!(
+                    "node `{}`: bias has {} values for {o} channels",
+                    node.name,
+                    self.params[b].data.len()
+                )));
+            }
+        }
+        let strides = ints_attr(node, "strides", &[1, 1])?;
+        let dil = ints_attr(node, "dilations", &[1, 1])?;
+        let pads = ints_attr(node, "pads", &[0, 0, 0, 0])?;
+        if let Some(ks) = node.attrs.get("kernel_shape") {
+            if *ks != Attr::Ints(vec![kh as i64, kw as i64]) {
+                return Err(Self::unsupported(
+                    node,
+                    format!("kernel_shape {ks:?} disagrees with weights {ws:?}"),
+                ));
+            }
+        }
+        let [sh, sw] = strides[..] else {
+            return Err(Self::unsupported(node, format!("strides {strides:?}")));
+        };
+        let [dh, dw] = dil[..] else {
+            return Err(Self::unsupported(node, format!("dilations {dil:?}")));
+        };
+        let [pt, pl, pb, pr] = pads[..] else {
+            return Err(Self::unsupported(node, format!("pads {pads:?}")));
+        };
+        if sh == 0 || sw == 0 || dh == 0 || dw == 0 {
+            return Err(Self::unsupported(node, "zero stride or dilation"));
+        }
+        let (Some(oh), Some(ow)) = (
+            out_len(h, kh, dh, sh, pt, pb),
+            out_len(wd, kw, dw, sw, pl, pr),
+        ) else {
+            return Err(Self::unsupported(
+                node,
+                "kernel larger than the padded input, or sizes overflow",
+            ));
+        };
+        if oh
+            .checked_mul(ow)
+            .and_then(|n| n.checked_mul(c * kh * kw))
+            .is_none_or(|n| n > MAX_SAMPLE_ELEMENTS)
+        {
+            return Err(Self::unsupported(
+                node,
+                format!("im2col of {c}×{kh}×{kw} by {oh}×{ow} is too large"),
+            ));
+        }
+        let g = ConvGeom {
+            c,
+            h,
+            w: wd,
+            o,
+            kh,
+            kw,
+            sh,
+            sw,
+            pt,
+            pl,
+            dh,
+            dw,
+            oh,
+            ow,
+        };
+        self.quantize_weights(node, w, 0)?;
+        let xq = self.quantized(x)?;
+        self.push(node, Op::Conv { g, x: xq, w, b }, vec![o, oh, ow])
+    }
+
+    fn dense(&mut self, node: &Node) -> Result<(), QatError> {
+        let x = self.value(node, 0)?;
+        let w = self
+            .param(node, 1)?
+            .ok_or_else(|| Self::unsupported(node, "no weights"))?;
+        let gemm = node.op_type == "Gemm";
+        let b = if gemm { self.param(node, 2)? } else { None };
+        if gemm {
+            for (name, want) in [("alpha", 1.0), ("beta", 1.0)] {
+                if let Some(Attr::Float(v)) = node.attrs.get(name) {
+                    if *v != want {
+                        return Err(Self::unsupported(
+                            node,
+                            format!("{name} {v}; only 1 trains"),
+                        ));
+                    }
+                }
+            }
+            if int_attr(node, "transA", 0)? != 0 {
+                return Err(Self::unsupported(node, "transA=1"));
+            }
+        }
+        let trans_b = gemm && int_attr(node, "transB", 0)? != 0;
+        let xs = &self.values[x].shape;
+        let ws = &self.params[w].shape;
+        let ([k], [r, cols]) = (&xs[..], &ws[..]) else {
+            return Err(Self::unsupported(
+                node,
+                format!("input per-sample shape {xs:?} with weights {ws:?}; [N,K]·2-D is needed"),
+            ));
+        };
+        let (wk, n) = if trans_b { (*cols, *r) } else { (*r, *cols) };
+        if wk != *k {
+            return Err(QatError::Graph(format!(
+                "node `{}`: weights {ws:?} (transB={}) take {wk} inputs, input has {k}",
+                node.name, trans_b as u8
+            )));
+        }
+        let k = *k;
+        if let Some(b) = b {
+            if self.params[b].data.len() != n {
+                return Err(Self::unsupported(
+                    node,
+                    format!(
+                        "bias of {} values for {n} outputs; only a per-output bias trains",
+                        self.params[b].data.len()
+                    ),
+                ));
+            }
+        }
+        self.quantize_weights(node, w, if trans_b { 0 } else { 1 })?;
+        let xq = self.quantized(x)?;
+        self.push(
+            node,
+            Op::Dense {
+                x: xq,
+                w,
+                b,
+                trans_b,
+                k,
+                n,
+            },
+            vec![n],
+        )
+    }
+
+    fn add(&mut self, node: &Node) -> Result<(), QatError> {
+        let names = (node.inputs.first(), node.inputs.get(1));
+        let (Some(a), Some(b)) = names else {
+            return Err(Self::unsupported(node, "needs two inputs"));
+        };
+        let (a_val, b_val) = (self.by_name.get(a).copied(), self.by_name.get(b).copied());
+        match (a_val, b_val) {
+            (Some(a), Some(b)) => {
+                if self.values[a].shape != self.values[b].shape {
+                    return Err(Self::unsupported(node, "adding values of different shapes"));
+                }
+                let shape = self.values[a].shape.clone();
+                self.push(node, Op::AddValues { a, b }, shape)
+            }
+            (Some(x), None) | (None, Some(x)) => {
+                let pi = if a_val.is_some() { 1 } else { 0 };
+                let p = self
+                    .param(node, pi)?
+                    .ok_or_else(|| Self::unsupported(node, "empty input"))?;
+                let xs = self.values[x].shape.clone();
+                let mut ps: &[usize] = &self.params[p].shape;
+                while ps.len() > 1 && ps[0] == 1 {
+                    ps = &ps[1..];
+                }
+                if self.params[p].data.len() != 1 && !xs.ends_with(ps) {
+                    return Err(Self::unsupported(node, format!("constant of shape {:?} does not broadcast over the trailing dimensions of {xs:?}", self.params[p].shape)));
+                }
+                self.push(node, Op::AddParam { x, p }, xs)
+            }
+            (None, None) => Err(Self::unsupported(node, "adds two constants")),
+        }
+    }
+
+    fn max_pool(&mut self, node: &Node) -> Result<(), QatError> {
+        let x = self.value(node, 0)?;
+        let xs = &self.values[x].shape;
+        let [c, h, w] = xs[..] else {
+            return Err(Self::unsupported(
+                node,
+                format!("input of per-sample shape {xs:?}"),
+            ));
+        };
+        let ks = ints_attr(node, "kernel_shape", &[])?;
+        let [kh, kw] = ks[..] else {
+            return Err(Self::unsupported(node, format!("kernel_shape {ks:?}")));
+        };
+        let st = ints_attr(node, "strides", &[1, 1])?;
+        let [sh, sw] = st[..] else {
+            return Err(Self::unsupported(node, format!("strides {st:?}")));
+        };
+        let pads = ints_attr(node, "pads", &[0, 0, 0, 0])?;
+        let [pt, pl, pb, pr] = pads[..] else {
+            return Err(Self::unsupported(node, format!("pads {pads:?}")));
+        };
+        if int_attr(node, "ceil_mode", 0)? != 0 {
+            return Err(Self::unsupported(node, "ceil_mode=1"));
+        }
+        if ints_attr(node, "dilations", &[1, 1])? != [1, 1] {
+            return Err(Self::unsupported(node, "dilations"));
+        }
+        if kh == 0 || kw == 0 || sh == 0 || sw == 0 || pt >= kh || pb >= kh || pl >= kw || pr >= kw
+        {
+            return Err(Self::unsupported(
+                node,
+                format!("kernel {ks:?}, strides {st:?}, pads {pads:?}"),
+            ));
+        }
+        let (Some(oh), Some(ow)) = (out_len(h, kh, 1, sh, pt, pb), out_len(w, kw, 1, sw, pl, pr))
+        else {
+            return Err(Self::unsupported(
+                node,
+                "kernel larger than the padded input, or sizes overflow",
+            ));
+        };
+        if u32::try_from(c * h * w).is_err() {
+            return Err(Self::unsupported(
+                node,
+                format!("input {xs:?} too large to index"),
+            ));
+        }
+        let g = PoolGeom {
+            c,
+            h,
+            w,
+            kh,
+            kw,
+            sh,
+            sw,
+            pt,
+            pl,
+            oh,
+            ow,
+        };
+        self.push(node, Op::MaxPool { g, x }, vec![c, oh, ow])
+    }
+}
+
+/// Output extent of a window of `k` taps `d` apart sliding by `s` over `len` padded by `p0` and
+/// `p1`; `None` when the window does not fit or the attributes overflow.
+fn out_len(len: usize, k: usize, d: usize, s: usize, p0: usize, p1: usize) -> Option<usize> {
+    let span = d.checked_mul(k.checked_sub(1)?)?.checked_add(1)?;
+    let padded = len.checked_add(p0)?.checked_add(p1)?;
+    padded.checked_sub(span).map(|r| r / s + 1)
+}
+
+fn int_attr(node: &Node, name: &str, default: i64) -> Result<i64, QatError> {
+    match node.attrs.get(name) {
+        None => Ok(default),
+        Some(Attr::Int(v)) => Ok(*v),
+        Some(other) => Err(Compiler::unsupported(
+            node,
+            format!("attribute {name} = {other:?}"),
+        )),
+    }
+}
+
+/// A list-of-integers attribute as non-negative sizes.
+fn ints_attr(node: &Node, name: &str, default: &[usize]) -> Result<Vec<usize>, QatError> {
+    match node.attrs.get(name) {
+        None => Ok(default.to_vec()),
+        Some(Attr::Ints(v)) => v
+            .iter()
+            .map(|&i| {
+                usize::try_from(i)
+                    .map_err(|_| Compiler::unsupported(node, format!("attribute {name} = {v:?}")))
+            })
+            .collect(),
+        Some(other) => Err(Compiler::unsupported(
+            node,
+            format!("attribute {name} = {other:?}"),
+        )),
+    }
+}
