@@ -6,6 +6,7 @@
 //! as it is for a real caller. Load and plan (cold start) is a different closure timed by
 //! [`cold_start`], never mixed into the steady-state figures.
 
+use super::power::cpu_time::{cpu_seconds, Scope};
 use super::stats::{self, StatsConfig, Summary};
 use super::MeasureError;
 use serde::{Deserialize, Serialize};
@@ -166,6 +167,10 @@ pub struct LatencyReport {
     pub latency_ms: Summary,
     /// Items per second over the timed loop: batch_size × runs / loop_seconds.
     pub throughput_per_s: f64,
+    /// Share of one core used over the timed loop: CPU seconds / wall seconds, of the calling
+    /// thread when `threads` is 1, else of the whole process; below [`crate::measure::stats::NoiseRule::min_cpu_share`] the run is flagged
+    /// noisy because it waited for a CPU. `None` when the CPU clock could not be read.
+    pub cpu_share: Option<f64>,
     /// Every timed run in milliseconds, in order, when `keep_samples` was set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub samples_ms: Option<Vec<f64>>,
@@ -277,6 +282,15 @@ pub fn measure_observed<T, E>(
     };
     let mut samples_ms = Vec::with_capacity(max_runs.min(1 << 16));
     observer.started();
+    // One compute thread runs on the caller's thread (the native engine inline, ONNX Runtime with
+    // one intra-op thread): its own clock is exact and blind to other threads of the process.
+    // With a pool, the process clock is the only one that sees the workers.
+    let scope = if config.threads == 1 {
+        Scope::Thread
+    } else {
+        Scope::Process
+    };
+    let cpu_start = cpu_seconds(scope).ok();
     let loop_start = Instant::now();
     let outcome = loop {
         match timed_run(&mut work) {
@@ -294,12 +308,18 @@ pub fn measure_observed<T, E>(
             break Ok(loop_start.elapsed());
         }
     };
+    let cpu_end = cpu_seconds(scope).ok();
     observer.finished();
     let loop_time = outcome?;
 
-    let latency_ms = stats::summarize(&samples_ms, &config.stats)?;
+    let mut latency_ms = stats::summarize(&samples_ms, &config.stats)?;
     let runs = samples_ms.len();
     let loop_seconds = loop_time.as_secs_f64();
+    let cpu_share = match (cpu_start, cpu_end) {
+        (Some(a), Some(b)) if loop_seconds > 0.0 => Some((b - a) / loop_seconds),
+        _ => None,
+    };
+    latency_ms.noisy |= cpu_share.is_some_and(|share| share < config.stats.noise.min_cpu_share);
     Ok(LatencyReport {
         batch_size: config.batch_size,
         threads: config.threads,
@@ -308,6 +328,7 @@ pub fn measure_observed<T, E>(
         loop_seconds,
         latency_ms,
         throughput_per_s: (config.batch_size * runs) as f64 / loop_seconds,
+        cpu_share,
         samples_ms: config.keep_samples.then_some(samples_ms),
     })
 }
@@ -423,13 +444,21 @@ mod tests {
             assert_eq!(r.samples_ms.as_ref().map(Vec::len), Some(400));
             // 4 items per 50 µs run: at most 80,000 per second.
             assert!(r.throughput_per_s <= 80_000.0, "{}", r.throughput_per_s);
-            if !s.noisy {
+            // The flag is the spread rule or the CPU-share rule, nothing else.
+            let rule = cfg.stats.noise;
+            let spread_noisy =
+                s.tail_spread > rule.max_tail_spread || s.ci_half_width > rule.max_ci_half_width;
+            let starved = r.cpu_share.is_some_and(|c| c < rule.min_cpu_share);
+            assert_eq!(s.noisy, spread_noisy || starved, "{r:?}");
+            // The spread of a steady spin is quiet (other tests may still take the CPU between
+            // runs, which the CPU-share rule rightly reports).
+            if !spread_noisy {
                 assert!(s.p50 < 0.06, "{s:?}");
                 return;
             }
             last = Some(r);
         }
-        panic!("a steady 50 µs spin was noisy three times: {last:?}");
+        panic!("a steady 50 µs spin had a noisy spread three times: {last:?}");
     }
 
     #[test]
@@ -441,6 +470,13 @@ mod tests {
         .unwrap();
         assert!(r.latency_ms.min >= 2.0, "{:?}", r.latency_ms);
         assert!(r.latency_ms.p50 < 20.0, "{:?}", r.latency_ms);
+        // Sleeping runs leave the CPU to others: the loop used far less than a core, which the
+        // noise rule reports even though every run took the same time.
+        let share = r
+            .cpu_share
+            .expect("the process CPU clock is readable on Linux");
+        assert!(share < 0.5, "{share}");
+        assert!(r.latency_ms.noisy);
     }
 
     #[test]

@@ -34,12 +34,23 @@ impl Default for StatsConfig {
 /// `max_tail_spread`, or the half-width of the 95% interval of the median, divided by the median,
 /// is above `max_ci_half_width`. Either says that something else was using the machine (or the
 /// clock frequency moved) while the loop ran, so the median should not be compared closely.
+/// The timed loop adds a third input ([`crate::measure::latency`]): the process got less than
+/// `min_cpu_share` of a core over the loop's wall time, i.e. it was waiting for a CPU that
+/// something else held, even when the runs it did get look steady.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct NoiseRule {
     /// Largest accepted `(p90 − p50) / p50`; default 0.10.
     pub max_tail_spread: f64,
     /// Largest accepted `CI half-width / median`; default 0.05.
     pub max_ci_half_width: f64,
+    /// Smallest accepted share of one core used over the timed loop (CPU seconds / wall
+    /// seconds, see [`crate::measure::latency::LatencyReport::cpu_share`]); default 0.9.
+    #[serde(default = "default_min_cpu_share")]
+    pub min_cpu_share: f64,
+}
+
+fn default_min_cpu_share() -> f64 {
+    0.9
 }
 
 impl Default for NoiseRule {
@@ -47,6 +58,7 @@ impl Default for NoiseRule {
         Self {
             max_tail_spread: 0.10,
             max_ci_half_width: 0.05,
+            min_cpu_share: default_min_cpu_share(),
         }
     }
 }
