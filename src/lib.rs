@@ -8,6 +8,8 @@
 //!
 //! * [`onnx`] reads and writes `.onnx` files, treating them as untrusted input, and converts them
 //!   to and from the IR in [`graph`].
+//! * [`quant`] holds quantization schemes, calibrators and the rewrites that export quantized
+//!   graphs ONNX Runtime runs.
 //! * [`graph`] is the model IR: named values, typed nodes and constant [`tensor::Tensor`]s, plus
 //!   the passes that rewrite it (shape inference, constant folding, BatchNorm folding).
 //! * [`kernels`] holds the compute kernels, each with a scalar twin, dispatched at run time by
@@ -25,5 +27,6 @@ pub mod graph;
 pub mod kernels;
 pub mod measure;
 pub mod onnx;
+pub mod quant;
 pub mod runtime;
 pub mod tensor;

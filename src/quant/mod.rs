@@ -1,0 +1,20 @@
+//! Quantization: schemes, the numerics every path agrees on, calibrators, and the graph rewrites
+//! that turn an FP32 [`crate::graph::Graph`] into INT8 (static QDQ or dynamic), 4-bit
+//! (`MatMulNBits`) or binary models that ONNX Runtime runs.
+//!
+//! * [`scheme`]: what precision each layer gets ([`Scheme`], serde data).
+//! * [`numerics`]: QuantizeLinear rounding, ORT's scale/zero-point rules, INT8/INT32/binary
+//!   weight quantization.
+//! * [`blockwise`]: 4-bit group-wise weights in ORT's `MatMulNBits` layout.
+//! * [`histogram`], [`calibrate`]: streaming calibrators (MinMax, Percentile, Entropy, MSE).
+
+pub mod blockwise;
+pub mod calibrate;
+mod error;
+pub mod histogram;
+pub mod numerics;
+pub mod scheme;
+
+pub use calibrate::{CalibratedRange, Calibrator};
+pub use error::QuantError;
+pub use scheme::{Calibration, Precision, Scheme};
