@@ -1,1 +1,31 @@
 //! The native executor: plan a graph once, then run it many times on quench's kernels.
+//!
+//! [`Plan::new`] simplifies the graph (Identity/Dropout removal, constant folding, BatchNorm
+//! and per-channel Add folding into Conv, hard-swish fusion), fixes every shape for the given inputs, packs weights, fuses Relu/Clip into the GEMM
+//! store, and lays every intermediate value out in one arena whose regions are reused once their
+//! values are dead. [`Plan::run`] then allocates nothing but the returned outputs.
+
+pub mod ops;
+pub mod plan;
+
+pub use plan::{EngineError, Plan};
+
+use std::collections::BTreeMap;
+
+use crate::graph::fold::fold_constants;
+use crate::graph::shape::{infer_shapes, ValueType};
+use crate::graph::{Graph, GraphError};
+
+/// A copy of `graph` with its constant subgraphs folded (by the engine's own kernels) for the
+/// given input shapes, and the type of every value in it: what `quench inspect` and
+/// [`crate::graph::stats::stats`] need for models whose shapes are computed by `Shape` chains.
+/// No other rewrite is applied, so the nodes are the model's own.
+pub fn fold_and_infer(
+    graph: &Graph,
+    inputs: &[(&str, Vec<usize>)],
+) -> Result<(Graph, BTreeMap<String, ValueType>), GraphError> {
+    let mut g = graph.clone();
+    fold_constants(&mut g, inputs, &ops::eval_node)?;
+    let types = infer_shapes(&g, inputs)?;
+    Ok((g, types))
+}

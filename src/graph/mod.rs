@@ -86,3 +86,85 @@ pub struct Graph {
     /// Free-form `metadata_props` of the model, written back on save.
     pub metadata: BTreeMap<String, String>,
 }
+
+pub mod attrs;
+pub mod fold;
+pub mod shape;
+pub mod simplify;
+pub mod stats;
+
+/// An error from a graph pass: a node whose attributes, inputs or shapes cannot be used.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GraphError {
+    /// A node is malformed or its inputs do not fit together; `message` says how.
+    #[error("node `{node}` ({op}): {message}")]
+    Node {
+        /// Node name.
+        node: String,
+        /// Operator type.
+        op: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The operator has no implementation in quench.
+    #[error("node `{node}`: operator `{op}` is not supported")]
+    Unsupported {
+        /// Node name.
+        node: String,
+        /// Operator type (with its domain when not the default one).
+        op: String,
+    },
+    /// A graph input is missing a shape, or the shape given disagrees with the declared one.
+    #[error("graph input `{name}`: {message}")]
+    Input {
+        /// Input name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl Node {
+    /// A [`GraphError::Node`] about this node.
+    pub fn error(&self, message: impl Into<String>) -> GraphError {
+        GraphError::Node {
+            node: self.name.clone(),
+            op: self.op_type.clone(),
+            message: message.into(),
+        }
+    }
+
+    /// A [`GraphError::Unsupported`] naming this node and its operator.
+    pub fn unsupported(&self) -> GraphError {
+        let op = if self.domain.is_empty() || self.domain == "ai.onnx" {
+            self.op_type.clone()
+        } else {
+            format!("{}::{}", self.domain, self.op_type)
+        };
+        GraphError::Unsupported {
+            node: self.name.clone(),
+            op,
+        }
+    }
+}
+
+impl Graph {
+    /// Number of nodes that read each value (graph outputs count as one reader each).
+    pub fn consumer_counts(&self) -> BTreeMap<&str, usize> {
+        let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+        for node in &self.nodes {
+            for input in node.inputs.iter().filter(|i| !i.is_empty()) {
+                *counts.entry(input.as_str()).or_default() += 1;
+            }
+        }
+        for out in &self.outputs {
+            *counts.entry(out.name.as_str()).or_default() += 1;
+        }
+        counts
+    }
+
+    /// True when `name` is one of the graph's declared outputs.
+    pub fn is_output(&self, name: &str) -> bool {
+        self.outputs.iter().any(|o| o.name == name)
+    }
+}

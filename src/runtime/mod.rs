@@ -1,6 +1,7 @@
 //! Runtimes that execute a model: quench's own engine ([`native`]) and ONNX Runtime ([`ort`]),
 //! behind one trait so that every comparison runs the same inputs through the same calls.
 
+pub mod native;
 pub mod ort;
 
 use crate::tensor::Tensor;

@@ -1,0 +1,508 @@
+//! 2-D convolution: a direct kernel for depthwise convolution, im2col + packed GEMM for the rest,
+//! with bias and a Relu/Clip fused into the store.
+
+use rayon::prelude::*;
+
+use crate::graph::shape::{ConvParams, Window2d};
+use crate::kernels::f32::{gemm, gemm_kernel_name, Activation, Epilogue, PackedB};
+
+/// Name reported for the direct depthwise kernel.
+pub const DEPTHWISE_KERNEL: &str = "depthwise-f32-direct";
+
+/// A convolution with its weights prepared for the kernel that runs it.
+#[derive(Debug, Clone)]
+pub struct Conv {
+    p: ConvParams,
+    bias: Option<Vec<f32>>,
+    act: Activation,
+    kind: ConvKind,
+}
+
+#[derive(Debug, Clone)]
+enum ConvKind {
+    /// One input channel per group: each output channel is a single-plane filter.
+    Depthwise { weights: Vec<f32> },
+    /// im2col into scratch, then one GEMM per group with weights packed as [Cout/g × K].
+    Gemm {
+        packed: Vec<PackedB>,
+        pointwise: bool,
+    },
+}
+
+impl Conv {
+    /// Prepares a convolution: `weights` is the ONNX [Cout, Cin/g, kh, kw] tensor's data.
+    pub fn new(p: ConvParams, weights: &[f32], bias: Option<&[f32]>, act: Activation) -> Conv {
+        let [kh, kw] = p.window.kernel;
+        let cin_g = p.cin / p.group;
+        let cout_g = p.cout / p.group;
+        let k = cin_g * kh * kw;
+        let kind = if cin_g == 1 && p.group > 1 {
+            ConvKind::Depthwise {
+                weights: weights.to_vec(),
+            }
+        } else {
+            let w = &p.window;
+            let pointwise = w.kernel == [1, 1] && w.strides == [1, 1] && w.pads == [0; 4];
+            let packed = (0..p.group)
+                .map(|g| {
+                    PackedB::from_n_by_k(cout_g, k, &weights[g * cout_g * k..(g + 1) * cout_g * k])
+                })
+                .collect();
+            ConvKind::Gemm { packed, pointwise }
+        };
+        Conv {
+            p,
+            bias: bias.map(<[f32]>::to_vec),
+            act,
+            kind,
+        }
+    }
+
+    /// Floats of scratch the kernel needs (im2col matrix plus the GEMM's channel-last output).
+    pub fn scratch_len(&self) -> usize {
+        match &self.kind {
+            ConvKind::Depthwise { .. } => 0,
+            ConvKind::Gemm { .. } => {
+                let hw = self.p.window.output[0] * self.p.window.output[1];
+                let k =
+                    self.p.cin / self.p.group * self.p.window.kernel[0] * self.p.window.kernel[1];
+                hw * k + hw * self.p.cout / self.p.group
+            }
+        }
+    }
+
+    /// Bytes of packed weights held.
+    pub fn packed_bytes(&self) -> usize {
+        match &self.kind {
+            ConvKind::Depthwise { weights } => weights.len() * 4,
+            ConvKind::Gemm { packed, .. } => packed.iter().map(PackedB::size_bytes).sum(),
+        }
+    }
+
+    /// Name of the kernel this convolution runs on.
+    pub fn kernel_name(&self) -> String {
+        match &self.kind {
+            ConvKind::Depthwise { .. } => DEPTHWISE_KERNEL.to_string(),
+            ConvKind::Gemm { .. } => gemm_kernel_name(),
+        }
+    }
+
+    /// `out = act(conv(x) + bias)` for NCHW `x` and `out`.
+    pub fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
+        match &self.kind {
+            ConvKind::Depthwise { weights } => self.depthwise(x, weights, out),
+            ConvKind::Gemm { packed, pointwise } => {
+                self.im2col_gemm(x, packed, *pointwise, out, scratch)
+            }
+        }
+    }
+
+    fn depthwise(&self, x: &[f32], weights: &[f32], out: &mut [f32]) {
+        let w = &self.p.window;
+        let (ih, iw) = (w.input[0], w.input[1]);
+        let plane_out = w.output[0] * w.output[1];
+        let ksz = w.kernel[0] * w.kernel[1];
+        let mult = self.p.cout / self.p.group;
+        let cout = self.p.cout;
+        let one = |idx: usize, o: &mut [f32]| {
+            let (n, co) = (idx / cout, idx % cout);
+            let ci = co / mult;
+            let xp = &x[(n * self.p.cin + ci) * ih * iw..][..ih * iw];
+            let b = self.bias.as_ref().map_or(0.0, |b| b[co]);
+            depthwise_plane(w, xp, &weights[co * ksz..(co + 1) * ksz], b, self.act, o);
+        };
+        for_each_plane(out, plane_out, one);
+    }
+
+    fn im2col_gemm(
+        &self,
+        x: &[f32],
+        packed: &[PackedB],
+        pointwise: bool,
+        out: &mut [f32],
+        scratch: &mut [f32],
+    ) {
+        let w = &self.p.window;
+        let hw = w.output[0] * w.output[1];
+        let cin_g = self.p.cin / self.p.group;
+        let cout_g = self.p.cout / self.p.group;
+        let k = cin_g * w.kernel[0] * w.kernel[1];
+        let in_plane = w.input[0] * w.input[1];
+        let (col, cl) = scratch.split_at_mut(hw * k);
+        let cl = &mut cl[..hw * cout_g];
+        for n in 0..self.p.batch {
+            for (g, pb) in packed.iter().enumerate() {
+                let xg = &x[(n * self.p.cin + g * cin_g) * in_plane..][..cin_g * in_plane];
+                if pointwise {
+                    transpose2d(xg, cin_g, hw, col);
+                } else {
+                    im2col(w, xg, cin_g, col);
+                }
+                let bias = self.bias.as_ref().map(|b| &b[g * cout_g..(g + 1) * cout_g]);
+                gemm(
+                    hw,
+                    col,
+                    k,
+                    pb,
+                    Epilogue {
+                        bias,
+                        act: self.act,
+                    },
+                    cl,
+                    cout_g,
+                );
+                let og = &mut out[(n * self.p.cout + g * cout_g) * hw..][..cout_g * hw];
+                transpose2d(cl, hw, cout_g, og);
+            }
+        }
+    }
+}
+
+/// Runs `f(plane_index, plane)` over the `plane`-sized chunks of `out`, in parallel when the
+/// current rayon pool has more than one thread.
+pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+    if plane == 0 {
+        return;
+    }
+    if rayon::current_num_threads() > 1 && out.len() / plane > 1 {
+        out.par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(i, o)| f(i, o));
+    } else {
+        out.chunks_mut(plane).enumerate().for_each(|(i, o)| f(i, o));
+    }
+}
+
+/// `dst[c × r] = src[r × c]ᵀ`, with an AVX2 8×8 register transpose when the CPU has it.
+pub fn transpose2d(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::isa() == crate::kernels::Isa::Avx2 {
+        // SAFETY: `isa()` reports AVX2 only after detecting AVX2 and FMA on this CPU.
+        unsafe { transpose2d_avx2(src, rows, cols, dst) };
+        return;
+    }
+    transpose2d_portable(src, rows, cols, dst);
+}
+
+/// Tile edge of the transposes: rows and columns past the last whole 8×8 tile.
+#[inline(always)]
+fn transpose_edges(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
+    for r in 0..rb {
+        for c in cb..cols {
+            dst[c * rows + r] = src[r * cols + c];
+        }
+    }
+    for r in rb..rows {
+        for (c, &v) in src[r * cols..(r + 1) * cols].iter().enumerate() {
+            dst[c * rows + r] = v;
+        }
+    }
+}
+
+/// [`transpose2d`] as portable code: 8×8 tiles through a local array, then the edges.
+pub fn transpose2d_portable(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const B: usize = 8;
+    let (rb, cb) = (rows / B * B, cols / B * B);
+    for r0 in (0..rb).step_by(B) {
+        for c0 in (0..cb).step_by(B) {
+            let mut tile = [[0f32; B]; B];
+            for (i, t) in tile.iter_mut().enumerate() {
+                t.copy_from_slice(&src[(r0 + i) * cols + c0..][..B]);
+            }
+            for j in 0..B {
+                let d = &mut dst[(c0 + j) * rows + r0..][..B];
+                for (i, v) in d.iter_mut().enumerate() {
+                    *v = tile[i][j];
+                }
+            }
+        }
+    }
+    transpose_edges(src, rows, cols, dst);
+}
+
+/// [`transpose2d`] with each 8×8 tile transposed in AVX registers (unpack, shuffle, lane swap).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn transpose2d_avx2(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
+    for r0 in (0..rb).step_by(8) {
+        for c0 in (0..cb).step_by(8) {
+            let row = |i: usize| {
+                let s = &src[(r0 + i) * cols + c0..][..8];
+                // SAFETY: `s` holds exactly 8 floats; the load is unaligned.
+                unsafe { _mm256_loadu_ps(s.as_ptr()) }
+            };
+            let (a0, a1, a2, a3) = (row(0), row(1), row(2), row(3));
+            let (a4, a5, a6, a7) = (row(4), row(5), row(6), row(7));
+            let (t0, t1) = (_mm256_unpacklo_ps(a0, a1), _mm256_unpackhi_ps(a0, a1));
+            let (t2, t3) = (_mm256_unpacklo_ps(a2, a3), _mm256_unpackhi_ps(a2, a3));
+            let (t4, t5) = (_mm256_unpacklo_ps(a4, a5), _mm256_unpackhi_ps(a4, a5));
+            let (t6, t7) = (_mm256_unpacklo_ps(a6, a7), _mm256_unpackhi_ps(a6, a7));
+            let (s0, s1) = (
+                _mm256_shuffle_ps::<0x44>(t0, t2),
+                _mm256_shuffle_ps::<0xEE>(t0, t2),
+            );
+            let (s2, s3) = (
+                _mm256_shuffle_ps::<0x44>(t1, t3),
+                _mm256_shuffle_ps::<0xEE>(t1, t3),
+            );
+            let (s4, s5) = (
+                _mm256_shuffle_ps::<0x44>(t4, t6),
+                _mm256_shuffle_ps::<0xEE>(t4, t6),
+            );
+            let (s6, s7) = (
+                _mm256_shuffle_ps::<0x44>(t5, t7),
+                _mm256_shuffle_ps::<0xEE>(t5, t7),
+            );
+            let cols_out = [
+                _mm256_permute2f128_ps::<0x20>(s0, s4),
+                _mm256_permute2f128_ps::<0x20>(s1, s5),
+                _mm256_permute2f128_ps::<0x20>(s2, s6),
+                _mm256_permute2f128_ps::<0x20>(s3, s7),
+                _mm256_permute2f128_ps::<0x31>(s0, s4),
+                _mm256_permute2f128_ps::<0x31>(s1, s5),
+                _mm256_permute2f128_ps::<0x31>(s2, s6),
+                _mm256_permute2f128_ps::<0x31>(s3, s7),
+            ];
+            for (j, v) in cols_out.into_iter().enumerate() {
+                let d = &mut dst[(c0 + j) * rows + r0..][..8];
+                // SAFETY: `d` holds exactly 8 floats; the store is unaligned.
+                unsafe { _mm256_storeu_ps(d.as_mut_ptr(), v) };
+            }
+        }
+    }
+    transpose_edges(src, rows, cols, dst);
+}
+
+/// Range of kernel taps `[lo, hi)` that land inside `[0, size)` for output position `o`.
+#[inline(always)]
+fn taps(
+    o: usize,
+    stride: usize,
+    pad: usize,
+    dil: usize,
+    k: usize,
+    size: usize,
+) -> (usize, usize, isize) {
+    let start = (o * stride) as isize - pad as isize;
+    let d = dil as isize;
+    // First tap with start + lo·d ≥ 0, and one past the last with start + (hi−1)·d < size.
+    let lo = if start >= 0 {
+        0
+    } else {
+        ((-start + d - 1) / d) as usize
+    }
+    .min(k);
+    let room = size as isize - start;
+    let hi = if room <= 0 {
+        0
+    } else {
+        ((room + d - 1) / d) as usize
+    }
+    .min(k)
+    .max(lo);
+    (lo, hi, start)
+}
+
+avx2_twin! {
+    /// Writes the patch matrix [Hout·Wout × C·kh·kw] of the `c`-channel input `x` into `col`.
+    fn im2col(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) => im2col_portable
+}
+
+#[inline(always)]
+fn im2col_portable(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.output[0], w.output[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let k = c * kh * kw;
+    for oy in 0..oh {
+        let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
+        for ox in 0..ow {
+            let (xlo, xhi, xs) = taps(ox, w.strides[1], w.pads[1], w.dilations[1], kw, iw);
+            let row = &mut col[(oy * ow + ox) * k..][..k];
+            for ch in 0..c {
+                let plane = &x[ch * ih * iw..][..ih * iw];
+                let dst = &mut row[ch * kh * kw..][..kh * kw];
+                for ky in 0..kh {
+                    let drow = &mut dst[ky * kw..][..kw];
+                    if ky < ylo || ky >= yhi || xlo >= xhi {
+                        drow.fill(0.0);
+                        continue;
+                    }
+                    let y = (ys + (ky * w.dilations[0]) as isize) as usize;
+                    let srow = &plane[y * iw..][..iw];
+                    drow[..xlo].fill(0.0);
+                    drow[xhi..].fill(0.0);
+                    for (kx, d) in drow.iter_mut().enumerate().take(xhi).skip(xlo) {
+                        *d = srow[(xs + (kx * w.dilations[1]) as isize) as usize];
+                    }
+                }
+            }
+        }
+    }
+}
+
+avx2_twin! {
+    /// One output plane of a depthwise convolution.
+    pub fn depthwise_plane(w: &Window2d, x: &[f32], k: &[f32], bias: f32, act: Activation, out: &mut [f32]) => depthwise_plane_portable
+}
+
+/// [`depthwise_plane`] as portable code.
+#[inline(always)]
+pub fn depthwise_plane_portable(
+    w: &Window2d,
+    x: &[f32],
+    k: &[f32],
+    bias: f32,
+    act: Activation,
+    out: &mut [f32],
+) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.output[0], w.output[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let (sx, dx) = (w.strides[1], w.dilations[1]);
+    // Output columns whose whole window is inside the input need no bounds checks.
+    let x_first = w.pads[1].div_ceil(sx).min(ow);
+    let x_end = if iw + w.pads[1] > dx * (kw - 1) {
+        ((iw + w.pads[1] - dx * (kw - 1) - 1) / sx + 1)
+            .min(ow)
+            .max(x_first)
+    } else {
+        x_first
+    };
+    for oy in 0..oh {
+        let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
+        let orow = &mut out[oy * ow..(oy + 1) * ow];
+        orow.fill(bias);
+        for ky in ylo..yhi {
+            let y = (ys + (ky * w.dilations[0]) as isize) as usize;
+            let srow = &x[y * iw..(y + 1) * iw];
+            let krow = &k[ky * kw..(ky + 1) * kw];
+            #[inline(always)]
+            fn edge(w: &Window2d, krow: &[f32], srow: &[f32], ox: usize, o: &mut f32) {
+                let (xlo, xhi, xs) = taps(
+                    ox,
+                    w.strides[1],
+                    w.pads[1],
+                    w.dilations[1],
+                    krow.len(),
+                    srow.len(),
+                );
+                for (kx, &kv) in krow.iter().enumerate().take(xhi).skip(xlo) {
+                    *o += kv * srow[(xs + (kx * w.dilations[1]) as isize) as usize];
+                }
+            }
+            for (ox, o) in orow.iter_mut().enumerate().take(x_first) {
+                edge(w, krow, srow, ox, o);
+            }
+            for (kx, &kv) in krow.iter().enumerate() {
+                let base = kx * dx;
+                let dst = &mut orow[x_first..x_end];
+                if sx == 1 {
+                    let src = &srow[x_first + base - w.pads[1]..][..dst.len()];
+                    dst.iter_mut().zip(src).for_each(|(o, &v)| *o += kv * v);
+                } else {
+                    let src = srow[x_first * sx + base - w.pads[1]..].iter().step_by(sx);
+                    dst.iter_mut().zip(src).for_each(|(o, &v)| *o += kv * v);
+                }
+            }
+            for (ox, o) in orow.iter_mut().enumerate().skip(x_end) {
+                edge(w, krow, srow, ox, o);
+            }
+        }
+        if act != Activation::None {
+            orow.iter_mut().for_each(|v| *v = act.apply(*v));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Node;
+
+    fn rand(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn window(
+        input: [usize; 2],
+        kernel: [usize; 2],
+        strides: [i64; 2],
+        pads: [i64; 4],
+        dil: [i64; 2],
+    ) -> Window2d {
+        let mut node = Node {
+            name: "w".into(),
+            op_type: "Conv".into(),
+            domain: String::new(),
+            inputs: vec![],
+            outputs: vec![],
+            attrs: Default::default(),
+        };
+        node.attrs
+            .insert("strides".into(), crate::graph::Attr::Ints(strides.to_vec()));
+        node.attrs
+            .insert("pads".into(), crate::graph::Attr::Ints(pads.to_vec()));
+        node.attrs
+            .insert("dilations".into(), crate::graph::Attr::Ints(dil.to_vec()));
+        Window2d::resolve(&node, input, kernel).unwrap()
+    }
+
+    #[test]
+    fn dispatched_kernels_match_their_portable_twins() {
+        let shapes = [
+            ([7, 9], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
+            ([13, 17], [5, 5], [2, 2], [2, 2, 2, 2], [1, 1]),
+            ([11, 23], [3, 3], [2, 1], [1, 0, 1, 2], [1, 2]),
+            ([5, 6], [3, 1], [1, 3], [0, 0, 0, 0], [2, 1]),
+        ];
+        for (i, (input, kernel, strides, pads, dil)) in shapes.into_iter().enumerate() {
+            let w = window(input, kernel, strides, pads, dil);
+            let x = rand(input[0] * input[1], i as u64 + 1);
+            let k = rand(kernel[0] * kernel[1], i as u64 + 7);
+            let n = w.output[0] * w.output[1];
+            for act in [
+                Activation::None,
+                Activation::Relu,
+                Activation::Clip(-0.5, 0.5),
+            ] {
+                let (mut a, mut b) = (vec![0.0; n], vec![0.0; n]);
+                depthwise_plane(&w, &x, &k, 0.25, act, &mut a);
+                depthwise_plane_portable(&w, &x, &k, 0.25, act, &mut b);
+                for (p, q) in a.iter().zip(&b) {
+                    assert!((p - q).abs() <= 1e-6, "{p} vs {q}");
+                }
+            }
+            let c = 3;
+            let xc = rand(c * input[0] * input[1], i as u64 + 3);
+            let kk = c * kernel[0] * kernel[1];
+            let (mut a, mut b) = (vec![0.0; n * kk], vec![1.0; n * kk]);
+            im2col(&w, &xc, c, &mut a);
+            im2col_portable(&w, &xc, c, &mut b);
+            assert_eq!(a, b);
+        }
+        for (rows, cols) in [(1, 1), (8, 8), (9, 17), (16, 3), (31, 40)] {
+            let src = rand(rows * cols, (rows * cols) as u64);
+            let (mut a, mut b) = (vec![0.0; rows * cols], vec![1.0; rows * cols]);
+            transpose2d(&src, rows, cols, &mut a);
+            transpose2d_portable(&src, rows, cols, &mut b);
+            assert_eq!(a, b);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(a[c * rows + r], src[r * cols + c]);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! Pooling: MaxPool, AveragePool (with or without the padding counted) and GlobalAveragePool.
+
+use super::conv::for_each_plane;
+use crate::graph::shape::Window2d;
+
+/// Which reduction a window pool applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolKind {
+    /// Maximum over the window (padding never wins).
+    Max,
+    /// Mean over the window; `count_include_pad` divides by the full window size.
+    Average {
+        /// Count padded positions in the divisor.
+        count_include_pad: bool,
+    },
+}
+
+/// A windowed pool over NCHW planes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pool {
+    /// Window geometry.
+    pub window: Window2d,
+    /// Reduction.
+    pub kind: PoolKind,
+}
+
+impl Pool {
+    /// Pools every plane of `x` into `out`.
+    pub fn run(&self, x: &[f32], out: &mut [f32]) {
+        let w = &self.window;
+        let (ih, iw) = (w.input[0], w.input[1]);
+        let (oh, ow) = (w.output[0], w.output[1]);
+        let (kh, kw) = (w.kernel[0], w.kernel[1]);
+        let (dy, dx) = (w.dilations[0], w.dilations[1]);
+        for_each_plane(out, oh * ow, |p, o| {
+            let xp = &x[p * ih * iw..(p + 1) * ih * iw];
+            for oy in 0..oh {
+                let y0 = (oy * w.strides[0]) as isize - w.pads[0] as isize;
+                for ox in 0..ow {
+                    let x0 = (ox * w.strides[1]) as isize - w.pads[1] as isize;
+                    let (mut acc, mut n) = match self.kind {
+                        PoolKind::Max => (f32::NEG_INFINITY, 0usize),
+                        PoolKind::Average { .. } => (0.0, 0),
+                    };
+                    for ky in 0..kh {
+                        let y = y0 + (ky * dy) as isize;
+                        if y < 0 || y >= ih as isize {
+                            continue;
+                        }
+                        let row = &xp[y as usize * iw..][..iw];
+                        for kx in 0..kw {
+                            let xx = x0 + (kx * dx) as isize;
+                            if xx < 0 || xx >= iw as isize {
+                                continue;
+                            }
+                            let v = row[xx as usize];
+                            acc = match self.kind {
+                                PoolKind::Max => acc.max(v),
+                                PoolKind::Average { .. } => acc + v,
+                            };
+                            n += 1;
+                        }
+                    }
+                    o[oy * ow + ox] = match self.kind {
+                        PoolKind::Max => acc,
+                        PoolKind::Average {
+                            count_include_pad: true,
+                        } => {
+                            // The divisor counts padding but not the part of a ceil-mode window
+                            // that hangs past the padded input.
+                            let ylim = (ih + w.pads[0] + w.pads[2]) as isize;
+                            let xlim = (iw + w.pads[1] + w.pads[3]) as isize;
+                            let yn = (0..kh)
+                                .filter(|&k| y0 + w.pads[0] as isize + ((k * dy) as isize) < ylim)
+                                .count();
+                            let xn = (0..kw)
+                                .filter(|&k| x0 + w.pads[1] as isize + ((k * dx) as isize) < xlim)
+                                .count();
+                            acc / (yn * xn).max(1) as f32
+                        }
+                        PoolKind::Average {
+                            count_include_pad: false,
+                        } => acc / n.max(1) as f32,
+                    };
+                }
+            }
+        });
+    }
+}
+
+/// Mean of each `size`-element plane of `x`.
+pub fn global_average(x: &[f32], size: usize, out: &mut [f32]) {
+    for (o, plane) in out.iter_mut().zip(x.chunks(size.max(1))) {
+        *o = plane.iter().sum::<f32>() / size.max(1) as f32;
+    }
+}

@@ -1,0 +1,537 @@
+//! Planning (passes, shapes, packing, fusion, arena layout) and running.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use rayon::ThreadPool;
+
+use super::ops::{eval_node, fusable_activation, Kernel};
+use crate::graph::fold::fold_constants;
+use crate::graph::shape::{infer_shapes, ValueType};
+use crate::graph::simplify::{
+    fold_batchnorm, fold_conv_bias_add, fuse_hardswish, remove_passthrough,
+};
+use crate::graph::{Graph, GraphError};
+use crate::kernels::f32::Activation;
+use crate::tensor::{DataType, Tensor};
+
+/// An error from planning or running a graph on the native engine.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A graph pass or kernel refused the graph.
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    /// A run input is missing or does not match the planned input.
+    #[error("input `{name}`: {message}")]
+    Input {
+        /// Input name.
+        name: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The thread pool could not be built.
+    #[error("cannot start a pool of {threads} threads: {message}")]
+    Threads {
+        /// Threads asked for.
+        threads: usize,
+        /// Why it failed.
+        message: String,
+    },
+}
+
+/// Where a value's elements live while a plan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Src {
+    /// An omitted optional input, or a constant the kernel already captured.
+    Absent,
+    /// Graph input by index.
+    Input(usize),
+    /// Constant by index.
+    Const(usize),
+    /// A region of the arena.
+    Arena { off: usize, len: usize },
+}
+
+/// Where a value lives while planning: a runtime value is numbered until the arena is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Loc {
+    Absent,
+    Input(usize),
+    Const(usize),
+    Val(usize),
+}
+
+#[derive(Debug)]
+struct Step {
+    kernel: Kernel,
+    ins: Vec<Src>,
+    out_off: usize,
+    out_len: usize,
+}
+
+#[derive(Debug)]
+struct Output {
+    src: Src,
+    shape: Vec<usize>,
+}
+
+/// Arena regions are aligned to 64 bytes.
+const ALIGN: usize = 16;
+/// Nodes with more inputs than this gather their input slices in a heap vector.
+const INLINE_INPUTS: usize = 16;
+
+/// A graph planned for fixed input shapes and a thread count, ready to run many times.
+pub struct Plan {
+    pool: Arc<ThreadPool>,
+    inputs: Vec<(String, Vec<usize>)>,
+    /// Position in the caller's input list of each planned input (rewritten on every run).
+    input_order: Vec<usize>,
+    steps: Vec<Step>,
+    consts: Vec<Tensor>,
+    arena: Vec<f32>,
+    scratch: Vec<f32>,
+    outputs: Vec<Output>,
+    kernel_names: Vec<String>,
+    packed_bytes: usize,
+}
+
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan")
+            .field("inputs", &self.inputs)
+            .field("steps", &self.steps.len())
+            .field("arena_bytes", &self.arena_bytes())
+            .field("packed_weight_bytes", &self.packed_bytes)
+            .finish()
+    }
+}
+
+/// Builds a rayon pool of exactly `threads` threads.
+pub fn thread_pool(threads: usize) -> Result<Arc<ThreadPool>, EngineError> {
+    if threads == 0 {
+        return Err(EngineError::Threads {
+            threads,
+            message: "at least one thread is needed".into(),
+        });
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("quench-engine-{i}"))
+        .build()
+        .map(Arc::new)
+        .map_err(|e| EngineError::Threads {
+            threads,
+            message: e.to_string(),
+        })
+}
+
+impl Plan {
+    /// Plans `graph` for the given concrete input shapes (every graph input by name) on a new
+    /// pool of `threads` threads.
+    pub fn new(
+        graph: &Graph,
+        inputs: &[(&str, Vec<usize>)],
+        threads: usize,
+    ) -> Result<Plan, EngineError> {
+        Plan::with_pool(graph, inputs, thread_pool(threads)?)
+    }
+
+    /// Plans `graph` to run on an existing pool (plans for several batch sizes can share one).
+    pub fn with_pool(
+        graph: &Graph,
+        inputs: &[(&str, Vec<usize>)],
+        pool: Arc<ThreadPool>,
+    ) -> Result<Plan, EngineError> {
+        let mut g = graph.clone();
+        remove_passthrough(&mut g);
+        fold_constants(&mut g, inputs, &eval_node)?;
+        fold_batchnorm(&mut g)?;
+        fold_conv_bias_add(&mut g)?;
+        fuse_hardswish(&mut g)?;
+        let types = infer_shapes(&g, inputs)?;
+        Builder::new(&g, &types, pool)?.finish()
+    }
+
+    /// Runs the plan: `inputs` by graph input name, outputs in the graph's declared order.
+    pub fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, EngineError> {
+        for (i, (name, shape)) in self.inputs.iter().enumerate() {
+            let pos =
+                inputs
+                    .iter()
+                    .position(|(n, _)| n == name)
+                    .ok_or_else(|| EngineError::Input {
+                        name: name.clone(),
+                        message: "not given".into(),
+                    })?;
+            let t = inputs[pos].1;
+            if t.shape() != shape.as_slice() || t.dtype() != DataType::F32 {
+                return Err(EngineError::Input {
+                    name: name.clone(),
+                    message: format!("expected f32 {shape:?}, got {} {:?}", t.dtype(), t.shape()),
+                });
+            }
+            self.input_order[i] = pos;
+        }
+        let Plan {
+            pool,
+            input_order,
+            steps,
+            consts,
+            arena,
+            scratch,
+            ..
+        } = self;
+        let order: &[usize] = input_order;
+        let input = |i: usize| inputs[order[i]].1.as_f32().unwrap_or(&[]);
+        let mut body = || {
+            for step in steps.iter() {
+                let (lo, rest) = arena.split_at_mut(step.out_off);
+                let (out, hi) = rest.split_at_mut(step.out_len);
+                let hi_start = step.out_off + step.out_len;
+                let resolve = |s: &Src| -> &[f32] {
+                    match *s {
+                        Src::Absent => &[],
+                        Src::Input(i) => input(i),
+                        Src::Const(c) => consts[c].as_f32().unwrap_or(&[]),
+                        Src::Arena { off, len } if off + len <= step.out_off => &lo[off..off + len],
+                        Src::Arena { off, len } => &hi[off - hi_start..off - hi_start + len],
+                    }
+                };
+                if step.ins.len() <= INLINE_INPUTS {
+                    let mut ins: [&[f32]; INLINE_INPUTS] = [&[]; INLINE_INPUTS];
+                    for (slot, s) in ins.iter_mut().zip(&step.ins) {
+                        *slot = resolve(s);
+                    }
+                    step.kernel.run(&ins[..step.ins.len()], out, scratch);
+                } else {
+                    let ins: Vec<&[f32]> = step.ins.iter().map(resolve).collect();
+                    step.kernel.run(&ins, out, scratch);
+                }
+            }
+        };
+        // Handing the run to a pool thread costs a wake-up (tens of µs on a busy machine). When
+        // one thread is wanted and the calling context already counts as one thread (inside a
+        // one-thread pool, or a one-thread global pool), the kernels see the same thread count
+        // inline, so run there.
+        if pool.current_num_threads() == 1 && rayon::current_num_threads() == 1 {
+            body();
+        } else {
+            pool.install(body);
+        }
+        let arena = &self.arena;
+        self.outputs
+            .iter()
+            .map(|o| {
+                let data = match o.src {
+                    Src::Const(c) => return Ok(self.consts[c].clone()),
+                    Src::Input(i) => input(i).to_vec(),
+                    Src::Arena { off, len } => arena[off..off + len].to_vec(),
+                    Src::Absent => Vec::new(),
+                };
+                Tensor::from_f32(o.shape.clone(), data).map_err(|e| EngineError::Input {
+                    name: "output".into(),
+                    message: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Bytes of the activation arena (intermediate values, regions reused by liveness) plus the
+    /// im2col/transpose scratch buffer.
+    pub fn arena_bytes(&self) -> usize {
+        (self.arena.len() + self.scratch.len()) * std::mem::size_of::<f32>()
+    }
+
+    /// Bytes of weights held packed in kernel layouts.
+    pub fn packed_weight_bytes(&self) -> usize {
+        self.packed_bytes
+    }
+
+    /// Distinct kernel names the plan runs on, in first-use order.
+    pub fn kernel_names(&self) -> &[String] {
+        &self.kernel_names
+    }
+
+    /// The input names and shapes the plan was made for.
+    pub fn input_shapes(&self) -> &[(String, Vec<usize>)] {
+        &self.inputs
+    }
+
+    /// Number of kernel launches per run (aliasing and fused nodes excluded).
+    pub fn step_count(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// Threads of the pool the plan runs on.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+}
+
+struct PendingStep {
+    kernel: Kernel,
+    ins: Vec<Loc>,
+    out: usize,
+}
+
+struct Builder<'g> {
+    graph: &'g Graph,
+    types: &'g BTreeMap<String, ValueType>,
+    pool: Arc<ThreadPool>,
+    loc: BTreeMap<&'g str, Loc>,
+    consts: Vec<Tensor>,
+    /// Element count, defining step and last reading step of each runtime value.
+    vals: Vec<(usize, usize, usize)>,
+    steps: Vec<PendingStep>,
+}
+
+impl<'g> Builder<'g> {
+    fn new(
+        graph: &'g Graph,
+        types: &'g BTreeMap<String, ValueType>,
+        pool: Arc<ThreadPool>,
+    ) -> Result<Builder<'g>, EngineError> {
+        let mut loc = BTreeMap::new();
+        for (i, vi) in graph.inputs.iter().enumerate() {
+            if vi.dtype != DataType::F32 {
+                return Err(EngineError::Input {
+                    name: vi.name.clone(),
+                    message: format!(
+                        "the native engine takes f32 inputs, this one is {}",
+                        vi.dtype
+                    ),
+                });
+            }
+            loc.insert(vi.name.as_str(), Loc::Input(i));
+        }
+        Ok(Builder {
+            graph,
+            types,
+            pool,
+            loc,
+            consts: Vec::new(),
+            vals: Vec::new(),
+            steps: Vec::new(),
+        })
+    }
+
+    fn locate(&mut self, name: &'g str) -> Loc {
+        if name.is_empty() {
+            return Loc::Absent;
+        }
+        if let Some(&l) = self.loc.get(name) {
+            return l;
+        }
+        match self.graph.initializers.get(name) {
+            Some(t) => {
+                self.consts.push(t.clone());
+                let l = Loc::Const(self.consts.len() - 1);
+                self.loc.insert(name, l);
+                l
+            }
+            None => Loc::Absent,
+        }
+    }
+
+    fn finish(mut self) -> Result<Plan, EngineError> {
+        let g = self.graph;
+        let opset = g.opset;
+        let counts = g.consumer_counts();
+        let mut fused: HashSet<usize> = HashSet::new();
+        let mut kernel_names: Vec<String> = Vec::new();
+        for (i, node) in g.nodes.iter().enumerate() {
+            if fused.contains(&i) {
+                continue;
+            }
+            let ins: Vec<Option<&ValueType>> =
+                node.inputs.iter().map(|n| self.types.get(n)).collect();
+            let consts: Vec<Option<&Tensor>> =
+                node.inputs.iter().map(|n| g.initializers.get(n)).collect();
+            let mut out_name = node
+                .outputs
+                .first()
+                .map(String::as_str)
+                .ok_or_else(|| node.error("no output"))?;
+            // Fuse a Relu/Clip that is the only reader of a Conv/Gemm/MatMul output.
+            let mut act = Activation::None;
+            if matches!(node.op_type.as_str(), "Conv" | "Gemm" | "MatMul")
+                && counts.get(out_name) == Some(&1)
+                && !g.is_output(out_name)
+            {
+                if let Some(j) = g.nodes[i + 1..]
+                    .iter()
+                    .position(|n| n.inputs.iter().any(|x| x == out_name))
+                    .map(|p| p + i + 1)
+                {
+                    let next = &g.nodes[j];
+                    let nconsts: Vec<Option<&Tensor>> =
+                        next.inputs.iter().map(|n| g.initializers.get(n)).collect();
+                    if let (Some(a), Some(o)) = (
+                        fusable_activation(next, opset, &nconsts)?,
+                        next.outputs.first(),
+                    ) {
+                        if next.input(0) == Some(out_name) && next.outputs.len() == 1 {
+                            act = a;
+                            out_name = o;
+                            fused.insert(j);
+                        }
+                    }
+                }
+            }
+            let kernel = match Kernel::compile(node, opset, &ins, &consts, act) {
+                Ok(k) => k,
+                Err(e) if act == Activation::None => return Err(e.into()),
+                Err(_) => {
+                    // The activation could not be fused (e.g. a MatMul with run-time B): run
+                    // the fused-away node on its own after all.
+                    act = Activation::None;
+                    out_name = &node.outputs[0];
+                    fused.retain(|&j| j <= i);
+                    Kernel::compile(node, opset, &ins, &consts, act)?
+                }
+            };
+            let out_type = self
+                .types
+                .get(out_name)
+                .ok_or_else(|| node.error(format!("no type for output `{out_name}`")))?;
+            if out_type.dtype != DataType::F32 {
+                return Err(node.error(format!(
+                    "output `{out_name}` is {} at run time; the native engine computes f32 values only (non-f32 values must fold to constants)",
+                    out_type.dtype
+                ))
+                .into());
+            }
+            let in_locs: Vec<Loc> = node.inputs.iter().map(|n| self.locate(n)).collect();
+            if matches!(kernel, Kernel::Alias) {
+                let src = in_locs.first().copied().unwrap_or(Loc::Absent);
+                if src == Loc::Absent {
+                    return Err(node.error("input 0 is missing").into());
+                }
+                self.loc.insert(out_name, src);
+                continue;
+            }
+            let name = kernel.kernel_name();
+            if !kernel_names.contains(&name) {
+                kernel_names.push(name);
+            }
+            let step = self.steps.len();
+            for l in &in_locs {
+                if let Loc::Val(v) = l {
+                    self.vals[*v].2 = step;
+                }
+            }
+            self.vals.push((out_type.numel(), step, step));
+            let out = self.vals.len() - 1;
+            self.loc.insert(out_name, Loc::Val(out));
+            self.steps.push(PendingStep {
+                kernel,
+                ins: in_locs,
+                out,
+            });
+        }
+        let mut outputs = Vec::new();
+        for o in &g.outputs {
+            let l = self.locate(&o.name);
+            if let Loc::Val(v) = l {
+                self.vals[v].2 = usize::MAX;
+            }
+            let shape = self
+                .types
+                .get(&o.name)
+                .map(|t| t.shape.clone())
+                .unwrap_or_default();
+            if l == Loc::Absent {
+                return Err(GraphError::Input {
+                    name: o.name.clone(),
+                    message: "graph output is not produced by any node".into(),
+                }
+                .into());
+            }
+            outputs.push((l, shape));
+        }
+        let (offsets, arena_len) = layout(&self.vals);
+        let src = |l: Loc| match l {
+            Loc::Absent => Src::Absent,
+            Loc::Input(i) => Src::Input(i),
+            Loc::Const(c) => Src::Const(c),
+            Loc::Val(v) => Src::Arena {
+                off: offsets[v],
+                len: self.vals[v].0,
+            },
+        };
+        let scratch_len = self
+            .steps
+            .iter()
+            .map(|s| s.kernel.scratch_len())
+            .max()
+            .unwrap_or(0);
+        let packed_bytes = self.steps.iter().map(|s| s.kernel.packed_bytes()).sum();
+        let steps = self
+            .steps
+            .into_iter()
+            .map(|s| Step {
+                ins: s.ins.iter().map(|&l| src(l)).collect(),
+                out_off: offsets[s.out],
+                out_len: self.vals[s.out].0,
+                kernel: s.kernel,
+            })
+            .collect();
+        let outputs = outputs
+            .into_iter()
+            .map(|(l, shape)| Output { src: src(l), shape })
+            .collect();
+        let inputs: Vec<(String, Vec<usize>)> = g
+            .inputs
+            .iter()
+            .map(|vi| {
+                (
+                    vi.name.clone(),
+                    self.types
+                        .get(&vi.name)
+                        .map(|t| t.shape.clone())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect();
+        Ok(Plan {
+            pool: self.pool,
+            input_order: vec![0; inputs.len()],
+            inputs,
+            steps,
+            consts: self.consts,
+            arena: vec![0.0; arena_len],
+            scratch: vec![0.0; scratch_len],
+            outputs,
+            kernel_names,
+            packed_bytes,
+        })
+    }
+}
+
+/// Places each value (size, first step, last step) at the lowest aligned offset that overlaps no
+/// value alive at the same time. Returns the offsets and the arena length.
+fn layout(vals: &[(usize, usize, usize)]) -> (Vec<usize>, usize) {
+    let mut offsets = vec![0; vals.len()];
+    let mut placed: Vec<(usize, usize, usize)> = Vec::new(); // (offset, end, value)
+    let mut total = 0;
+    for (v, &(len, def, last)) in vals.iter().enumerate() {
+        let size = len.div_ceil(ALIGN) * ALIGN;
+        let mut busy: Vec<(usize, usize)> = placed
+            .iter()
+            .filter(|&&(_, _, w)| vals[w].1 <= last && def <= vals[w].2)
+            .map(|&(o, e, _)| (o, e))
+            .collect();
+        busy.sort_unstable();
+        let mut off = 0;
+        for (o, e) in busy {
+            if off + size <= o {
+                break;
+            }
+            off = off.max(e);
+        }
+        offsets[v] = off;
+        placed.push((off, off + size, v));
+        total = total.max(off + size);
+    }
+    (offsets, total)
+}

@@ -1,0 +1,141 @@
+//! Helpers to build graphs in code and run them for the engine tests.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+
+use quench::engine::ops::eval_node;
+use quench::engine::Plan;
+use quench::graph::{Attr, Dim, Graph, Node, ValueInfo};
+use quench::tensor::{DataType, Tensor};
+
+/// A node with the given attributes.
+pub fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attrs: Vec<(&str, Attr)>,
+) -> Node {
+    Node {
+        name: name.into(),
+        op_type: op.into(),
+        domain: String::new(),
+        inputs: inputs.iter().map(|s| s.to_string()).collect(),
+        outputs: outputs.iter().map(|s| s.to_string()).collect(),
+        attrs: attrs.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    }
+}
+
+/// Integer list attribute.
+pub fn ints(v: &[i64]) -> Attr {
+    Attr::Ints(v.to_vec())
+}
+
+/// A graph with f32 inputs (symbolic first dim), the given outputs, nodes and initializers.
+pub fn graph(
+    opset: i64,
+    inputs: &[(&str, usize)],
+    outputs: &[&str],
+    nodes: Vec<Node>,
+    inits: Vec<(&str, Tensor)>,
+) -> Graph {
+    Graph {
+        name: "test".into(),
+        opset,
+        extra_opsets: BTreeMap::new(),
+        inputs: inputs
+            .iter()
+            .map(|(n, rank)| ValueInfo {
+                name: n.to_string(),
+                dtype: DataType::F32,
+                shape: Some((0..*rank).map(|i| Dim::Symbolic(format!("d{i}"))).collect()),
+            })
+            .collect(),
+        outputs: outputs
+            .iter()
+            .map(|n| ValueInfo {
+                name: n.to_string(),
+                dtype: DataType::F32,
+                shape: None,
+            })
+            .collect(),
+        initializers: inits.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+        nodes,
+        metadata: BTreeMap::new(),
+    }
+}
+
+/// Deterministic pseudo-random values in [-1, 1).
+pub fn values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+/// The formula inputs the ONNX Runtime references were made with:
+/// `(((i + start)·37) mod 101)/50 − 1`, then `·scale + offset`.
+pub fn formula_from(n: usize, start: usize, scale: f32, offset: f32) -> Vec<f32> {
+    (start..start + n)
+        .map(|i| (((i * 37) % 101) as f32 / 50.0 - 1.0) * scale + offset)
+        .collect()
+}
+
+/// f32 tensor.
+pub fn t(shape: &[usize], data: Vec<f32>) -> Tensor {
+    Tensor::from_f32(shape.to_vec(), data).unwrap()
+}
+
+/// i64 tensor.
+pub fn ti(shape: &[usize], data: Vec<i64>) -> Tensor {
+    Tensor::from_i64(shape.to_vec(), data).unwrap()
+}
+
+/// Plans and runs `g` on one thread.
+pub fn run(g: &Graph, inputs: &[(&str, &Tensor)]) -> Vec<Tensor> {
+    run_threads(g, inputs, 1)
+}
+
+/// Plans and runs `g` on `threads` threads.
+pub fn run_threads(g: &Graph, inputs: &[(&str, &Tensor)], threads: usize) -> Vec<Tensor> {
+    let shapes: Vec<(&str, Vec<usize>)> = inputs
+        .iter()
+        .map(|(n, t)| (*n, t.shape().to_vec()))
+        .collect();
+    let mut plan = Plan::new(g, &shapes, threads).unwrap();
+    plan.run(inputs).unwrap()
+}
+
+/// Runs `g` node by node through `eval_node` with no passes, fusion or arena: the reference path.
+pub fn interpret(g: &Graph, inputs: &[(&str, &Tensor)]) -> Vec<Tensor> {
+    let mut vals: BTreeMap<String, Tensor> = g.initializers.clone();
+    for (n, t) in inputs {
+        vals.insert(n.to_string(), (*t).clone());
+    }
+    for node in &g.nodes {
+        let ins: Vec<Option<&Tensor>> = node.inputs.iter().map(|i| vals.get(i)).collect();
+        let outs = eval_node(node, g.opset, &ins).unwrap();
+        for (name, v) in node.outputs.iter().zip(outs) {
+            vals.insert(name.clone(), v);
+        }
+    }
+    g.outputs.iter().map(|o| vals[&o.name].clone()).collect()
+}
+
+/// Asserts two f32 slices agree within `tol` (absolute, scaled up for large values).
+pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "length differs");
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "element {i}: got {g}, want {w} (tol {tol})"
+        );
+    }
+}
