@@ -1770,7 +1770,7 @@ fn reducemean_all() {
     let x0 = t(&[2, 3, 4], formula_from(24, 0, 1.0, 0.0));
     let want = vec![-0.065000005];
     let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[]);
+    assert_eq!(got[0].shape(), &[] as &[usize]);
     assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
     let reference = interpret(&g, &[("x0", &x0)]);
     assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);

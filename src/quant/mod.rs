@@ -7,14 +7,24 @@
 //!   weight quantization.
 //! * [`blockwise`]: 4-bit group-wise weights in ORT's `MatMulNBits` layout.
 //! * [`histogram`], [`calibrate`]: streaming calibrators (MinMax, Percentile, Entropy, MSE).
+//! * [`probe`]: calibration sites, exposing intermediate tensors as outputs, batch-wise
+//!   calibrator sets.
+//! * [`layer_error`]: per-layer SQNR and cosine.
+//! * [`layer`], [`export`]: the rewrites to QDQ, dynamic INT8, `MatMulNBits` and binary graphs.
 
 pub mod blockwise;
+mod builder;
 pub mod calibrate;
 mod error;
+pub mod export;
 pub mod histogram;
+pub mod layer;
+pub mod layer_error;
 pub mod numerics;
+pub mod probe;
 pub mod scheme;
 
 pub use calibrate::{CalibratedRange, Calibrator};
 pub use error::QuantError;
+pub use export::quantize;
 pub use scheme::{Calibration, Precision, Scheme};

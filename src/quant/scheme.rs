@@ -238,10 +238,20 @@ impl Scheme {
     /// The precision of the layer `node` of type `op_type`: the first matching override's, else
     /// the default.
     pub fn precision_for(&self, node: &str, op_type: &str) -> &Precision {
-        self.overrides
+        self.resolve(node, op_type).0
+    }
+
+    /// Like [`Scheme::precision_for`], also saying whether an override named the layer (an
+    /// explicit request the layer cannot take is an error; the default is applied where it can).
+    pub fn resolve(&self, node: &str, op_type: &str) -> (&Precision, bool) {
+        match self
+            .overrides
             .iter()
             .find(|o| o.layers.matches(node, op_type))
-            .map_or(&self.default, |o| &o.precision)
+        {
+            Some(o) => (&o.precision, true),
+            None => (&self.default, false),
+        }
     }
 
     /// Checks every precision's parameters (group sizes, percentiles, bin counts, dynamic u8).

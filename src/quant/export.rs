@@ -1,0 +1,674 @@
+//! The graph rewrites that export a quantized model ONNX Runtime runs, one layer at a time by
+//! the precision the [`Scheme`] gives it:
+//!
+//! * INT8 static: QuantizeLinear→DequantizeLinear on the activation input (scale and zero point
+//!   from its calibrated range), the weight as an s8 constant through DequantizeLinear (with
+//!   `axis` when per-channel), a folded bias as i32 with scale `s_x·s_w` through
+//!   DequantizeLinear: ORT's QDQ format, which it fuses into integer kernels.
+//! * INT8 dynamic: `DynamicQuantizeLinear` → `ConvInteger` / `MatMulInteger` → `Cast` → `Mul` by
+//!   `s_x·s_w` → `Add` bias, exactly the form of ORT's `quantize_dynamic` (Gemm becomes a
+//!   MatMul on the transposed weight plus an Add). ORT's optimizer fuses the MatMul chain into
+//!   its `DynamicQuantizeMatMul` kernel (one pass, u8×s8 MLAS GEMM), which is why this form is
+//!   chosen over QDQ weights with float activations (that would dequantize the weight and run
+//!   the FP32 GEMM on every call).
+//! * 4-bit: Gemm/MatMul → `com.microsoft::MatMulNBits` (+ `Add` for a Gemm bias). Conv has no
+//!   4-bit operator in ORT, so under a 4-bit default it stays FP32 (as ORT's
+//!   `MatMulNBitsQuantizer` leaves it); an override that explicitly asks a Conv for 4-bit is
+//!   refused. Give Convs an INT8 override for a mixed model.
+//! * Binary: the weight as s8 ±1 through a per-channel DequantizeLinear of scale α (ORT runs it
+//!   unpacked, as int8), activations through `Sign` or an INT8 QDQ pair.
+//!
+//! Per-channel DequantizeLinear needs opset 13: a graph with a lower opset is raised to 13 only
+//! when it holds no operator whose meaning changed between its opset and 13 (e.g. Softmax's
+//! axis, Squeeze/Unsqueeze/Split/ReduceSum moving attributes to inputs, Dropout's ratio, Clip
+//! and Pad in 11); otherwise the export fails naming the operator.
+//!
+//! Every exported graph carries `quench.version` and `quench.scheme` (the scheme's JSON) in its
+//! metadata, and binary exports a `quench.binary` note.
+
+use std::collections::BTreeMap;
+
+use crate::graph::fold::prune_initializers;
+use crate::graph::{Attr, Graph, Node};
+use crate::quant::blockwise::quantize_q4;
+use crate::quant::builder::Builder;
+use crate::quant::calibrate::CalibratedRange;
+use crate::quant::layer::{is_quantizable, Layer};
+use crate::quant::numerics::{
+    binarize_weight, compute_scale_zp, quantize_bias, quantize_weight, QParams, QRange,
+    QuantizedWeight,
+};
+use crate::quant::scheme::{ActQuant, ActType, BinaryActs, Int8Mode, Precision, WeightQuant};
+use crate::quant::{QuantError, Scheme};
+use crate::tensor::{DataType, Tensor, TensorData};
+
+/// Metadata key holding quench's version.
+pub const META_VERSION: &str = "quench.version";
+/// Metadata key holding the scheme as JSON.
+pub const META_SCHEME: &str = "quench.scheme";
+/// Metadata key of the note on how binary weights are stored.
+pub const META_BINARY: &str = "quench.binary";
+/// The note stored under [`META_BINARY`].
+pub const BINARY_NOTE: &str = "binary weights sign(W)*alpha: ORT runs them unpacked, as int8 +/-1 with a per-output-channel DequantizeLinear scale alpha = mean|W|";
+/// Domain of ORT's contrib operators.
+pub const MS_DOMAIN: &str = "com.microsoft";
+
+/// Rewrites `graph` by `scheme`. `ranges` maps activation tensors to their calibrated ranges
+/// (needed by static INT8 and by binary layers with INT8 activations; see
+/// [`crate::quant::probe::calibration_sites`]). Fails naming the layer on anything it cannot
+/// rewrite faithfully.
+pub fn quantize(
+    graph: &Graph,
+    scheme: &Scheme,
+    ranges: &BTreeMap<String, CalibratedRange>,
+) -> Result<Graph, QuantError> {
+    scheme.validate()?;
+    let mut ex = Exporter {
+        b: Builder::new(graph),
+        ranges,
+        acts: BTreeMap::new(),
+        opset: graph.opset,
+        uses_ms: false,
+        binary: false,
+    };
+    for node in &graph.nodes {
+        if !is_quantizable(node) {
+            ex.b.nodes.push(node.clone());
+            continue;
+        }
+        let (precision, explicit) = scheme.resolve(&node.name, &node.op_type);
+        match *precision {
+            Precision::Fp32 => ex.b.nodes.push(node.clone()),
+            Precision::Int4 { .. } if node.op_type == "Conv" && !explicit => {
+                ex.b.nodes.push(node.clone())
+            }
+            Precision::Int4 {
+                group_size,
+                symmetric,
+                accuracy_level,
+            } => {
+                let layer = Layer::resolve(graph, node)?;
+                ex.nbits(&layer, group_size, symmetric, accuracy_level)?
+            }
+            Precision::Int8 {
+                weights,
+                activations,
+                mode: Int8Mode::Static { .. },
+            } => ex.static_int8(&Layer::resolve(graph, node)?, weights, activations)?,
+            Precision::Int8 {
+                weights,
+                mode: Int8Mode::Dynamic,
+                ..
+            } => ex.dynamic_int8(&Layer::resolve(graph, node)?, weights)?,
+            Precision::Binary { activations } => {
+                ex.binary(&Layer::resolve(graph, node)?, activations)?
+            }
+        }
+    }
+    let mut out = graph.clone();
+    out.nodes = ex.b.nodes;
+    out.initializers = ex.b.initializers;
+    raise_opset(&mut out, ex.opset)?;
+    if ex.uses_ms {
+        out.extra_opsets.entry(MS_DOMAIN.to_string()).or_insert(1);
+    }
+    out.metadata.insert(
+        META_VERSION.to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    );
+    out.metadata
+        .insert(META_SCHEME.to_string(), scheme.to_json());
+    if ex.binary {
+        out.metadata
+            .insert(META_BINARY.to_string(), BINARY_NOTE.to_string());
+    }
+    prune_initializers(&mut out);
+    Ok(out)
+}
+
+/// Key of an activation rewrite already inserted: tensor, kind, scale bits, zero point.
+type ActKey = (String, &'static str, u32, i32);
+
+struct Exporter<'r> {
+    b: Builder,
+    ranges: &'r BTreeMap<String, CalibratedRange>,
+    /// Activation rewrites already inserted, reused by later consumers.
+    acts: BTreeMap<ActKey, Vec<String>>,
+    /// Smallest default-domain opset the rewritten graph needs.
+    opset: i64,
+    uses_ms: bool,
+    binary: bool,
+}
+
+fn scalar(data: TensorData) -> Result<Tensor, QuantError> {
+    Ok(Tensor::new(vec![], data)?)
+}
+
+impl Exporter<'_> {
+    fn need_opset(&mut self, v: i64) {
+        self.opset = self.opset.max(v);
+    }
+
+    /// Q→DQ on `layer`'s input from its calibrated range; returns the DQ output.
+    fn qdq_activation(&mut self, layer: &Layer, act: ActQuant) -> Result<String, QuantError> {
+        let x = layer.input;
+        let r = self.ranges.get(x).ok_or_else(|| QuantError::MissingRange {
+            layer: layer.node.name.clone(),
+            tensor: x.to_string(),
+        })?;
+        let grid = QRange::for_type(act.dtype, act.symmetric);
+        let p = compute_scale_zp(x, r.min, r.max, grid, act.symmetric)?;
+        let kind = match act.dtype {
+            ActType::U8 => "u8",
+            ActType::S8 => "s8",
+        };
+        let key = (x.to_string(), kind, p.scale.to_bits(), p.zero_point);
+        if let Some(names) = self.acts.get(&key) {
+            return Ok(names[0].clone());
+        }
+        self.need_opset(10);
+        let scale = self.b.constant(
+            &format!("{x}_scale"),
+            scalar(TensorData::F32(vec![p.scale]))?,
+        );
+        let zp_data = match act.dtype {
+            ActType::U8 => TensorData::U8(vec![p.zero_point as u8]),
+            ActType::S8 => TensorData::I8(vec![p.zero_point as i8]),
+        };
+        let zp = self
+            .b
+            .constant(&format!("{x}_zero_point"), scalar(zp_data)?);
+        let q = self.b.fresh(&format!("{x}_quantized"));
+        let dq = self.b.fresh(&format!("{x}_dequantized"));
+        let (s2, z2) = (scale.clone(), zp.clone());
+        self.b.node(
+            &format!("{x}_QuantizeLinear"),
+            "QuantizeLinear",
+            "",
+            vec![x.to_string(), scale, zp],
+            vec![q.clone()],
+            vec![],
+        );
+        self.b.node(
+            &format!("{x}_DequantizeLinear"),
+            "DequantizeLinear",
+            "",
+            vec![q, s2, z2],
+            vec![dq.clone()],
+            vec![],
+        );
+        self.acts.insert(key, vec![dq.clone()]);
+        Ok(dq)
+    }
+
+    /// An s8 weight constant through DequantizeLinear (per-channel along `axis` when there is
+    /// more than one set of parameters); returns the DQ output.
+    fn dq_weight(
+        &mut self,
+        layer: &Layer,
+        qw: QuantizedWeight,
+        per_channel: bool,
+    ) -> Result<String, QuantError> {
+        let w = layer.weight_name;
+        let shape = layer.weight.shape().to_vec();
+        let q = self
+            .b
+            .constant_of(&format!("{w}_quantized"), shape, TensorData::I8(qw.values))?;
+        let (scales, zps) = split_params(&qw.params);
+        let pshape = if per_channel {
+            vec![scales.len()]
+        } else {
+            vec![]
+        };
+        let scale = self.b.constant_of(
+            &format!("{w}_scale"),
+            pshape.clone(),
+            TensorData::F32(scales),
+        )?;
+        let zps = zps.iter().map(|&z| z as i8).collect();
+        let zp = self
+            .b
+            .constant_of(&format!("{w}_zero_point"), pshape, TensorData::I8(zps))?;
+        let out = self.b.fresh(&format!("{w}_dequantized"));
+        let mut attrs = vec![];
+        if per_channel {
+            self.need_opset(13);
+            attrs.push(("axis", Attr::Int(layer.channel_axis as i64)));
+        } else {
+            self.need_opset(10);
+        }
+        self.b.node(
+            &format!("{w}_DequantizeLinear"),
+            "DequantizeLinear",
+            "",
+            vec![q, scale, zp],
+            vec![out.clone()],
+            attrs,
+        );
+        Ok(out)
+    }
+
+    /// A folded bias as i32 (scale `s_x·s_w`) through DequantizeLinear.
+    fn dq_bias(
+        &mut self,
+        layer: &Layer,
+        input_scale: f32,
+        weight: &[QParams],
+    ) -> Result<Option<String>, QuantError> {
+        let Some((name, bias)) = layer.bias else {
+            return Ok(None);
+        };
+        let values = bias.as_f32()?;
+        let (q, scales) = quantize_bias(&layer.node.name, values, input_scale, weight)?;
+        let per_channel = weight.len() > 1;
+        let (pshape, scales, zps) = if per_channel {
+            (vec![scales.len()], scales, vec![0i32; values.len()])
+        } else {
+            (
+                vec![],
+                vec![scales.first().copied().unwrap_or(1.0)],
+                vec![0],
+            )
+        };
+        let qn = self.b.constant_of(
+            &format!("{name}_quantized"),
+            vec![values.len()],
+            TensorData::I32(q),
+        )?;
+        let s = self.b.constant_of(
+            &format!("{name}_scale"),
+            pshape.clone(),
+            TensorData::F32(scales),
+        )?;
+        let z = self
+            .b
+            .constant_of(&format!("{name}_zero_point"), pshape, TensorData::I32(zps))?;
+        let out = self.b.fresh(&format!("{name}_dequantized"));
+        let attrs = if per_channel {
+            vec![("axis", Attr::Int(0))]
+        } else {
+            vec![]
+        };
+        self.b.node(
+            &format!("{name}_DequantizeLinear"),
+            "DequantizeLinear",
+            "",
+            vec![qn, s, z],
+            vec![out.clone()],
+            attrs,
+        );
+        Ok(Some(out))
+    }
+
+    /// The layer's node with inputs 0..=2 replaced where given.
+    fn push_rewired(&mut self, node: &Node, replace: [Option<String>; 3]) {
+        let mut n = node.clone();
+        for (i, r) in replace.into_iter().enumerate() {
+            if let (Some(r), Some(slot)) = (r, n.inputs.get_mut(i)) {
+                *slot = r;
+            }
+        }
+        self.b.nodes.push(n);
+    }
+
+    fn static_int8(
+        &mut self,
+        layer: &Layer,
+        wq: WeightQuant,
+        act: ActQuant,
+    ) -> Result<(), QuantError> {
+        let x = self.qdq_activation(layer, act)?;
+        let r = self.ranges[layer.input];
+        let grid = QRange::for_type(act.dtype, act.symmetric);
+        let sx = compute_scale_zp(layer.input, r.min, r.max, grid, act.symmetric)?.scale;
+        let axis = wq.per_channel.then_some(layer.channel_axis);
+        let qw = quantize_weight(
+            layer.weight_name,
+            layer.weight_values(),
+            layer.weight.shape(),
+            axis,
+            wq.symmetric,
+        )?;
+        let params = qw.params.clone();
+        let w = self.dq_weight(layer, qw, wq.per_channel)?;
+        let bias = self.dq_bias(layer, sx, &params)?;
+        self.push_rewired(layer.node, [Some(x), Some(w), bias]);
+        Ok(())
+    }
+
+    fn binary(&mut self, layer: &Layer, acts: BinaryActs) -> Result<(), QuantError> {
+        let x = match acts {
+            BinaryActs::Int8 { activations, .. } => self.qdq_activation(layer, activations)?,
+            BinaryActs::Binary => self.sign(layer.input),
+        };
+        let qw = binarize_weight(
+            layer.weight_name,
+            layer.weight_values(),
+            layer.weight.shape(),
+            layer.channel_axis,
+        )?;
+        let w = self.dq_weight(layer, qw, true)?;
+        self.binary = true;
+        self.push_rewired(layer.node, [Some(x), Some(w), None]);
+        Ok(())
+    }
+
+    fn sign(&mut self, x: &str) -> String {
+        let key = (x.to_string(), "sign", 0, 0);
+        if let Some(names) = self.acts.get(&key) {
+            return names[0].clone();
+        }
+        self.need_opset(9);
+        let out = self.b.fresh(&format!("{x}_sign"));
+        self.b.node(
+            &format!("{x}_Sign"),
+            "Sign",
+            "",
+            vec![x.to_string()],
+            vec![out.clone()],
+            vec![],
+        );
+        self.acts.insert(key, vec![out.clone()]);
+        out
+    }
+
+    /// `DynamicQuantizeLinear(x)` → `[x_q, x_scale, x_zero_point]`, shared by consumers.
+    fn dynamic_quantize(&mut self, x: &str) -> Vec<String> {
+        let key = (x.to_string(), "dynamic", 0, 0);
+        if let Some(names) = self.acts.get(&key) {
+            return names.clone();
+        }
+        self.need_opset(11);
+        let outs = vec![
+            self.b.fresh(&format!("{x}_quantized")),
+            self.b.fresh(&format!("{x}_scale")),
+            self.b.fresh(&format!("{x}_zero_point")),
+        ];
+        self.b.node(
+            &format!("{x}_DynamicQuantizeLinear"),
+            "DynamicQuantizeLinear",
+            "",
+            vec![x.to_string()],
+            outs.clone(),
+            vec![],
+        );
+        self.acts.insert(key, outs.clone());
+        outs
+    }
+
+    fn dynamic_int8(&mut self, layer: &Layer, wq: WeightQuant) -> Result<(), QuantError> {
+        let node = layer.node;
+        let is_conv = node.op_type == "Conv";
+        let (w, shape, axis) = if is_conv {
+            let s = layer.weight.shape().to_vec();
+            (layer.weight_values().to_vec(), s, 0)
+        } else {
+            let (b, k, n) = layer.matmul_weight()?;
+            (b, vec![k, n], 1)
+        };
+        let qw = quantize_weight(
+            layer.weight_name,
+            &w,
+            &shape,
+            wq.per_channel.then_some(axis),
+            wq.symmetric,
+        )?;
+        let [xq, xs, xzp] = <[String; 3]>::try_from(self.dynamic_quantize(layer.input))
+            .map_err(|_| layer.unsupported("internal: DynamicQuantizeLinear outputs"))?;
+        let (scales, zps) = split_params(&qw.params);
+        let channels = scales.len();
+        let wname = layer.weight_name;
+        let wq_name = self.b.constant_of(
+            &format!("{wname}_quantized"),
+            shape.clone(),
+            TensorData::I8(qw.values),
+        )?;
+        let zp_shape = if wq.per_channel {
+            vec![channels]
+        } else {
+            vec![]
+        };
+        let wzp = self.b.constant_of(
+            &format!("{wname}_zero_point"),
+            zp_shape,
+            TensorData::I8(zps.iter().map(|&z| z as i8).collect()),
+        )?;
+        // The weight scale broadcast against the output: [1, M, 1, ...] for Conv, [N] for MatMul.
+        let scale_shape = match (wq.per_channel, is_conv) {
+            (false, _) => vec![],
+            (true, true) => {
+                let mut s = vec![1; shape.len()];
+                s[1] = channels;
+                s
+            }
+            (true, false) => vec![channels],
+        };
+        let ws = self.b.constant_of(
+            &format!("{wname}_scale"),
+            scale_shape,
+            TensorData::F32(scales),
+        )?;
+        let name = &node.name;
+        let acc = self.b.fresh(&format!("{name}_int32"));
+        if is_conv {
+            let attrs = node
+                .attrs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.clone()))
+                .collect();
+            self.b.node(
+                &format!("{name}_ConvInteger"),
+                "ConvInteger",
+                "",
+                vec![xq, wq_name, xzp, wzp],
+                vec![acc.clone()],
+                attrs,
+            );
+        } else {
+            self.b.node(
+                &format!("{name}_MatMulInteger"),
+                "MatMulInteger",
+                "",
+                vec![xq, wq_name, xzp, wzp],
+                vec![acc.clone()],
+                vec![],
+            );
+        }
+        let accf = self.b.fresh(&format!("{name}_int32_float"));
+        self.b.node(
+            &format!("{name}_Cast"),
+            "Cast",
+            "",
+            vec![acc],
+            vec![accf.clone()],
+            vec![("to", Attr::Int(i64::from(DataType::F32.onnx_code())))],
+        );
+        let s = self.b.fresh(&format!("{name}_scales"));
+        self.b.node(
+            &format!("{name}_scales_Mul"),
+            "Mul",
+            "",
+            vec![xs, ws],
+            vec![s.clone()],
+            vec![],
+        );
+        let out = node.outputs.first().cloned().unwrap_or_default();
+        let out_channels = if is_conv { layer.channels() } else { shape[1] };
+        let bias = self.float_bias(layer, out_channels, shape.len())?;
+        let scaled = if bias.is_some() {
+            self.b.fresh(&format!("{name}_scaled"))
+        } else {
+            out.clone()
+        };
+        self.b.node(
+            &format!("{name}_Mul"),
+            "Mul",
+            "",
+            vec![accf, s],
+            vec![scaled.clone()],
+            vec![],
+        );
+        if let Some(bias) = bias {
+            self.b.node(
+                &format!("{name}_bias_Add"),
+                "Add",
+                "",
+                vec![scaled, bias],
+                vec![out],
+                vec![],
+            );
+        }
+        Ok(())
+    }
+
+    /// The bias to add after a MatMul form: Gemm's C as it is (its broadcast to `[M, N]` is
+    /// the Add's), or Conv's B reshaped to `[1, M, 1, ...]` as a new constant.
+    fn float_bias(
+        &mut self,
+        layer: &Layer,
+        channels: usize,
+        rank: usize,
+    ) -> Result<Option<String>, QuantError> {
+        let node = layer.node;
+        let Some(b) = node.input(2) else {
+            return Ok(None);
+        };
+        if node.op_type != "Conv" {
+            return Ok(Some(b.to_string()));
+        }
+        let t = layer.bias.map(|(_, t)| t).ok_or_else(|| {
+            layer.unsupported(format!("bias `{b}` is not a constant of {channels} values"))
+        })?;
+        let mut shape = vec![1; rank];
+        shape[1] = channels;
+        let reshaped = t.clone().reshaped(shape)?;
+        Ok(Some(self.b.constant(&format!("{b}_reshaped"), reshaped)))
+    }
+
+    fn nbits(
+        &mut self,
+        layer: &Layer,
+        group: usize,
+        symmetric: bool,
+        accuracy_level: Option<i64>,
+    ) -> Result<(), QuantError> {
+        let (b, k, n) = layer.matmul_weight()?;
+        let q = quantize_q4(layer.weight_name, &b, k, n, group, symmetric)?;
+        let nb = q.n_blocks();
+        let wname = layer.weight_name;
+        let data = self.b.constant_of(
+            &format!("{wname}_Q4"),
+            vec![n, nb, group / 2],
+            TensorData::U8(q.data),
+        )?;
+        let scales = self.b.constant_of(
+            &format!("{wname}_scales"),
+            vec![n * nb],
+            TensorData::F32(q.scales),
+        )?;
+        let mut inputs = vec![layer.input.to_string(), data, scales];
+        if let Some(z) = q.zero_points {
+            let len = z.len();
+            inputs.push(self.b.constant_of(
+                &format!("{wname}_zero_points"),
+                vec![len],
+                TensorData::U8(z),
+            )?);
+        }
+        let mut attrs = vec![
+            ("K", Attr::Int(k as i64)),
+            ("N", Attr::Int(n as i64)),
+            ("bits", Attr::Int(4)),
+            ("block_size", Attr::Int(group as i64)),
+        ];
+        if let Some(l) = accuracy_level {
+            attrs.push(("accuracy_level", Attr::Int(l)));
+        }
+        let name = &layer.node.name;
+        let out = layer.node.outputs.first().cloned().unwrap_or_default();
+        let bias = self.float_bias(layer, n, 2)?;
+        let mm = if bias.is_some() {
+            self.b.fresh(&format!("{name}_MatMulNBits_out"))
+        } else {
+            out.clone()
+        };
+        self.b.node(
+            &format!("{name}_MatMulNBits"),
+            "MatMulNBits",
+            MS_DOMAIN,
+            inputs,
+            vec![mm.clone()],
+            attrs,
+        );
+        if let Some(bias) = bias {
+            self.b.node(
+                &format!("{name}_bias_Add"),
+                "Add",
+                "",
+                vec![mm, bias],
+                vec![out],
+                vec![],
+            );
+        }
+        self.uses_ms = true;
+        Ok(())
+    }
+}
+
+fn split_params(params: &[QParams]) -> (Vec<f32>, Vec<i32>) {
+    params.iter().map(|p| (p.scale, p.zero_point)).unzip()
+}
+
+/// Operators whose meaning changed at the given opset (so a graph below it cannot simply be
+/// declared at or above it).
+const CHANGED: [(i64, &[&str]); 4] = [
+    (10, &["Upsample", "Slice", "Dropout"]),
+    (11, &["Clip", "Pad", "Resize", "Scatter"]),
+    (12, &["Dropout"]),
+    (
+        13,
+        &[
+            "Softmax",
+            "LogSoftmax",
+            "Hardmax",
+            "Squeeze",
+            "Unsqueeze",
+            "Split",
+            "ReduceSum",
+        ],
+    ),
+];
+
+/// Raises `graph`'s opset to `needed` when the graph's operators keep their meaning.
+fn raise_opset(graph: &mut Graph, needed: i64) -> Result<(), QuantError> {
+    let from = graph.opset;
+    if needed <= from {
+        return Ok(());
+    }
+    if from < 9 {
+        return Err(QuantError::graph(
+            &graph.name,
+            format!("opset {from} is too old to raise to {needed} safely; convert the model to opset 13 first"),
+        ));
+    }
+    for (at, ops) in CHANGED {
+        if from < at && at <= needed {
+            if let Some(n) = graph
+                .nodes
+                .iter()
+                .find(|n| n.domain.is_empty() && ops.contains(&n.op_type.as_str()))
+            {
+                return Err(QuantError::Unsupported {
+                    layer: n.name.clone(),
+                    op_type: n.op_type.clone(),
+                    message: format!(
+                        "the export needs opset {needed} but the model is opset {from}, and {} changed meaning in opset {at}; convert the model first",
+                        n.op_type
+                    ),
+                });
+            }
+        }
+    }
+    graph.opset = needed;
+    Ok(())
+}

@@ -1,0 +1,163 @@
+//! Calibration plumbing: which activation tensors a scheme needs ranges for, a graph rewrite
+//! that exposes them as extra outputs (so any runtime, ORT included, yields the FP32 values of
+//! intermediate tensors; useful for cross-runtime drift too), and a set of calibrators fed
+//! batch by batch that checks every batch has the shape the first one had.
+
+use std::collections::BTreeMap;
+
+use crate::graph::{Graph, ValueInfo};
+use crate::quant::calibrate::{CalibratedRange, Calibrator};
+use crate::quant::layer::is_quantizable;
+use crate::quant::scheme::{ActQuant, Calibration};
+use crate::quant::{QuantError, Scheme};
+use crate::tensor::{DataType, Tensor};
+
+/// An activation tensor that needs a calibrated range.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CalibrationSite {
+    /// The tensor.
+    pub tensor: String,
+    /// Layers reading it as their quantized input.
+    pub layers: Vec<String>,
+    /// The grid its range is for.
+    pub activations: ActQuant,
+    /// How its range is found.
+    pub calibration: Calibration,
+}
+
+/// The tensors `scheme` needs ranges for in `graph`, in first-use order. Fails naming the
+/// tensor when two layers reading it ask for different calibrations.
+pub fn calibration_sites(
+    graph: &Graph,
+    scheme: &Scheme,
+) -> Result<Vec<CalibrationSite>, QuantError> {
+    let mut sites: Vec<CalibrationSite> = Vec::new();
+    for node in graph.nodes.iter().filter(|n| is_quantizable(n)) {
+        let Some((activations, calibration)) = scheme
+            .precision_for(&node.name, &node.op_type)
+            .calibration()
+        else {
+            continue;
+        };
+        let Some(tensor) = node.input(0) else {
+            continue;
+        };
+        match sites.iter_mut().find(|s| s.tensor == tensor) {
+            Some(s) if s.calibration != calibration || s.activations != activations => {
+                return Err(QuantError::Calibration {
+                    name: tensor.to_string(),
+                    message: format!(
+                        "layers `{}` and `{}` read it with different calibrations",
+                        s.layers[0], node.name
+                    ),
+                })
+            }
+            Some(s) => s.layers.push(node.name.clone()),
+            None => sites.push(CalibrationSite {
+                tensor: tensor.to_string(),
+                layers: vec![node.name.clone()],
+                activations,
+                calibration,
+            }),
+        }
+    }
+    Ok(sites)
+}
+
+/// A copy of `graph` whose outputs also include `tensors` (f32, shape left to the runtime);
+/// tensors already declared outputs are not repeated. Fails naming a tensor no node produces
+/// and no graph input declares.
+pub fn expose(graph: &Graph, tensors: &[String]) -> Result<Graph, QuantError> {
+    let mut out = graph.clone();
+    for t in tensors {
+        if out.is_output(t) {
+            continue;
+        }
+        let known = graph.inputs.iter().any(|i| &i.name == t)
+            || graph.nodes.iter().any(|n| n.outputs.contains(t));
+        if !known {
+            return Err(QuantError::graph(
+                t,
+                "no node produces this value and it is not a graph input",
+            ));
+        }
+        out.outputs.push(ValueInfo {
+            name: t.clone(),
+            dtype: DataType::F32,
+            shape: None,
+        });
+    }
+    Ok(out)
+}
+
+/// One calibrator per site, fed whole activation tensors `[batch, ...]`.
+#[derive(Debug, Clone)]
+pub struct Calibrators {
+    entries: BTreeMap<String, Entry>,
+}
+
+#[derive(Debug, Clone)]
+struct Entry {
+    calibrator: Calibrator,
+    activations: ActQuant,
+    sample_shape: Option<Vec<usize>>,
+}
+
+impl Calibrators {
+    /// Calibrators for `sites`.
+    pub fn new(sites: &[CalibrationSite]) -> Result<Calibrators, QuantError> {
+        let mut entries = BTreeMap::new();
+        for s in sites {
+            entries.insert(
+                s.tensor.clone(),
+                Entry {
+                    calibrator: Calibrator::new(&s.tensor, s.calibration)?,
+                    activations: s.activations,
+                    sample_shape: None,
+                },
+            );
+        }
+        Ok(Calibrators { entries })
+    }
+
+    /// Adds one batch of `tensor`'s values. Fails naming the tensor when it is not a site, not
+    /// f32, or its per-sample shape differs from the first batch's.
+    pub fn observe(&mut self, tensor: &str, value: &Tensor) -> Result<(), QuantError> {
+        let bad = |m: String| QuantError::Calibration {
+            name: tensor.to_string(),
+            message: m,
+        };
+        let e = self
+            .entries
+            .get_mut(tensor)
+            .ok_or_else(|| bad("is not a tensor being calibrated".into()))?;
+        let data = value
+            .as_f32()
+            .map_err(|_| bad(format!("values are {}, not f32", value.dtype())))?;
+        let sample = value.shape().get(1..).unwrap_or_default().to_vec();
+        match &e.sample_shape {
+            Some(s) if *s != sample => {
+                return Err(bad(format!(
+                    "batch of shape {:?} does not match the earlier per-sample shape {s:?}",
+                    value.shape()
+                )))
+            }
+            Some(_) => {}
+            None => e.sample_shape = Some(sample),
+        }
+        e.calibrator.observe(data)
+    }
+
+    /// The tensors being calibrated.
+    pub fn tensors(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// Every site's calibrated range.
+    pub fn ranges(&self) -> Result<BTreeMap<String, CalibratedRange>, QuantError> {
+        self.entries
+            .iter()
+            .map(|(k, e)| Ok((k.clone(), e.calibrator.range(e.activations)?)))
+            .collect()
+    }
+}
