@@ -103,6 +103,49 @@ fn int8_static_per_channel_qdq() {
 }
 
 #[test]
+fn int8_static_parameters_match_ort_quantize_static() {
+    // ORT 1.32 quantize_static(mnist-cnn, QDQ, per_channel=True, defaults: MinMax, s8
+    // asymmetric activations, s8 symmetric weights) calibrated on the same first 1,000
+    // calibration images (batches of 100) stores these values.
+    let mut scheme = Scheme::int8_static(true, Calibration::MinMax);
+    if let Precision::Int8 { activations, .. } = &mut scheme.default {
+        activations.dtype = ActType::S8;
+    }
+    let m = manifest();
+    let graph = load(&m);
+    let q = quantize(&graph, &scheme, &calibrate(&m, &graph, &scheme)).unwrap();
+    let f = |name: &str| q.initializers[name].as_f32().unwrap().to_vec();
+    let i8s = |name: &str| match q.initializers[name].data() {
+        quench::tensor::TensorData::I8(v) => v.clone(),
+        other => panic!("{other:?}"),
+    };
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-7 * b.abs().max(1.0);
+    assert!(
+        close(f("input_scale")[0], 0.012_728_23),
+        "{:?}",
+        f("input_scale")
+    );
+    assert_eq!(i8s("input_zero_point"), vec![-95]);
+    let ws = f("features.0.weight_scale");
+    for (a, b) in ws.iter().zip([0.004_469_83, 0.005_145_06, 0.004_689_52]) {
+        assert!(close(*a, b), "{ws:?}");
+    }
+    assert_eq!(
+        &i8s("features.0.weight_quantized")[..9],
+        &[-47, -115, -36, -127, -2, -6, -47, 74, 35]
+    );
+    let bias = match q.initializers["features.0.bias_quantized"].data() {
+        quench::tensor::TensorData::I32(v) => v[..3].to_vec(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(bias, vec![-3516, -665, -6890]);
+    let fc2 = f("classifier.2.weight_scale");
+    for (a, b) in fc2.iter().zip([0.006_090_43, 0.005_009_71, 0.005_861_76]) {
+        assert!(close(*a, b), "{fc2:?}");
+    }
+}
+
+#[test]
 fn int8_static_entropy_per_tensor() {
     let calibration = Calibration::Entropy {
         num_bins: 2048,

@@ -552,6 +552,11 @@ impl Exporter<'_> {
         symmetric: bool,
         accuracy_level: Option<i64>,
     ) -> Result<(), QuantError> {
+        if layer.node.op_type == "Conv" {
+            return Err(layer.unsupported(
+                "ORT has no 4-bit convolution (MatMulNBits is a MatMul): give Convs FP32 or INT8",
+            ));
+        }
         let (b, k, n) = layer.matmul_weight()?;
         let q = quantize_q4(layer.weight_name, &b, k, n, group, symmetric)?;
         let nb = q.n_blocks();
@@ -671,4 +676,212 @@ fn raise_opset(graph: &mut Graph, needed: i64) -> Result<(), QuantError> {
     }
     graph.opset = needed;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::ValueInfo;
+    use crate::quant::scheme::{LayerMatch, Override};
+    use crate::quant::Calibration;
+
+    fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> Node {
+        Node {
+            name: name.into(),
+            op_type: op.into(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: outputs.iter().map(|s| s.to_string()).collect(),
+            attrs: BTreeMap::new(),
+        }
+    }
+
+    /// x [1, 64] → Gemm(W [3, 64], b [3], transB) → h → Softmax → y.
+    fn gemm_graph(opset: i64) -> Graph {
+        let mut gemm = node("Gemm", "fc", &["x", "w", "b"], &["h"]);
+        gemm.attrs.insert("transB".into(), Attr::Int(1));
+        let w: Vec<f32> = (0..192)
+            .map(|i| ((i * 37) % 19) as f32 / 10.0 - 0.9)
+            .collect();
+        let vi = |n: &str| ValueInfo {
+            name: n.into(),
+            dtype: DataType::F32,
+            shape: None,
+        };
+        Graph {
+            name: "g".into(),
+            opset,
+            extra_opsets: BTreeMap::new(),
+            inputs: vec![vi("x")],
+            outputs: vec![vi("y")],
+            initializers: [
+                ("w".to_string(), Tensor::from_f32(vec![3, 64], w).unwrap()),
+                (
+                    "b".to_string(),
+                    Tensor::from_f32(vec![3], vec![0.5, -0.25, 0.0]).unwrap(),
+                ),
+            ]
+            .into(),
+            nodes: vec![gemm, node("Softmax", "sm", &["h"], &["y"])],
+            metadata: BTreeMap::new(),
+        }
+    }
+
+    fn ranges() -> BTreeMap<String, CalibratedRange> {
+        [(
+            "x".to_string(),
+            CalibratedRange {
+                min: -1.0,
+                max: 3.0,
+            },
+        )]
+        .into()
+    }
+
+    #[test]
+    fn static_qdq_structure_bias_and_metadata() {
+        let scheme = Scheme::int8_static(true, Calibration::MinMax);
+        let q = quantize(&gemm_graph(13), &scheme, &ranges()).unwrap();
+        let ops: Vec<&str> = q.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "QuantizeLinear",
+                "DequantizeLinear",
+                "DequantizeLinear",
+                "DequantizeLinear",
+                "Gemm",
+                "Softmax"
+            ]
+        );
+        assert_eq!(q.nodes[2].attrs.get("axis"), Some(&Attr::Int(0)));
+        // x scale 4/255; bias 0.5 / (4/255 · s_w[0]).
+        let sx = q.initializers["x_scale"].as_f32().unwrap()[0];
+        let sw = q.initializers["w_scale"].as_f32().unwrap()[0];
+        let TensorData::I32(b) = q.initializers["b_quantized"].data() else {
+            panic!()
+        };
+        assert_eq!(b[0], (0.5 / (sx * sw)).round_ties_even() as i32);
+        assert_eq!(q.metadata[META_SCHEME], scheme.to_json());
+        assert!(!q.initializers.contains_key("w"), "float weight pruned");
+        assert_eq!(q.opset, 13);
+    }
+
+    #[test]
+    fn missing_range_and_explicit_unsupported_are_errors_naming_the_layer() {
+        let scheme = Scheme::int8_static(false, Calibration::MinMax);
+        let err = quantize(&gemm_graph(13), &scheme, &BTreeMap::new()).unwrap_err();
+        assert!(
+            matches!(&err, QuantError::MissingRange { layer, tensor } if layer == "fc" && tensor == "x")
+        );
+        let mut g = gemm_graph(13);
+        g.initializers.remove("w");
+        let err = quantize(&g, &Scheme::int4(32, true), &BTreeMap::new()).unwrap_err();
+        assert!(err.to_string().contains("`fc`") && err.to_string().contains("not a constant"));
+        let mut bad = ranges();
+        bad.insert(
+            "x".into(),
+            CalibratedRange {
+                min: f32::NAN,
+                max: 1.0,
+            },
+        );
+        let err = quantize(&gemm_graph(13), &scheme, &bad).unwrap_err();
+        assert!(err.to_string().contains("`x`"), "{err}");
+    }
+
+    #[test]
+    fn opset_is_raised_only_when_meanings_stay() {
+        let scheme = Scheme::int8_static(true, Calibration::MinMax);
+        let err = quantize(&gemm_graph(11), &scheme, &ranges()).unwrap_err();
+        assert!(err.to_string().contains("`sm`") && err.to_string().contains("Softmax"));
+        let mut g = gemm_graph(11);
+        g.nodes[1] = node("Relu", "r", &["h"], &["y"]);
+        assert_eq!(quantize(&g, &scheme, &ranges()).unwrap().opset, 13);
+        // Per-tensor needs only opset 10: nothing to raise.
+        let per_tensor = Scheme::int8_static(false, Calibration::MinMax);
+        assert_eq!(
+            quantize(&gemm_graph(11), &per_tensor, &ranges())
+                .unwrap()
+                .opset,
+            11
+        );
+    }
+
+    #[test]
+    fn int4_gemm_becomes_matmulnbits_plus_add() {
+        let q = quantize(&gemm_graph(13), &Scheme::int4(32, false), &BTreeMap::new()).unwrap();
+        let mm = &q.nodes[0];
+        assert_eq!(
+            (mm.op_type.as_str(), mm.domain.as_str()),
+            ("MatMulNBits", MS_DOMAIN)
+        );
+        assert_eq!(mm.attrs["K"], Attr::Int(64));
+        assert_eq!(mm.attrs["N"], Attr::Int(3));
+        assert_eq!(mm.attrs["block_size"], Attr::Int(32));
+        assert_eq!(mm.inputs.len(), 4);
+        assert_eq!(q.initializers[&mm.inputs[1]].shape(), &[3, 2, 16]);
+        assert_eq!(q.nodes[1].op_type, "Add");
+        assert_eq!(q.nodes[1].outputs, vec!["h".to_string()]);
+        assert_eq!(q.extra_opsets[MS_DOMAIN], 1);
+    }
+
+    #[test]
+    fn int4_on_conv_stays_fp32_by_default_and_is_refused_when_asked() {
+        let mut g = gemm_graph(13);
+        g.initializers.insert(
+            "k".into(),
+            Tensor::from_f32(vec![2, 1, 1, 1], vec![1.0, -1.0]).unwrap(),
+        );
+        g.nodes
+            .insert(0, node("Conv", "conv", &["img", "k"], &["x"]));
+        let q = quantize(&g, &Scheme::int4(32, true), &BTreeMap::new()).unwrap();
+        assert_eq!(q.nodes[0].op_type, "Conv");
+        let mut scheme = Scheme::int4(32, true);
+        scheme.overrides.push(Override {
+            layers: LayerMatch {
+                node: Some("conv".into()),
+                op_type: None,
+            },
+            precision: scheme.default,
+        });
+        let err = quantize(&g, &scheme, &BTreeMap::new()).unwrap_err();
+        assert!(
+            err.to_string().contains("`conv` (Conv): ORT has no 4-bit"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn dynamic_gemm_is_matmulinteger_on_the_transposed_weight() {
+        let q = quantize(&gemm_graph(13), &Scheme::int8_dynamic(), &BTreeMap::new()).unwrap();
+        let ops: Vec<&str> = q.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "DynamicQuantizeLinear",
+                "MatMulInteger",
+                "Cast",
+                "Mul",
+                "Mul",
+                "Add",
+                "Softmax"
+            ]
+        );
+        assert_eq!(q.initializers[&q.nodes[1].inputs[1]].shape(), &[64, 3]);
+    }
+
+    #[test]
+    fn binary_weights_are_sign_with_alpha_and_noted() {
+        let scheme = Scheme::uniform(Precision::Binary {
+            activations: BinaryActs::Binary,
+        });
+        let q = quantize(&gemm_graph(13), &scheme, &BTreeMap::new()).unwrap();
+        assert_eq!(q.nodes[0].op_type, "Sign");
+        let TensorData::I8(w) = q.initializers["w_quantized"].data() else {
+            panic!()
+        };
+        assert!(w.iter().all(|&v| v == 1 || v == -1));
+        assert_eq!(q.metadata[META_BINARY], BINARY_NOTE);
+    }
 }

@@ -161,3 +161,87 @@ impl Calibrators {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Node;
+    use crate::quant::scheme::{LayerMatch, Override, Precision};
+
+    fn graph() -> Graph {
+        let n = |op: &str, name: &str, i: &[&str], o: &str| Node {
+            name: name.into(),
+            op_type: op.into(),
+            domain: String::new(),
+            inputs: i.iter().map(|s| s.to_string()).collect(),
+            outputs: vec![o.into()],
+            attrs: Default::default(),
+        };
+        Graph {
+            name: "g".into(),
+            opset: 13,
+            extra_opsets: Default::default(),
+            inputs: vec![ValueInfo {
+                name: "x".into(),
+                dtype: DataType::F32,
+                shape: None,
+            }],
+            outputs: vec![ValueInfo {
+                name: "y".into(),
+                dtype: DataType::F32,
+                shape: None,
+            }],
+            initializers: Default::default(),
+            nodes: vec![
+                n("MatMul", "a", &["x", "w1"], "h"),
+                n("Relu", "r", &["h"], "h2"),
+                n("MatMul", "b", &["h2", "w2"], "y"),
+            ],
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn sites_follow_the_scheme_and_expose_adds_outputs() {
+        let mut scheme = Scheme::int8_static(false, Calibration::MinMax);
+        scheme.overrides.push(Override {
+            layers: LayerMatch {
+                node: Some("b".into()),
+                op_type: None,
+            },
+            precision: Precision::Fp32,
+        });
+        let sites = calibration_sites(&graph(), &scheme).unwrap();
+        assert_eq!(sites.len(), 1);
+        assert_eq!(
+            (sites[0].tensor.as_str(), sites[0].layers[0].as_str()),
+            ("x", "a")
+        );
+        let g = expose(&graph(), &["h2".into(), "y".into()]).unwrap();
+        let outs: Vec<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(outs, ["y", "h2"]);
+        let err = expose(&graph(), &["nope".into()]).unwrap_err();
+        assert!(err.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn calibrators_refuse_a_batch_of_another_shape() {
+        let scheme = Scheme::int8_static(false, Calibration::MinMax);
+        let sites = calibration_sites(&graph(), &scheme).unwrap();
+        let mut c = Calibrators::new(&sites).unwrap();
+        let t = |shape: Vec<usize>| {
+            let n = shape.iter().product();
+            Tensor::from_f32(shape, (0..n).map(|i| i as f32).collect()).unwrap()
+        };
+        c.observe("h2", &t(vec![2, 3])).unwrap();
+        c.observe("h2", &t(vec![5, 3])).unwrap();
+        let err = c.observe("h2", &t(vec![2, 4])).unwrap_err().to_string();
+        assert!(err.contains("`h2`") && err.contains("[2, 4]"), "{err}");
+        assert!(c.observe("h", &t(vec![1])).is_err()); // not a site
+        let err = c.ranges().unwrap_err().to_string();
+        assert!(err.contains("`x`") && err.contains("no values"), "{err}");
+        c.observe("x", &t(vec![1, 1])).unwrap();
+        let r = c.ranges().unwrap()["h2"];
+        assert_eq!((r.min, r.max), (0.0, 14.0));
+    }
+}

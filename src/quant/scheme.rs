@@ -172,8 +172,10 @@ pub struct Scheme {
 pub const DEFAULT_BINS: usize = 2048;
 
 impl Scheme {
-    /// INT8 static QDQ as ORT's `quantize_static` defaults it: u8 asymmetric activations,
-    /// symmetric s8 weights, MinMax calibration; `per_channel` as asked.
+    /// INT8 static QDQ: u8 asymmetric activations (the classic QDQ choice, which every ORT
+    /// integer kernel takes; ORT 1.32's `quantize_static` now defaults to s8 asymmetric, set
+    /// `activations.dtype` for that), symmetric s8 weights; `per_channel` and the calibration
+    /// as asked.
     pub fn int8_static(per_channel: bool, calibration: Calibration) -> Scheme {
         Scheme::uniform(Precision::Int8 {
             weights: WeightQuant {
