@@ -20,6 +20,9 @@
 //! * [`eval`] reads datasets (IDX, NPY/NPZ) and model manifests and computes accuracy and
 //!   agreement metrics.
 //! * [`measure`] times runtimes and reads memory, power and the machine description.
+//! * [`sweep`] measures cells (a model variant on a runtime) into [`sweep::record::Record`]s,
+//!   the one source of truth that every view reads.
+//! * [`report`] turns records into tables (and reports) for people.
 
 pub mod engine;
 pub mod eval;
@@ -28,5 +31,7 @@ pub mod kernels;
 pub mod measure;
 pub mod onnx;
 pub mod quant;
+pub mod report;
 pub mod runtime;
+pub mod sweep;
 pub mod tensor;

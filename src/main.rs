@@ -1,5 +1,535 @@
-//! The `quench` command line: a thin layer over the library.
+//! The `quench` command line: a thin layer over the library that parses arguments, calls it, and
+//! prints what it returns.
 
-fn main() {
-    println!("quench {}", env!("CARGO_PKG_VERSION"));
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use quench::eval::{Manifest, ManifestFlags, OutputKind};
+use quench::graph::inputs::concrete_input_shapes;
+use quench::measure::machine::MachineInfo;
+use quench::measure::power::PowerConfig;
+use quench::runtime::{self, RuntimeKind};
+use quench::sweep::cell::{quick_latency, run_cell, CellConfig, Reference};
+use quench::sweep::compare::{compare, manifests_in, CompareConfig};
+use quench::sweep::model::PreparedModel;
+use quench::sweep::record::{Method, Precision, Record, Status};
+use quench::tensor::Tensor;
+
+/// quench: see what quantization does to a model.
+#[derive(Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate and time every model in a folder of manifests on each runtime, and print the
+    /// comparison (the bundled default: assets/models).
+    Compare(Box<CompareArgs>),
+    /// Print a model's inputs, outputs, opset, and per-layer parameters, bytes and MACs.
+    Inspect(InspectArgs),
+    /// Evaluate one model on its test data and time it: one full record.
+    Eval(Box<EvalArgs>),
+    /// Run a model on inputs from .npy/.npz/IDX files and write every output as .npy.
+    Run(RunArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RuntimeArg {
+    Native,
+    Ort,
+}
+
+impl From<RuntimeArg> for RuntimeKind {
+    fn from(r: RuntimeArg) -> RuntimeKind {
+        match r {
+            RuntimeArg::Native => RuntimeKind::Native,
+            RuntimeArg::Ort => RuntimeKind::Ort,
+        }
+    }
+}
+
+/// Timing options shared by the commands that measure.
+#[derive(Args, Clone)]
+struct TimingArgs {
+    /// Compute threads of each runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Batch size of the latency loop.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Batch size of the accuracy pass.
+    #[arg(long, default_value_t = 100)]
+    eval_batch: usize,
+    /// Evaluate only the first N test samples.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Seconds of timed runs per cell (after warm-up).
+    #[arg(long, default_value_t = 1.0)]
+    seconds: f64,
+    /// Print records as JSON lines instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// Folder of model manifests (*.toml beside *.onnx).
+    #[arg(default_value = "assets/models")]
+    dir: PathBuf,
+    /// Runtimes to compare (repeat or comma-separate).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [RuntimeArg::Native, RuntimeArg::Ort])]
+    runtime: Vec<RuntimeArg>,
+    #[command(flatten)]
+    timing: TimingArgs,
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The .onnx model.
+    model: PathBuf,
+    /// Batch size for free leading dimensions.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Shape of an input whose dimensions the model leaves free, e.g. x=1x3x48x192.
+    #[arg(long, value_parser = parse_shape)]
+    shape: Vec<(String, Vec<usize>)>,
+    /// Print the statistics as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Where a model's data is described, when it has no manifest beside it.
+#[derive(Args)]
+struct DataArgs {
+    /// Manifest to use (default: the .toml beside the model, else the flags below).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Samples file (IDX, .npy) for a model without manifest.
+    #[arg(long)]
+    samples: Option<PathBuf>,
+    /// Labels file (IDX, .npy); without labels, agreement with the reference is reported.
+    #[arg(long)]
+    labels: Option<PathBuf>,
+    /// Graph input that receives the samples.
+    #[arg(long)]
+    input_name: Option<String>,
+    /// Per-sample shape, e.g. 1x28x28.
+    #[arg(long, value_parser = parse_dims)]
+    sample_shape: Option<Vec<usize>>,
+    /// Multiplier applied to stored values.
+    #[arg(long, default_value_t = 1.0)]
+    scale: f32,
+    /// Per-channel means (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.0])]
+    mean: Vec<f32>,
+    /// Per-channel standard deviations (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [1.0])]
+    std: Vec<f32>,
+    /// The stored sample is grey; copy it into every channel.
+    #[arg(long)]
+    replicate_channels: bool,
+    /// Output to score (default: the first).
+    #[arg(long)]
+    output_name: Option<String>,
+    /// The scored output is already a probability distribution.
+    #[arg(long)]
+    probabilities: bool,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    /// The .onnx model (the FP32 model of a manifest, or a variant of it).
+    model: PathBuf,
+    /// Runtime to run it on.
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Native)]
+    runtime: RuntimeArg,
+    /// Reference model for top-1 agreement and KL (default: the manifest's FP32 model when the
+    /// data has no labels or MODEL is not that model); it runs on ONNX Runtime when available.
+    #[arg(long)]
+    reference: Option<PathBuf>,
+    #[command(flatten)]
+    data: DataArgs,
+    #[command(flatten)]
+    timing: TimingArgs,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The .onnx model.
+    model: PathBuf,
+    /// An input as NAME=FILE (a .npy or IDX file holding the whole tensor); repeat per input.
+    #[arg(long, value_parser = parse_input, required = true)]
+    input: Vec<(String, PathBuf)>,
+    /// Runtime to run it on.
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Native)]
+    runtime: RuntimeArg,
+    /// Compute threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Folder the outputs are written to, one NAME.npy per output.
+    #[arg(short, long, default_value = ".")]
+    out: PathBuf,
+}
+
+fn parse_dims(text: &str) -> Result<Vec<usize>, String> {
+    text.split(['x', ','])
+        .map(|d| {
+            d.trim()
+                .parse::<usize>()
+                .map_err(|_| format!("`{d}` in `{text}` is not a dimension"))
+        })
+        .collect()
+}
+
+fn parse_shape(text: &str) -> Result<(String, Vec<usize>), String> {
+    let (name, dims) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected NAME=DxDxD"))?;
+    Ok((name.to_string(), parse_dims(dims)?))
+}
+
+fn parse_input(text: &str) -> Result<(String, PathBuf), String> {
+    let (name, file) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}`: expected NAME=FILE"))?;
+    Ok((name.to_string(), PathBuf::from(file)))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Compare(args) => cmd_compare(*args),
+        Command::Inspect(args) => cmd_inspect(args),
+        Command::Eval(args) => cmd_eval(*args),
+        Command::Run(args) => cmd_run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("quench: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Cell settings from the command line.
+fn cell_config(runtime: RuntimeKind, t: &TimingArgs) -> Result<CellConfig> {
+    if !(t.seconds.is_finite() && t.seconds > 0.0) {
+        bail!("--seconds must be a positive number, not {}", t.seconds);
+    }
+    if t.threads == 0 || t.batch == 0 || t.eval_batch == 0 {
+        bail!("--threads, --batch and --eval-batch must be at least 1");
+    }
+    let mut latency = quick_latency();
+    if let quench::measure::latency::Budget::Time { time, .. } = &mut latency.budget {
+        *time = std::time::Duration::from_secs_f64(t.seconds);
+    }
+    Ok(CellConfig {
+        runtime,
+        threads: t.threads,
+        batch: t.batch,
+        eval_batch: t.eval_batch,
+        latency,
+        power: PowerConfig::new("/"),
+    })
+}
+
+/// The machine description, with the ONNX Runtime version when its library loads.
+fn machine(threads: usize) -> MachineInfo {
+    let ort_version = runtime::ort::ort_library().ok().map(|l| l.version.clone());
+    MachineInfo::collect(Path::new("/"), threads, ort_version)
+}
+
+/// Prints a record as it arrives: a JSON line, or a one-line progress note for the table view.
+fn print_progress(record: &Record, json: bool) {
+    if json {
+        match serde_json::to_string(record) {
+            Ok(line) => println!("{line}"),
+            Err(e) => eprintln!("quench: cannot serialise a record: {e}"),
+        }
+    } else {
+        let state = match &record.status {
+            Status::Ok => "ok".to_string(),
+            Status::Failed { error } => format!("failed: {error}"),
+        };
+        eprintln!("  {} on {}: {state}", record.key.model, record.key.runtime);
+    }
+}
+
+fn exit_for(records: &[Record]) -> ExitCode {
+    if records
+        .iter()
+        .any(|r| matches!(r.status, Status::Failed { .. }))
+    {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+fn cmd_compare(args: CompareArgs) -> Result<ExitCode> {
+    let manifests = manifests_in(&args.dir)?;
+    let runtimes: Vec<RuntimeKind> = args.runtime.iter().map(|&r| r.into()).collect();
+    let config = CompareConfig {
+        runtimes,
+        limit: args.timing.limit,
+        cell: cell_config(RuntimeKind::Native, &args.timing)?,
+    };
+    let machine = machine(args.timing.threads);
+    if !args.timing.json {
+        eprintln!(
+            "quench compare: {} model(s) in {} on {}, {} thread(s), CPU {} ({} kernels)",
+            manifests.len(),
+            args.dir.display(),
+            config
+                .runtimes
+                .iter()
+                .map(|r| r.name())
+                .collect::<Vec<_>>()
+                .join(" and "),
+            args.timing.threads,
+            machine.cpu_model.as_deref().unwrap_or("unknown"),
+            machine.kernel_isa.name(),
+        );
+    }
+    let json = args.timing.json;
+    let records = compare(&manifests, &config, &machine, &mut |r| {
+        print_progress(r, json)
+    });
+    if !json {
+        print!("{}", quench::report::table::records(&records));
+    }
+    Ok(exit_for(&records))
+}
+
+fn cmd_inspect(args: InspectArgs) -> Result<ExitCode> {
+    let graph = quench::onnx::load(&args.model)?;
+    let mut known = args.shape.clone();
+    if let Some(manifest) = manifest_beside(&args.model)? {
+        if !known.iter().any(|(n, _)| *n == manifest.input.name) {
+            let mut shape = vec![args.batch];
+            shape.extend(&manifest.input.sample_shape);
+            known.push((manifest.input.name.clone(), shape));
+        }
+    }
+    let shapes = concrete_input_shapes(&graph, args.batch, &known)?;
+    let refs: Vec<(&str, Vec<usize>)> = shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.clone()))
+        .collect();
+    let (folded, types) = quench::engine::fold_and_infer(&graph, &refs)?;
+    let stats = quench::graph::stats::stats(&folded, &types)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&stats)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "model: {}  (graph `{}`, opset {})",
+        args.model.display(),
+        graph.name,
+        graph.opset
+    );
+    for (domain, version) in &graph.extra_opsets {
+        println!("opset {domain}: {version}");
+    }
+    for (name, shape) in &shapes {
+        let declared = graph
+            .inputs
+            .iter()
+            .find(|i| i.name == *name)
+            .map(|i| i.dtype);
+        println!(
+            "input  {name}: {} {shape:?}",
+            declared.map_or("?".into(), |d| d.to_string())
+        );
+    }
+    for out in &graph.outputs {
+        let shape = types
+            .get(&out.name)
+            .map(|t| format!("{:?}", t.shape))
+            .unwrap_or_default();
+        println!("output {}: {} {shape}", out.name, out.dtype);
+    }
+    let mut ops: std::collections::BTreeMap<&str, usize> = Default::default();
+    for n in &folded.nodes {
+        *ops.entry(n.op_type.as_str()).or_default() += 1;
+    }
+    let ops: Vec<String> = ops.iter().map(|(op, n)| format!("{op}×{n}")).collect();
+    println!("ops: {}\n", ops.join(", "));
+    print!("{}", quench::report::table::layers(&stats));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The manifest beside a model (`model.onnx` → `model.toml`), if there is one.
+fn manifest_beside(model: &Path) -> Result<Option<Manifest>> {
+    let path = model.with_extension("toml");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    Ok(Some(Manifest::load(&path)?))
+}
+
+/// The manifest for `eval`: `--manifest`, the one beside the model, or one built from flags.
+fn eval_manifest(model: &Path, data: &DataArgs) -> Result<Manifest> {
+    if let Some(path) = &data.manifest {
+        return Ok(Manifest::load(path)?);
+    }
+    if data.samples.is_none() {
+        return manifest_beside(model)?.ok_or_else(|| {
+            anyhow!(
+                "{}: no manifest beside the model; give --manifest FILE, or --samples FILE \
+                 --input-name NAME --sample-shape DxD [--labels FILE --scale --mean --std]",
+                model.display()
+            )
+        });
+    }
+    let need = |what: &str| anyhow!("--samples needs {what} too");
+    Ok(Manifest::from_flags(ManifestFlags {
+        model: model.to_path_buf(),
+        input_name: data
+            .input_name
+            .clone()
+            .ok_or_else(|| need("--input-name"))?,
+        sample_shape: data
+            .sample_shape
+            .clone()
+            .ok_or_else(|| need("--sample-shape"))?,
+        scale: data.scale,
+        mean: data.mean.clone(),
+        std: data.std.clone(),
+        replicate_channels: data.replicate_channels,
+        samples: data.samples.clone().ok_or_else(|| need("--samples"))?,
+        labels: data.labels.clone(),
+        output_name: data.output_name.clone(),
+        output_kind: if data.probabilities {
+            OutputKind::Probabilities
+        } else {
+            OutputKind::Logits
+        },
+    })?)
+}
+
+fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
+    let manifest = eval_manifest(&args.model, &args.data)?;
+    let fp32 = manifest.model.file.clone();
+    let prepared = PreparedModel::load(manifest, args.timing.limit).map_err(|e| anyhow!(e))?;
+    let runtime: RuntimeKind = args.runtime.into();
+    let mut config = cell_config(runtime, &args.timing)?;
+    config.power.op_counts = prepared.op_counts;
+    let machine = machine(args.timing.threads);
+
+    let same_file = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    let reference_path = match &args.reference {
+        Some(p) => Some(p.clone()),
+        None if prepared.dataset.labels().is_none() || !same_file(&args.model, &fp32) => Some(fp32),
+        None => None,
+    };
+    let reference_outputs = match &reference_path {
+        Some(path) => Some(reference_outputs(&prepared, path, &config, &machine)?),
+        None => None,
+    };
+    let reference = reference_outputs
+        .as_ref()
+        .map(|(label, outputs)| Reference {
+            label: label.clone(),
+            outputs,
+        });
+    let subject = prepared.subject(&args.model, Precision::Fp32, Method::None);
+    let outcome = run_cell(&subject, &config, reference.as_ref(), &machine);
+    let record = outcome.record;
+    if args.timing.json {
+        println!("{}", serde_json::to_string_pretty(&record)?);
+    } else {
+        print!(
+            "{}",
+            quench::report::table::records(std::slice::from_ref(&record))
+        );
+        if let Some(a) = record.quality.as_ref().and_then(|q| q.agreement.as_ref()) {
+            println!(
+                "agreement with {}: top-1 {:.2}%, KL {:.2e} nats, max |Δ| {:.3e}",
+                a.reference,
+                a.top1 * 100.0,
+                a.kl,
+                a.max_abs_diff
+            );
+        }
+    }
+    Ok(exit_for(std::slice::from_ref(&record)))
+}
+
+/// Runs the reference model over the same samples (on ONNX Runtime when it loads, else
+/// natively) and returns a label for it and its scored outputs.
+fn reference_outputs(
+    prepared: &PreparedModel,
+    path: &Path,
+    config: &CellConfig,
+    machine: &MachineInfo,
+) -> Result<(String, Tensor)> {
+    let kind = if runtime::ort::ort_library().is_ok() {
+        RuntimeKind::Ort
+    } else {
+        RuntimeKind::Native
+    };
+    let mut cfg = config.clone();
+    cfg.runtime = kind;
+    cfg.latency.budget = quench::measure::latency::Budget::Runs(1);
+    cfg.latency.warmup.max_runs = cfg.latency.warmup.min_runs;
+    let subject = prepared.subject(path, Precision::Fp32, Method::None);
+    let outcome = run_cell(&subject, &cfg, None, machine);
+    if let Status::Failed { error } = &outcome.record.status {
+        if outcome.outputs.is_none() {
+            bail!("reference {} on {kind}: {error}", path.display());
+        }
+    }
+    let outputs = outcome
+        .outputs
+        .ok_or_else(|| anyhow!("reference {} gave no outputs", path.display()))?;
+    Ok((format!("{} on {kind}", path.display()), outputs))
+}
+
+fn cmd_run(args: RunArgs) -> Result<ExitCode> {
+    let mut inputs = Vec::new();
+    for (name, file) in &args.input {
+        let tensor =
+            quench::eval::read::load_tensor(file).with_context(|| format!("input `{name}`"))?;
+        inputs.push((name.clone(), tensor));
+    }
+    let mut rt = runtime::open(args.runtime.into(), &args.model, args.threads)?;
+    let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let outputs = rt.run(&refs)?;
+    let graph_outputs = quench::onnx::load(&args.model)?.outputs;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    for (info, tensor) in graph_outputs.iter().zip(&outputs) {
+        let file_name: String = info
+            .name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = args.out.join(format!("{file_name}.npy"));
+        quench::eval::npy::write_npy(&path, tensor)?;
+        println!(
+            "{} {:?} {} -> {}",
+            info.name,
+            tensor.shape(),
+            tensor.dtype(),
+            path.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }

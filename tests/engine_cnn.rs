@@ -100,8 +100,9 @@ fn plan_reports_memory_and_kernels_and_reuses_arena() {
     let mut plan = Plan::new(&g, &[("x", vec![1, 3, 8, 8])], 1).unwrap();
     // conv(+bn+relu fused) → maxpool → gemm: three kernel launches, Flatten aliases.
     assert_eq!(plan.step_count(), 3);
-    // Packed conv weights 4×27 and fc weights 64×10 floats.
-    assert_eq!(plan.packed_weight_bytes(), (4 * 27 + 64 * 10) * 4);
+    // Packed conv weights (K=27, N=4) and fc weights (K=64, N=10), each B packed in 16-column
+    // panels zero-padded to a whole panel.
+    assert_eq!(plan.packed_weight_bytes(), (27 * 16 + 64 * 16) * 4);
     assert!(plan
         .kernel_names()
         .contains(&quench::kernels::f32::gemm_kernel_name()));

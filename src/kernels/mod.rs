@@ -9,7 +9,13 @@
 //! want, and a kernel splits its output tiles over `rayon::current_num_threads()` workers, running
 //! serially (no rayon overhead) when that is 1.
 
+#[cfg(target_arch = "aarch64")]
+mod arm;
+pub mod b1;
 pub mod f32;
+pub mod i8;
+mod par;
+pub mod q4;
 
 use std::sync::OnceLock;
 

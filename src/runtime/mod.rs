@@ -45,4 +45,71 @@ pub trait Runtime {
     /// Names of the compute kernels this model runs on, for records and the UI
     /// (e.g. `f32-gemm-avx2-6x16`, `ort-cpu`).
     fn kernel_names(&self) -> Vec<String>;
+
+    /// Bytes of weights packed for the kernels and of the planned activation arena for the last
+    /// run, where the runtime knows them (the native engine does; ONNX Runtime does not say).
+    fn footprint(&self) -> Option<Footprint> {
+        None
+    }
+}
+
+/// Memory a runtime set aside for a planned model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Footprint {
+    /// Bytes of weights in the kernels' packed layout.
+    pub packed_weight_bytes: u64,
+    /// Bytes of the activation arena (scratch included).
+    pub arena_bytes: u64,
+}
+
+/// Which runtime executes a model.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// quench's own engine and kernels.
+    Native,
+    /// ONNX Runtime's CPU execution provider.
+    Ort,
+}
+
+impl RuntimeKind {
+    /// Both runtimes, native first.
+    pub const ALL: [RuntimeKind; 2] = [RuntimeKind::Native, RuntimeKind::Ort];
+
+    /// The lowercase name used on the command line and in records.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuntimeKind::Native => "native",
+            RuntimeKind::Ort => "ort",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Loads the model at `path` on the runtime `kind` with `threads` compute threads.
+pub fn open(
+    kind: RuntimeKind,
+    path: &std::path::Path,
+    threads: usize,
+) -> Result<Box<dyn Runtime>, RuntimeError> {
+    match kind {
+        RuntimeKind::Native => {
+            let graph = crate::onnx::load(path).map_err(|e| RuntimeError::Failed {
+                runtime: "native",
+                message: e.to_string(),
+            })?;
+            Ok(Box::new(native::NativeRuntime::new(graph, threads)?))
+        }
+        RuntimeKind::Ort => Ok(Box::new(ort::OrtRuntime::from_file(
+            path,
+            &ort::OrtOptions::new(threads),
+        )?)),
+    }
 }

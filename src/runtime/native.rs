@@ -106,6 +106,14 @@ impl NativeRuntime {
 }
 
 impl Runtime for NativeRuntime {
+    fn footprint(&self) -> Option<super::Footprint> {
+        self.current.as_ref()?;
+        Some(super::Footprint {
+            packed_weight_bytes: self.packed_weight_bytes() as u64,
+            arena_bytes: self.arena_bytes() as u64,
+        })
+    }
+
     fn name(&self) -> &'static str {
         "native"
     }

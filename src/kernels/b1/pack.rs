@@ -1,0 +1,276 @@
+//! Sign-bit packing of binary weights and activations, and the u8 copy of int8 activations.
+
+use super::super::i8::Activations;
+use super::{B1Error, K_MAX, MR, NR};
+
+/// Packs the signs of `k` values (`get(kk)`) into `out` (`words` u64), bit 1 for `x < 0`.
+/// Returns `Σ|x|`.
+fn pack_signs(k: usize, get: impl Fn(usize) -> f32, out: &mut [u64]) -> f64 {
+    let mut abs = 0.0f64;
+    for kk in 0..k {
+        let x = get(kk);
+        abs += x.abs() as f64;
+        if x < 0.0 {
+            out[kk / 64] |= 1 << (kk % 64);
+        }
+    }
+    abs
+}
+
+fn check_k(k: usize) -> Result<usize, B1Error> {
+    if k > K_MAX {
+        return Err(B1Error::KTooLarge { k, max: K_MAX });
+    }
+    Ok(k.div_ceil(64))
+}
+
+fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), B1Error> {
+    if got != expected {
+        return Err(B1Error::Length {
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+/// Binary weights: sign bits of W (N×K), one row of `words` u64 per output column (N padded to
+/// a whole tile with zero columns), the scale α per column and the count of negative weights.
+#[derive(Debug, Clone)]
+pub struct PackedBinary {
+    k: usize,
+    n: usize,
+    words: usize,
+    bits: Vec<u64>,
+    alpha: Vec<f32>,
+    neg: Vec<u32>,
+}
+
+impl PackedBinary {
+    /// Binarizes W given row-major N×K (`w[j * k + kk]`, the layout of Gemm `transB=1` and Conv):
+    /// `sign(w)` with α[j] = `alpha[j]` when given (e.g. learned in QAT), else mean |w| of the
+    /// column (XNOR-Net).
+    pub fn from_n_by_k(
+        n: usize,
+        k: usize,
+        w: &[f32],
+        alpha: Option<&[f32]>,
+    ) -> Result<PackedBinary, B1Error> {
+        let words = check_k(k)?;
+        check_len("weights", n.saturating_mul(k), w.len())?;
+        if let Some(a) = alpha {
+            check_len("alpha", n, a.len())?;
+        }
+        let np = n.div_ceil(NR) * NR;
+        let mut bits = vec![0u64; np * words];
+        let mut al = vec![0f32; np];
+        let mut neg = vec![0u32; np];
+        for j in 0..n {
+            let row = &w[j * k..(j + 1) * k];
+            let abs = pack_signs(k, |kk| row[kk], &mut bits[j * words..(j + 1) * words]);
+            al[j] = match alpha {
+                Some(a) => a[j],
+                None if k > 0 => (abs / k as f64) as f32,
+                None => 0.0,
+            };
+            neg[j] = row.iter().filter(|&&x| x < 0.0).count() as u32;
+        }
+        Ok(PackedBinary {
+            k,
+            n,
+            words,
+            bits,
+            alpha: al,
+            neg,
+        })
+    }
+
+    /// Inner dimension K.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output columns N.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The scale α of column `j`.
+    pub fn alpha(&self, j: usize) -> f32 {
+        self.alpha[j]
+    }
+
+    /// Bytes held: sign bits, α and the negative counts.
+    pub fn size_bytes(&self) -> usize {
+        self.bits.len() * 8 + self.alpha.len() * 4 + self.neg.len() * 4
+    }
+
+    pub(super) fn words(&self) -> usize {
+        self.words
+    }
+
+    /// Columns `j0 .. j0 + cols` (`cols · words` u64); `j0 + cols` must not pass the padding.
+    pub(super) fn cols_from(&self, j0: usize, cols: usize) -> &[u64] {
+        &self.bits[j0 * self.words..(j0 + cols) * self.words]
+    }
+
+    pub(super) fn neg_count(&self, j: usize) -> u32 {
+        self.neg[j]
+    }
+}
+
+/// Binary activations: sign bits of A (M×K) with a per-row scale β.
+#[derive(Debug, Clone)]
+pub struct BinaryActivations {
+    m: usize,
+    k: usize,
+    words: usize,
+    bits: Vec<u64>,
+    beta: Vec<f32>,
+}
+
+impl BinaryActivations {
+    /// Binarizes A, row-major M×K with row stride `lda`: `sign(a)` with β[i] = mean |a_i| when
+    /// `row_scale` is true (XNOR-Net), else 1.
+    pub fn pack(
+        m: usize,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+        row_scale: bool,
+    ) -> Result<BinaryActivations, B1Error> {
+        let words = check_k(k)?;
+        if lda < k {
+            return Err(B1Error::Stride {
+                what: "lda",
+                got: lda,
+                min: k,
+            });
+        }
+        let need = if m == 0 { 0 } else { (m - 1) * lda + k };
+        if a.len() < need {
+            return Err(B1Error::Length {
+                what: "activations",
+                expected: need,
+                got: a.len(),
+            });
+        }
+        let mp = m.div_ceil(MR) * MR;
+        let mut bits = vec![0u64; mp * words];
+        let mut beta = vec![1f32; m];
+        for (i, b) in beta.iter_mut().enumerate() {
+            let row = &a[i * lda..i * lda + k];
+            let abs = pack_signs(k, |kk| row[kk], &mut bits[i * words..(i + 1) * words]);
+            if row_scale && k > 0 {
+                *b = (abs / k as f64) as f32;
+            }
+        }
+        Ok(BinaryActivations {
+            m,
+            k,
+            words,
+            bits,
+            beta,
+        })
+    }
+
+    /// Rows M.
+    pub fn m(&self) -> usize {
+        self.m
+    }
+
+    /// Inner dimension K.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    pub(super) fn scales(&self) -> &[f32] {
+        &self.beta
+    }
+
+    pub(super) fn rows_from(&self, i0: usize, rows: usize) -> &[u64] {
+        &self.bits[i0 * self.words..(i0 + rows) * self.words]
+    }
+}
+
+/// Int8 activations as u8 (s8 shifted by 128), rows padded with zeros to whole words of K and
+/// whole tiles of rows, with their row sums and the zero point in the same shift.
+pub(super) struct Unsigned {
+    data: Vec<u8>,
+    pub(super) stride: usize,
+    pub(super) row_sums: Vec<i32>,
+    pub(super) zero_point: i32,
+}
+
+impl Unsigned {
+    pub(super) fn new(
+        m: usize,
+        a: Activations<'_>,
+        lda: usize,
+        k: usize,
+        stride: usize,
+        tile_rows: usize,
+    ) -> Result<Unsigned, B1Error> {
+        let mp = m.div_ceil(tile_rows) * tile_rows;
+        let need = if m == 0 { 0 } else { (m - 1) * lda + k };
+        let mut data = vec![0u8; mp * stride];
+        let zero_point = match a {
+            Activations::U8 {
+                data: src,
+                zero_point,
+            } => {
+                if src.len() < need {
+                    return Err(B1Error::Length {
+                        what: "activations",
+                        expected: need,
+                        got: src.len(),
+                    });
+                }
+                for i in 0..m {
+                    data[i * stride..i * stride + k].copy_from_slice(&src[i * lda..i * lda + k]);
+                }
+                zero_point as i32
+            }
+            Activations::S8 {
+                data: src,
+                zero_point,
+            } => {
+                if src.len() < need {
+                    return Err(B1Error::Length {
+                        what: "activations",
+                        expected: need,
+                        got: src.len(),
+                    });
+                }
+                for i in 0..m {
+                    for (d, &s) in data[i * stride..i * stride + k]
+                        .iter_mut()
+                        .zip(&src[i * lda..i * lda + k])
+                    {
+                        *d = (s as u8) ^ 0x80;
+                    }
+                }
+                zero_point as i32 + 128
+            }
+        };
+        let row_sums = (0..mp)
+            .map(|i| {
+                data[i * stride..(i + 1) * stride]
+                    .iter()
+                    .map(|&v| v as i32)
+                    .sum()
+            })
+            .collect();
+        Ok(Unsigned {
+            data,
+            stride,
+            row_sums,
+            zero_point,
+        })
+    }
+
+    pub(super) fn rows_from(&self, i0: usize, rows: usize) -> &[u8] {
+        &self.data[i0 * self.stride..(i0 + rows) * self.stride]
+    }
+}

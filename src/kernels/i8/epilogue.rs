@@ -1,0 +1,302 @@
+//! What happens to each i32 accumulator as it is stored: kept, dequantized to f32, or requantized
+//! to u8/s8 with the ONNX `QuantizeLinear` rounding.
+
+use super::{I8Error, NR};
+
+/// A scale per tensor or per output column.
+#[derive(Debug, Clone, Copy)]
+pub enum Scale<'a> {
+    /// One scale for every column.
+    PerTensor(f32),
+    /// One scale per output column (N values).
+    PerChannel(&'a [f32]),
+}
+
+impl Scale<'_> {
+    #[inline(always)]
+    fn at(&self, j: usize) -> f32 {
+        match *self {
+            Scale::PerTensor(s) => s,
+            Scale::PerChannel(s) => s[j],
+        }
+    }
+
+    /// The scales of columns `j0 .. j0 + NR` (all inside N).
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    fn row(&self, j0: usize) -> [f32; NR] {
+        match *self {
+            Scale::PerTensor(s) => [s; NR],
+            Scale::PerChannel(s) => std::array::from_fn(|c| s[j0 + c]),
+        }
+    }
+
+    fn check(&self, what: &'static str, n: usize) -> Result<(), I8Error> {
+        match *self {
+            Scale::PerChannel(s) if s.len() != n => Err(I8Error::Length {
+                what,
+                expected: n,
+                got: s.len(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Dequantization to f32: `y = act(acc · scale[j] + bias[j])`, where `scale` is the product of
+/// the activation and weight scales. Multiply then add, in that order, never fused; the ReLU is
+/// `if y > 0 { y } else { 0 }` (NaN and -0 become +0).
+#[derive(Debug, Clone, Copy)]
+pub struct Dequantize<'a> {
+    /// `scale_a · scale_b[j]`.
+    pub scale: Scale<'a>,
+    /// f32 bias per column, added after scaling.
+    pub bias: Option<&'a [f32]>,
+    /// Fused ReLU.
+    pub relu: bool,
+}
+
+/// Requantization to u8/s8 as ONNX `QLinearConv`/`QLinearMatMul` do it:
+/// `y = saturate(round_half_even((acc + bias[j]) · multiplier[j]) + zero_point)`, where
+/// `multiplier = scale_a · scale_b[j] / scale_y`. A fused ReLU clamps at `zero_point`. The
+/// rounded value is clamped in f32 before conversion, so huge values saturate and NaN gives the
+/// lowest output.
+#[derive(Debug, Clone, Copy)]
+pub struct Requantize<'a> {
+    /// `scale_a · scale_b[j] / scale_y`.
+    pub multiplier: Scale<'a>,
+    /// i32 bias per column (ONNX QLinearConv's `B`, quantized with scale `scale_a · scale_b`).
+    pub bias: Option<&'a [i32]>,
+    /// Output zero point: in [0, 255] for u8, [-128, 127] for s8.
+    pub zero_point: i32,
+    /// Fused ReLU.
+    pub relu: bool,
+}
+
+/// Where the GEMM stores its result and how.
+#[derive(Debug)]
+pub enum Output<'a> {
+    /// The exact i32 accumulators.
+    I32(&'a mut [i32]),
+    /// Dequantized f32.
+    F32(&'a mut [f32], Dequantize<'a>),
+    /// Requantized u8.
+    U8(&'a mut [u8], Requantize<'a>),
+    /// Requantized s8.
+    S8(&'a mut [i8], Requantize<'a>),
+}
+
+impl Output<'_> {
+    /// Checks buffer lengths and parameters against an `m × n` result with row stride `ldc`.
+    pub(super) fn check(&self, m: usize, n: usize, ldc: usize) -> Result<(), I8Error> {
+        let got = self.check_params(n)?;
+        super::check_len("output", m, ldc, n, got)
+    }
+
+    /// Checks the per-channel parameters against `n` channels; returns the buffer length.
+    pub(super) fn check_params(&self, n: usize) -> Result<usize, I8Error> {
+        Ok(match self {
+            Output::I32(c) => c.len(),
+            Output::F32(c, d) => {
+                d.scale.check("dequantize scale", n)?;
+                check_bias(d.bias.map(|b| b.len()), n)?;
+                c.len()
+            }
+            Output::U8(c, r) => {
+                r.check(n, 0, 255)?;
+                c.len()
+            }
+            Output::S8(c, r) => {
+                r.check(n, -128, 127)?;
+                c.len()
+            }
+        })
+    }
+}
+
+fn check_bias(len: Option<usize>, n: usize) -> Result<(), I8Error> {
+    match len {
+        Some(got) if got != n => Err(I8Error::Length {
+            what: "bias",
+            expected: n,
+            got,
+        }),
+        _ => Ok(()),
+    }
+}
+
+impl<'a> Requantize<'a> {
+    fn check(&self, n: usize, lo: i32, hi: i32) -> Result<(), I8Error> {
+        self.multiplier.check("requantize multiplier", n)?;
+        check_bias(self.bias.map(|b| b.len()), n)?;
+        if !(lo..=hi).contains(&self.zero_point) {
+            return Err(I8Error::ZeroPoint {
+                zp: self.zero_point,
+                lo,
+                hi,
+            });
+        }
+        Ok(())
+    }
+
+    pub(super) fn for_u8(self) -> Requant<'a, u8> {
+        self.bounded(0, 255)
+    }
+
+    pub(super) fn for_s8(self) -> Requant<'a, i8> {
+        self.bounded(-128, 127)
+    }
+}
+
+/// Turns a finished accumulator of column `j` into an output value.
+pub(super) trait Finish<T>: Sync {
+    /// One value of column `j`.
+    fn finish(&self, acc: i32, j: usize) -> T;
+
+    /// One tile row starting at column `j0` (`out.len()` ≤ NR columns). `simd` allows the AVX2
+    /// form, which must give the same bits as [`Finish::finish`].
+    #[inline(always)]
+    fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [T]) {
+        let _ = simd;
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.finish(v[c], j0 + c);
+        }
+    }
+}
+
+/// Keeps the i32 accumulator.
+pub(super) struct Raw;
+
+impl Finish<i32> for Raw {
+    #[inline(always)]
+    fn finish(&self, acc: i32, _j: usize) -> i32 {
+        acc
+    }
+
+    #[inline(always)]
+    fn finish_row(&self, _simd: bool, v: &[i32; NR], _j0: usize, out: &mut [i32]) {
+        out.copy_from_slice(&v[..out.len()]);
+    }
+}
+
+impl Finish<f32> for Dequantize<'_> {
+    #[inline(always)]
+    fn finish(&self, acc: i32, j: usize) -> f32 {
+        let y = acc as f32 * self.scale.at(j) + self.bias.map_or(0.0, |b| b[j]);
+        match self.relu {
+            true if y > 0.0 => y,
+            true => 0.0,
+            false => y,
+        }
+    }
+
+    #[inline(always)]
+    fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if simd && out.len() == NR {
+            let bias = self
+                .bias
+                .map_or([0.0; NR], |b| std::array::from_fn(|c| b[j0 + c]));
+            let scale = self.scale.row(j0);
+            // SAFETY: `simd` is set only for the AVX2 kernel, chosen after AVX2 was detected.
+            let y = unsafe { super::avx2::dequantize_row(v, &scale, &bias, self.relu) };
+            out.copy_from_slice(&y);
+            return;
+        }
+        let _ = simd;
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.finish(v[c], j0 + c);
+        }
+    }
+}
+
+/// A [`Requantize`] with its clamp bounds for one output type.
+pub(super) struct Requant<'a, T> {
+    r: Requantize<'a>,
+    /// Lowest output minus the zero point, as f32 (exact).
+    lo: f32,
+    /// Highest output minus the zero point, as f32 (exact).
+    hi: f32,
+    _t: std::marker::PhantomData<T>,
+}
+
+impl<'a> Requantize<'a> {
+    fn bounded<T>(self, lo: i32, hi: i32) -> Requant<'a, T> {
+        let lo = if self.relu {
+            self.zero_point.max(lo)
+        } else {
+            lo
+        };
+        Requant {
+            lo: (lo - self.zero_point) as f32,
+            hi: (hi - self.zero_point) as f32,
+            r: self,
+            _t: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<T> Requant<'_, T> {
+    /// The ONNX QuantizeLinear step on one value, clamped to the output range.
+    #[inline(always)]
+    fn quantize(&self, acc: i32, j: usize) -> i32 {
+        let v = acc.wrapping_add(self.r.bias.map_or(0, |b| b[j]));
+        let x = (v as f32 * self.r.multiplier.at(j)).round_ties_even();
+        // `max` returns `lo` for NaN; the clamped value is a small integer, exact in i32.
+        x.max(self.lo).min(self.hi) as i32 + self.r.zero_point
+    }
+
+    /// A tile row through the AVX2 form when allowed, else value by value.
+    #[inline(always)]
+    fn quantize_row(&self, simd: bool, v: &[i32; NR], j0: usize, cols: usize) -> [i32; NR] {
+        #[cfg(target_arch = "x86_64")]
+        if simd && cols == NR {
+            let bias = self
+                .r
+                .bias
+                .map_or([0; NR], |b| std::array::from_fn(|c| b[j0 + c]));
+            let m = self.r.multiplier.row(j0);
+            let zp = self.r.zero_point;
+            // SAFETY: `simd` is set only for the AVX2 kernel, chosen after AVX2 was detected.
+            return unsafe { super::avx2::requantize_row(v, &bias, &m, self.lo, self.hi, zp) };
+        }
+        let _ = simd;
+        std::array::from_fn(|c| {
+            if c < cols {
+                self.quantize(v[c], j0 + c)
+            } else {
+                0
+            }
+        })
+    }
+}
+
+impl Finish<u8> for Requant<'_, u8> {
+    #[inline(always)]
+    fn finish(&self, acc: i32, j: usize) -> u8 {
+        self.quantize(acc, j) as u8
+    }
+
+    #[inline(always)]
+    fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [u8]) {
+        let q = self.quantize_row(simd, v, j0, out.len());
+        for (o, &x) in out.iter_mut().zip(&q) {
+            *o = x as u8;
+        }
+    }
+}
+
+impl Finish<i8> for Requant<'_, i8> {
+    #[inline(always)]
+    fn finish(&self, acc: i32, j: usize) -> i8 {
+        self.quantize(acc, j) as i8
+    }
+
+    #[inline(always)]
+    fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [i8]) {
+        let q = self.quantize_row(simd, v, j0, out.len());
+        for (o, &x) in out.iter_mut().zip(&q) {
+            *o = x as i8;
+        }
+    }
+}

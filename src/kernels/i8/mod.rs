@@ -1,0 +1,528 @@
+//! INT8 GEMM and GEMV: `C = A · B` with s8 weights B, u8 or s8 activations A, i32 accumulation,
+//! zero points folded in, and an epilogue that stores i32, dequantizes to f32 or requantizes to
+//! u8/s8 with the ONNX `QuantizeLinear` rounding (round half to even, saturate).
+//!
+//! # Why "widen" and not `vpmaddubsw`
+//! The classic AVX2 int8 inner step (`vpmaddubsw` then `vpmaddwd` with ones) saturates its int16
+//! pair sum for u8×s8 (255·127·2 > 32767), so it is not exact for every input. This module widens
+//! instead: activations are stored once per call as i16 with their zero point already subtracted
+//! (`a - za` ∈ [-255, 255]), weights are sign-extended from the packed i8 as they are loaded
+//! (`vpmovsxbw`), and `vpmaddwd` multiplies and adds pairs into i32 with no intermediate
+//! saturation. Its cost: one multiply instruction does 16 MACs instead of 32, but it replaces the
+//! two multiplies (`vpmaddubsw` + `vpmaddwd`) of the classic path, so on cores with two vector
+//! multiply ports (Zen 3) the multiply throughput per MAC is the same; the extra work is one
+//! sign-extending load per 16 weight bytes, shared by all rows of a register tile, and an i16
+//! activation copy (2·M·K bytes) per call. On aarch64 with dotprod, `sdot` (s8×s8 → i32, exact)
+//! runs on activations shifted to s8 and the shift is folded back through the weights' column sums.
+//!
+//! # Numerics
+//! With `za` the activation zero point and `zb[j]` the weight zero point of column j,
+//! `acc[i][j] = Σ_k (a[i][k] - za) · (b[k][j] - zb[j])`, computed as
+//! `Σ_k (a - za)·b - zb[j] · Σ_k (a - za)` (the row sum is taken while the activations are widened).
+//! K is limited to [`K_MAX`] so that no i32 sum can overflow.
+
+mod conv;
+mod epilogue;
+mod pack;
+mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+#[cfg(target_arch = "aarch64")]
+mod neon;
+
+#[cfg(test)]
+mod conv_tests;
+#[cfg(test)]
+mod tests;
+
+pub use conv::{depthwise, depthwise_kernel_name, im2col, Conv2d, PackedDepthwise};
+pub use epilogue::{Dequantize, Output, Requantize, Scale};
+pub use pack::{PackedI8, WeightZeroPoint};
+
+use super::par;
+use super::{isa, Isa};
+use epilogue::Finish;
+
+/// Columns per packed weight panel (one register tile is `MR × NR`).
+pub const NR: usize = 8;
+/// K is padded to a multiple of this many values (one `sdot` / two `vpmaddwd` pairs).
+pub const KQ: usize = 4;
+/// Largest inner dimension accepted: `K_MAX · 255 · 255 < 2^31`, so no i32 sum can overflow.
+pub const K_MAX: usize = 32_768;
+/// Rows per register tile in the GEMM path.
+const MR: usize = 6;
+
+/// Errors from the INT8 kernels: a shape or parameter that does not fit.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum I8Error {
+    /// A buffer is shorter or longer than its shape requires.
+    #[error("int8 kernel: {what} holds {got} elements, expected {expected}")]
+    Length {
+        /// Which buffer.
+        what: &'static str,
+        /// Elements required.
+        expected: usize,
+        /// Elements given.
+        got: usize,
+    },
+    /// The inner dimension is too large for exact i32 accumulation.
+    #[error("int8 kernel: K = {k} exceeds {max}, the largest K whose i32 sums cannot overflow")]
+    KTooLarge {
+        /// The K given.
+        k: usize,
+        /// [`K_MAX`].
+        max: usize,
+    },
+    /// A row stride is smaller than the row it must hold.
+    #[error("int8 kernel: {what} = {got} is smaller than the row length {min}")]
+    Stride {
+        /// Which stride.
+        what: &'static str,
+        /// Stride given.
+        got: usize,
+        /// Row length.
+        min: usize,
+    },
+    /// A convolution geometry that gives no output or overflows.
+    #[error("int8 convolution: {what}")]
+    Geometry {
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// An output zero point outside the output type's range.
+    #[error("int8 kernel: output zero point {zp} is outside [{lo}, {hi}]")]
+    ZeroPoint {
+        /// Zero point given.
+        zp: i32,
+        /// Smallest allowed.
+        lo: i32,
+        /// Largest allowed.
+        hi: i32,
+    },
+}
+
+/// Quantized activations A, row-major M×K with a row stride, and their zero point.
+#[derive(Debug, Clone, Copy)]
+pub enum Activations<'a> {
+    /// Unsigned activations (ONNX `uint8`), the asymmetric default of ORT.
+    U8 {
+        /// Row-major values.
+        data: &'a [u8],
+        /// Zero point `za`.
+        zero_point: u8,
+    },
+    /// Signed activations (ONNX `int8`).
+    S8 {
+        /// Row-major values.
+        data: &'a [i8],
+        /// Zero point `za`.
+        zero_point: i8,
+    },
+}
+
+impl Activations<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Activations::U8 { data, .. } => data.len(),
+            Activations::S8 { data, .. } => data.len(),
+        }
+    }
+
+    /// `a[idx] - za`, exact in i16.
+    #[inline(always)]
+    fn centred(&self, idx: usize) -> i16 {
+        match *self {
+            Activations::U8 { data, zero_point } => data[idx] as i16 - zero_point as i16,
+            Activations::S8 { data, zero_point } => data[idx] as i16 - zero_point as i16,
+        }
+    }
+
+    /// `(a[idx] shifted to s8, offset)` with `a - za = shifted + offset`, for `sdot`.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    #[inline(always)]
+    fn shifted(&self, idx: usize) -> i8 {
+        match *self {
+            Activations::U8 { data, .. } => (data[idx] ^ 0x80) as i8,
+            Activations::S8 { data, .. } => data[idx],
+        }
+    }
+
+    /// The constant with `a - za = shifted(a) + offset`.
+    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    fn shift_offset(&self) -> i32 {
+        match *self {
+            Activations::U8 { zero_point, .. } => 128 - zero_point as i32,
+            Activations::S8 { zero_point, .. } => -(zero_point as i32),
+        }
+    }
+}
+
+/// Which inner kernel runs: decided from [`isa`] once per call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kernel {
+    Scalar,
+    #[cfg(target_arch = "x86_64")]
+    Avx2,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    #[cfg(target_arch = "aarch64")]
+    NeonDot,
+}
+
+impl Kernel {
+    fn for_isa(isa: Isa) -> Kernel {
+        match isa {
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => Kernel::Avx2,
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => Kernel::Neon,
+            #[cfg(target_arch = "aarch64")]
+            Isa::NeonDot => Kernel::NeonDot,
+            _ => Kernel::Scalar,
+        }
+    }
+
+    fn suffix(self) -> &'static str {
+        match self {
+            Kernel::Scalar => "scalar",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => "avx2-widen",
+            #[cfg(target_arch = "aarch64")]
+            Kernel::Neon => "neon-widen",
+            #[cfg(target_arch = "aarch64")]
+            Kernel::NeonDot => "neon-sdot",
+        }
+    }
+
+    /// Whether the epilogue may use the AVX2 tile-row stores.
+    fn simd_epilogue(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Avx2 {
+            return true;
+        }
+        false
+    }
+
+    /// Whether activations are stored as shifted s8 (for `sdot`) instead of centred i16.
+    fn narrow(self) -> bool {
+        #[cfg(target_arch = "aarch64")]
+        if self == Kernel::NeonDot {
+            return true;
+        }
+        false
+    }
+}
+
+/// Name of the INT8 GEMM kernel that [`gemm`] runs for `m > 1` in this process.
+pub fn gemm_kernel_name() -> String {
+    format!("i8-gemm-{}", Kernel::for_isa(isa()).suffix())
+}
+
+/// Name of the INT8 GEMV kernel that [`gemm`] runs for `m == 1` in this process.
+pub fn gemv_kernel_name() -> String {
+    format!("i8-gemv-{}", Kernel::for_isa(isa()).suffix())
+}
+
+/// Activations made ready for the inner kernels: one copy per call, padded to whole tiles.
+struct Prepared {
+    /// Centred i16 values (`a - za`), `rows × kp`, for the widening kernels.
+    wide: Vec<i16>,
+    /// Shifted s8 values, `rows × kp`, for `sdot`.
+    narrow: Vec<i8>,
+    /// `Σ_k (a - za)` per row, for the weight zero point.
+    row_sums: Vec<i32>,
+    /// `a - za = shifted + offset` (0 for the widening kernels).
+    offset: i32,
+    kp: usize,
+}
+
+impl Prepared {
+    fn new(
+        kernel: Kernel,
+        m: usize,
+        a: Activations<'_>,
+        lda: usize,
+        k: usize,
+        kp: usize,
+        tile_rows: usize,
+    ) -> Prepared {
+        let rows = m.div_ceil(tile_rows) * tile_rows;
+        let narrow = kernel.narrow();
+        let mut p = Prepared {
+            wide: if narrow {
+                Vec::new()
+            } else {
+                vec![0; rows * kp]
+            },
+            narrow: if narrow {
+                vec![0; rows * kp]
+            } else {
+                Vec::new()
+            },
+            row_sums: vec![0; rows],
+            offset: if narrow { a.shift_offset() } else { 0 },
+            kp,
+        };
+        for i in 0..m {
+            let mut sum = 0i32;
+            for kk in 0..k {
+                let idx = i * lda + kk;
+                let c = a.centred(idx);
+                sum += c as i32;
+                if narrow {
+                    p.narrow[i * kp + kk] = a.shifted(idx);
+                } else {
+                    p.wide[i * kp + kk] = c;
+                }
+            }
+            // Padding columns hold 0 (i16) or must contribute nothing: the weight padding is 0.
+            p.row_sums[i] = sum;
+        }
+        p
+    }
+}
+
+/// Computes one `R × NR` tile: rows `row0..row0+R` of the prepared activations times one panel.
+#[inline(always)]
+fn tile<const R: usize>(kernel: Kernel, p: &Prepared, row0: usize, panel: &[i8]) -> [[i32; NR]; R] {
+    let kp = p.kp;
+    match kernel {
+        Kernel::Scalar => scalar::tile::<R>(&p.wide[row0 * kp..(row0 + R) * kp], kp, panel),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx2 => {
+            let a = &p.wide[row0 * kp..(row0 + R) * kp];
+            // SAFETY: `Kernel::Avx2` is only chosen when `isa()` detected AVX2; `a` holds R rows
+            // of `kp` values and `panel` holds `kp * NR` bytes, as `avx2::tile` requires.
+            unsafe { avx2::tile::<R>(a, kp, panel) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Kernel::Neon => {
+            let a = &p.wide[row0 * kp..(row0 + R) * kp];
+            // SAFETY: NEON is detected by `isa()`; slice lengths as `neon::tile_widen` requires.
+            unsafe { neon::tile_widen::<R>(a, kp, panel) }
+        }
+        #[cfg(target_arch = "aarch64")]
+        Kernel::NeonDot => {
+            let a = &p.narrow[row0 * kp..(row0 + R) * kp];
+            // SAFETY: dotprod is detected by `isa()`; slice lengths as `neon::tile_dot` requires.
+            unsafe { neon::tile_dot::<R>(a, kp, panel) }
+        }
+    }
+}
+
+/// Stores one tile through the epilogue, folding the zero-point terms in. `out` starts at row
+/// `row0` and column `col0` of the output.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn store<T, F: Finish<T>, const R: usize>(
+    kernel: Kernel,
+    acc: &[[i32; NR]; R],
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    col0: usize,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    let cols = NR.min(b.n() - col0);
+    let (sums, zps) = (b.col_sums(col0 / NR), b.zero_points(col0 / NR));
+    let simd = kernel.simd_epilogue();
+    for (r, acc_row) in acc.iter().enumerate().take(rows) {
+        let row_sum = p.row_sums[row0 + r];
+        let mut v = [0i32; NR];
+        for c in 0..NR {
+            v[c] = acc_row[c]
+                .wrapping_add(p.offset.wrapping_mul(sums[c]))
+                .wrapping_sub(zps[c].wrapping_mul(row_sum));
+        }
+        fin.finish_row(simd, &v, col0, &mut out[r * ldc..r * ldc + cols]);
+    }
+}
+
+/// `C = epilogue(A[m×K] · B)`: INT8 GEMM (or GEMV when `m == 1`) with the output chosen by `out`.
+///
+/// `a` is row-major with row stride `lda ≥ K`; the output has row stride `ldc ≥ N`. Rows are split
+/// over rayon's current pool when it has more than one thread.
+pub fn gemm(
+    m: usize,
+    a: Activations<'_>,
+    lda: usize,
+    b: &PackedI8,
+    out: Output<'_>,
+    ldc: usize,
+) -> Result<(), I8Error> {
+    gemm_with(Kernel::for_isa(isa()), m, a, lda, b, out, ldc)
+}
+
+fn check_len(
+    what: &'static str,
+    rows: usize,
+    stride: usize,
+    cols: usize,
+    got: usize,
+) -> Result<(), I8Error> {
+    let expected = if rows == 0 {
+        0
+    } else {
+        (rows - 1) * stride + cols
+    };
+    if got < expected {
+        return Err(I8Error::Length {
+            what,
+            expected,
+            got,
+        });
+    }
+    Ok(())
+}
+
+fn gemm_with(
+    kernel: Kernel,
+    m: usize,
+    a: Activations<'_>,
+    lda: usize,
+    b: &PackedI8,
+    out: Output<'_>,
+    ldc: usize,
+) -> Result<(), I8Error> {
+    let (k, n) = (b.k(), b.n());
+    if lda < k {
+        return Err(I8Error::Stride {
+            what: "lda",
+            got: lda,
+            min: k,
+        });
+    }
+    if ldc < n {
+        return Err(I8Error::Stride {
+            what: "ldc",
+            got: ldc,
+            min: n,
+        });
+    }
+    check_len("activations", m, lda, k, a.len())?;
+    out.check(m, n, ldc)?;
+    if m == 0 || n == 0 {
+        return Ok(());
+    }
+    match out {
+        Output::I32(c) => run(kernel, m, a, lda, b, c, ldc, &epilogue::Raw),
+        Output::F32(c, d) => run(kernel, m, a, lda, b, c, ldc, &d),
+        Output::U8(c, r) => run(kernel, m, a, lda, b, c, ldc, &r.for_u8()),
+        Output::S8(c, r) => run(kernel, m, a, lda, b, c, ldc, &r.for_s8()),
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run<T: Send, F: Finish<T> + Send>(
+    kernel: Kernel,
+    m: usize,
+    a: Activations<'_>,
+    lda: usize,
+    b: &PackedI8,
+    c: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    if m == 1 {
+        let p = Prepared::new(kernel, 1, a, lda, b.k(), b.kp(), 1);
+        let n = b.n();
+        let per = n
+            .div_ceil(NR)
+            .div_ceil(rayon::current_num_threads() * 4)
+            .max(1)
+            * NR;
+        par::for_each_chunk(&mut c[..n], per, |ci, chunk| {
+            let first = ci * per / NR;
+            let panels = first..first + chunk.len().div_ceil(NR);
+            row_block::<T, F, 1>(kernel, &p, b, 0, 1, panels, chunk, ldc, fin)
+        });
+        return;
+    }
+    let p = Prepared::new(kernel, m, a, lda, b.k(), b.kp(), MR);
+    par::for_each_chunk(&mut c[..(m - 1) * ldc + b.n()], MR * ldc, |bi, chunk| {
+        let row0 = bi * MR;
+        let rows = MR.min(m - row0);
+        row_block::<T, F, MR>(kernel, &p, b, row0, rows, 0..b.panels(), chunk, ldc, fin);
+    });
+}
+
+/// Rows `row0 .. row0 + rows` (an `R`-row tile) times the weight panels `panels`, stored into
+/// `out`, which starts at that row and at column `panels.start · NR`. For AVX2 the whole loop runs
+/// inside one AVX2 function so the tile kernel and the epilogue inline into it.
+#[allow(clippy::too_many_arguments)]
+fn row_block<T, F: Finish<T>, const R: usize>(
+    kernel: Kernel,
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    panels: std::ops::Range<usize>,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Avx2 {
+        // SAFETY: `Kernel::Avx2` is chosen only when AVX2 was detected.
+        unsafe { row_block_avx2::<T, F, R>(p, b, row0, rows, panels, out, ldc, fin) };
+        return;
+    }
+    row_block_body::<T, F, R>(kernel, p, b, row0, rows, panels, out, ldc, fin);
+}
+
+/// [`row_block_body`] compiled with AVX2 enabled.
+///
+/// # Safety
+/// The CPU must support AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_block_avx2<T, F: Finish<T>, const R: usize>(
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    panels: std::ops::Range<usize>,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    row_block_body::<T, F, R>(Kernel::Avx2, p, b, row0, rows, panels, out, ldc, fin);
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn row_block_body<T, F: Finish<T>, const R: usize>(
+    kernel: Kernel,
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    panels: std::ops::Range<usize>,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    let first = panels.start;
+    for pi in panels {
+        let acc = tile::<R>(kernel, p, row0, b.panel(pi));
+        let off = (pi - first) * NR;
+        store::<T, F, R>(
+            kernel,
+            &acc,
+            p,
+            b,
+            row0,
+            rows,
+            pi * NR,
+            &mut out[off..],
+            ldc,
+            fin,
+        );
+    }
+}

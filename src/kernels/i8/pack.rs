@@ -1,0 +1,170 @@
+//! The s8 weight matrix B packed once into column panels of [`NR`] with K in groups of [`KQ`].
+//!
+//! Layout: panel `p` covers columns `p·NR .. p·NR+NR`; inside it, for each group `q` of four K
+//! values, the 8 columns follow each other with their 4 values adjacent
+//! (`[c0k0 c0k1 c0k2 c0k3 c1k0 … c7k3]`, 32 bytes). Padding (K up to a multiple of 4, N up to a
+//! multiple of 8) holds 0, so it adds nothing to any sum.
+
+use super::{I8Error, KQ, K_MAX, NR};
+
+/// The weights' zero point: none (symmetric), one per tensor, or one per output column.
+#[derive(Debug, Clone, Copy)]
+pub enum WeightZeroPoint<'a> {
+    /// Symmetric weights (zero point 0).
+    None,
+    /// One zero point for all columns.
+    PerTensor(i8),
+    /// One zero point per output column (N values).
+    PerChannel(&'a [i8]),
+}
+
+/// B (K×N, s8) packed for the INT8 kernels, with its column sums and zero points.
+#[derive(Debug, Clone)]
+pub struct PackedI8 {
+    k: usize,
+    n: usize,
+    kp: usize,
+    data: Vec<i8>,
+    /// `Σ_k b[k][j]` per column (padded to whole panels), for folding an activation shift back.
+    col_sums: Vec<i32>,
+    /// Zero point per column (padded to whole panels; 0 for symmetric weights), as i32 so a
+    /// tile row reads it as one vector.
+    zero_points: Vec<i32>,
+}
+
+impl PackedI8 {
+    /// Packs B given row-major as K×N (`b[kk * n + j]`): the layout of ONNX MatMul's B.
+    pub fn from_k_by_n(
+        k: usize,
+        n: usize,
+        b: &[i8],
+        zp: WeightZeroPoint<'_>,
+    ) -> Result<PackedI8, I8Error> {
+        Self::check(k, n, b.len(), zp)?;
+        Ok(Self::build(k, n, zp, |kk, j| b[kk * n + j]))
+    }
+
+    /// Packs B given as its transpose, row-major N×K (`w[j * k + kk]`): the layout of Gemm with
+    /// `transB=1` and of Conv weights.
+    pub fn from_n_by_k(
+        n: usize,
+        k: usize,
+        w: &[i8],
+        zp: WeightZeroPoint<'_>,
+    ) -> Result<PackedI8, I8Error> {
+        Self::check(k, n, w.len(), zp)?;
+        Ok(Self::build(k, n, zp, |kk, j| w[j * k + kk]))
+    }
+
+    fn check(k: usize, n: usize, len: usize, zp: WeightZeroPoint<'_>) -> Result<(), I8Error> {
+        if k > K_MAX {
+            return Err(I8Error::KTooLarge { k, max: K_MAX });
+        }
+        let expected = k.checked_mul(n).ok_or(I8Error::Length {
+            what: "weights",
+            expected: usize::MAX,
+            got: len,
+        })?;
+        if len != expected {
+            return Err(I8Error::Length {
+                what: "weights",
+                expected,
+                got: len,
+            });
+        }
+        if let WeightZeroPoint::PerChannel(z) = zp {
+            if z.len() != n {
+                return Err(I8Error::Length {
+                    what: "weight zero points",
+                    expected: n,
+                    got: z.len(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn build(
+        k: usize,
+        n: usize,
+        zp: WeightZeroPoint<'_>,
+        get: impl Fn(usize, usize) -> i8,
+    ) -> PackedI8 {
+        let kp = k.div_ceil(KQ) * KQ;
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0i8; panels * kp * NR];
+        let mut col_sums = vec![0i32; panels * NR];
+        for (j, sum) in col_sums.iter_mut().enumerate().take(n) {
+            let (p, c) = (j / NR, j % NR);
+            let base = p * kp * NR;
+            for kk in 0..k {
+                let v = get(kk, j);
+                data[base + (kk / KQ) * KQ * NR + c * KQ + kk % KQ] = v;
+                *sum += v as i32;
+            }
+        }
+        let mut zero_points = vec![0i32; panels * NR];
+        for (j, z) in zero_points.iter_mut().enumerate().take(n) {
+            *z = match zp {
+                WeightZeroPoint::None => 0,
+                WeightZeroPoint::PerTensor(z) => z as i32,
+                WeightZeroPoint::PerChannel(z) => z[j] as i32,
+            };
+        }
+        PackedI8 {
+            k,
+            n,
+            kp,
+            data,
+            col_sums,
+            zero_points,
+        }
+    }
+
+    /// Inner dimension K.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output columns N.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// K padded to a multiple of [`KQ`].
+    pub(super) fn kp(&self) -> usize {
+        self.kp
+    }
+
+    /// Number of [`NR`]-column panels.
+    pub(super) fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+
+    /// The packed bytes of panel `p` (`kp · NR` values).
+    #[inline(always)]
+    pub(super) fn panel(&self, p: usize) -> &[i8] {
+        &self.data[p * self.kp * NR..(p + 1) * self.kp * NR]
+    }
+
+    /// `Σ_k b[k][j]` for the [`NR`] columns of panel `p`.
+    #[inline(always)]
+    pub(super) fn col_sums(&self, p: usize) -> &[i32; NR] {
+        self.col_sums[p * NR..(p + 1) * NR]
+            .try_into()
+            .expect("padded to whole panels")
+    }
+
+    /// The weight zero points of the [`NR`] columns of panel `p`.
+    #[inline(always)]
+    pub(super) fn zero_points(&self, p: usize) -> &[i32; NR] {
+        self.zero_points[p * NR..(p + 1) * NR]
+            .try_into()
+            .expect("padded to whole panels")
+    }
+
+    /// Bytes held by the packed form: weights, column sums and zero points.
+    pub fn size_bytes(&self) -> usize {
+        self.data.len() + (self.col_sums.len() + self.zero_points.len()) * 4
+    }
+}

@@ -1,0 +1,220 @@
+//! Measuring one cell: a model on one runtime at one thread count, evaluated on its test split
+//! and timed, giving one [`Record`]. A failure at any step ends the cell with the figures
+//! measured so far and the error, never the whole sweep.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::eval::{self, Dataset, OutputKind};
+use crate::measure::latency::{cold_start, ColdStartReport, LatencyConfig, LatencyReport};
+use crate::measure::machine::MachineInfo;
+use crate::measure::memory::{ModelSizes, PeakTracker};
+use crate::measure::power::{measure_with_energy, EnergyReport, PowerConfig};
+use crate::runtime::{self, Runtime, RuntimeKind};
+use crate::sweep::record::{
+    Agreement, CellKey, Method, Precision, Quality, Record, Status, SCHEMA_VERSION,
+};
+use crate::tensor::Tensor;
+
+/// The model a cell runs, with the data it is judged on.
+#[derive(Debug)]
+pub struct Subject<'a> {
+    /// Short name for records and tables.
+    pub name: String,
+    /// The `.onnx` file.
+    pub path: PathBuf,
+    /// Weight precision of this variant.
+    pub precision: Precision,
+    /// How it was quantized.
+    pub method: Method,
+    /// The evaluation split, already loaded.
+    pub dataset: &'a Dataset,
+    /// Index of the scored output among the graph's outputs.
+    pub output: usize,
+    /// Whether that output holds logits or probabilities.
+    pub output_kind: OutputKind,
+    /// The FP32 accuracy the manifest records, carried into the record.
+    pub expected_fp32_accuracy: Option<f64>,
+}
+
+/// How to run and time a cell.
+#[derive(Debug, Clone)]
+pub struct CellConfig {
+    /// Runtime to execute on.
+    pub runtime: RuntimeKind,
+    /// Compute threads.
+    pub threads: usize,
+    /// Batch size of the latency loop.
+    pub batch: usize,
+    /// Batch size of the accuracy pass (larger is faster; it does not change the answers).
+    pub eval_batch: usize,
+    /// Timing rules; its `batch_size` and `threads` are overwritten with the cell's.
+    pub latency: LatencyConfig,
+    /// Energy probe chain.
+    pub power: PowerConfig,
+}
+
+/// Outputs of another run of the same samples, to measure agreement against.
+#[derive(Debug)]
+pub struct Reference<'a> {
+    /// What the reference was, for the record.
+    pub label: String,
+    /// Its scored output for every sample, `[samples, ...]`.
+    pub outputs: &'a Tensor,
+}
+
+/// A finished cell: its record, and the scored outputs (kept for agreement with later cells).
+#[derive(Debug)]
+pub struct CellOutcome {
+    /// What was measured.
+    pub record: Record,
+    /// The scored output of every evaluated sample, when the evaluation ran.
+    pub outputs: Option<Tensor>,
+}
+
+/// Figures gathered so far, turned into a record whether the cell finished or not.
+#[derive(Default)]
+struct Partial {
+    quality: Option<Quality>,
+    cold: Option<ColdStartReport>,
+    latency: Option<LatencyReport>,
+    energy: Option<EnergyReport>,
+    kernels: Vec<String>,
+    outputs: Option<Tensor>,
+    footprint: Option<runtime::Footprint>,
+}
+
+/// Runs one cell: load and plan (timed as cold start), evaluate the test split, time the
+/// steady state with energy metered, and read memory. `machine` is copied into the record.
+pub fn run_cell(
+    subject: &Subject<'_>,
+    config: &CellConfig,
+    reference: Option<&Reference<'_>>,
+    machine: &MachineInfo,
+) -> CellOutcome {
+    let tracker = PeakTracker::start();
+    let mut partial = Partial::default();
+    let result = measure_into(&mut partial, subject, config, reference);
+    let status = match result {
+        Ok(()) => Status::Ok,
+        Err(error) => Status::Failed { error },
+    };
+    let sizes = ModelSizes {
+        model_file_bytes: file_bytes(&subject.path),
+        packed_weight_bytes: partial.footprint.map(|f| f.packed_weight_bytes),
+        arena_bytes: partial.footprint.map(|f| f.arena_bytes),
+    };
+    let record = Record {
+        schema: SCHEMA_VERSION,
+        key: CellKey {
+            model: subject.name.clone(),
+            precision: subject.precision,
+            method: subject.method,
+            runtime: config.runtime,
+            threads: config.threads,
+            batch: config.batch,
+        },
+        status,
+        model_file: subject.path.display().to_string(),
+        quality: partial.quality,
+        cold_start: partial.cold,
+        latency: partial.latency,
+        memory: tracker.read().ok(),
+        sizes,
+        energy: partial.energy,
+        kernels: partial.kernels,
+        machine: machine.clone(),
+    };
+    CellOutcome {
+        record,
+        outputs: partial.outputs,
+    }
+}
+
+fn file_bytes(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The steps of a cell, each storing its figures in `partial` as soon as it has them.
+fn measure_into(
+    partial: &mut Partial,
+    subject: &Subject<'_>,
+    config: &CellConfig,
+    reference: Option<&Reference<'_>>,
+) -> Result<(), String> {
+    let dataset = subject.dataset;
+    let batch = config.batch.min(dataset.len()).max(1);
+    let timing_input = dataset.batch(0..batch).map_err(|e| e.to_string())?;
+    let input_name = dataset.input_name().to_string();
+
+    let (mut rt, cold) = cold_start(|| {
+        let mut rt = runtime::open(config.runtime, &subject.path, config.threads)?;
+        rt.run(&[(input_name.as_str(), &timing_input)])?;
+        Ok::<Box<dyn Runtime>, runtime::RuntimeError>(rt)
+    })
+    .map_err(|e| e.to_string())?;
+    partial.cold = Some(cold);
+    partial.kernels = rt.kernel_names();
+    partial.footprint = rt.footprint();
+
+    let eval = eval::evaluate(
+        rt.as_mut(),
+        dataset,
+        config.eval_batch.max(1),
+        subject.output,
+    )
+    .map_err(|e| e.to_string())?;
+    let agreement = match reference {
+        Some(r) => {
+            Some(agreement(r, &eval.outputs, subject.output_kind).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    partial.quality = Some(Quality {
+        split: "test".into(),
+        samples: eval.samples,
+        accuracy: eval.accuracy,
+        expected_fp32_accuracy: subject.expected_fp32_accuracy,
+        agreement,
+        eval_seconds: eval.wall_time.as_secs_f64(),
+    });
+    partial.outputs = Some(eval.outputs);
+
+    let mut latency = config.latency.clone();
+    latency.batch_size = batch;
+    latency.threads = config.threads;
+    let (report, energy) = measure_with_energy(&latency, &config.power, || {
+        rt.run(&[(input_name.as_str(), &timing_input)])
+    })
+    .map_err(|e| e.to_string())?;
+    partial.latency = Some(report);
+    partial.energy = Some(energy);
+    partial.footprint = rt.footprint();
+    Ok(())
+}
+
+/// Agreement of `outputs` with the reference's outputs on the same samples.
+fn agreement(
+    reference: &Reference<'_>,
+    outputs: &Tensor,
+    kind: OutputKind,
+) -> Result<Agreement, eval::metrics::MetricError> {
+    Ok(Agreement {
+        reference: reference.label.clone(),
+        top1: eval::metrics::agreement(reference.outputs, outputs)?,
+        kl: eval::metrics::mean_kl(reference.outputs, outputs, kind)?,
+        max_abs_diff: eval::metrics::difference(reference.outputs, outputs)?.max_abs,
+    })
+}
+
+/// Timing rules for quick, interactive runs: a short warm-up and about a second of timed runs.
+pub fn quick_latency() -> LatencyConfig {
+    let mut config = LatencyConfig::default();
+    config.warmup.max_time = Duration::from_secs(2);
+    config.budget = crate::measure::latency::Budget::Time {
+        time: Duration::from_secs(1),
+        min_runs: 10,
+        max_runs: 100_000,
+    };
+    config
+}

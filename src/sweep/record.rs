@@ -1,0 +1,135 @@
+//! The record of one measured cell: the single source of truth that the headless log, the TUI
+//! and the reports all read. One record is one JSON line in `results.jsonl`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::measure::latency::{ColdStartReport, LatencyReport};
+use crate::measure::machine::MachineInfo;
+use crate::measure::memory::{MemoryReport, ModelSizes};
+use crate::measure::power::EnergyReport;
+use crate::runtime::RuntimeKind;
+
+/// Version of the record layout; bumped whenever a field changes meaning or is removed.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Numeric precision of a model variant's weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// The original 32-bit float model.
+    Fp32,
+    /// 8-bit integer weights (and activations, by method).
+    Int8,
+    /// 4-bit weights, group-wise.
+    Int4,
+    /// 1-bit weights (sign × per-channel scale).
+    Binary,
+}
+
+/// How a variant was quantized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Method {
+    /// Not quantized (the FP32 model itself).
+    None,
+    /// Activation scales computed at run time.
+    Dynamic,
+    /// Activation scales calibrated on sample data.
+    Static,
+    /// Quantization-aware training.
+    Qat,
+}
+
+/// What identifies a cell of a sweep: the same key measured twice is the same experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct CellKey {
+    /// Model name (from its manifest).
+    pub model: String,
+    /// Weight precision.
+    pub precision: Precision,
+    /// Quantization method.
+    pub method: Method,
+    /// Runtime that executed it.
+    pub runtime: RuntimeKind,
+    /// Compute threads.
+    pub threads: usize,
+    /// Batch size of the latency loop.
+    pub batch: usize,
+}
+
+/// How a cell ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "lowercase")]
+pub enum Status {
+    /// Every figure was measured.
+    Ok,
+    /// The cell could not be completed; `error` says why. Figures measured before the failure
+    /// are kept.
+    Failed {
+        /// The error, as shown to the user.
+        error: String,
+    },
+}
+
+/// Agreement of a cell's outputs with a reference run of the same samples.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agreement {
+    /// What the reference was, e.g. `mnist-cnn fp32 on ort`.
+    pub reference: String,
+    /// Fraction of samples whose top-1 class matches the reference's.
+    pub top1: f64,
+    /// Mean KL divergence KL(reference ‖ cell) of the output distributions, nats.
+    pub kl: f64,
+    /// Largest absolute difference of any output value.
+    pub max_abs_diff: f64,
+}
+
+/// How well the variant answers on the evaluation split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Quality {
+    /// The split evaluated (`test` unless said otherwise).
+    pub split: String,
+    /// Samples run.
+    pub samples: usize,
+    /// Top-1 accuracy against labels, when the split has labels.
+    pub accuracy: Option<f64>,
+    /// The FP32 model's accuracy as its manifest records it (measured with ONNX Runtime when the
+    /// assets were built), to read `accuracy` against.
+    pub expected_fp32_accuracy: Option<f64>,
+    /// Agreement with a reference run, when one was given.
+    pub agreement: Option<Agreement>,
+    /// Wall-clock seconds of the evaluation pass (preprocessing included).
+    pub eval_seconds: f64,
+}
+
+/// Everything measured for one cell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// Layout version, [`SCHEMA_VERSION`] when written by this build.
+    pub schema: u32,
+    /// What was measured (its fields stand at the top level of the JSON object).
+    #[serde(flatten)]
+    pub key: CellKey,
+    /// How it ended.
+    pub status: Status,
+    /// The model file run, as given.
+    pub model_file: String,
+    /// Accuracy and agreement (fields at the top level of the JSON object; absent when the
+    /// evaluation did not run).
+    #[serde(flatten)]
+    pub quality: Option<Quality>,
+    /// Load-and-plan time.
+    pub cold_start: Option<ColdStartReport>,
+    /// Steady-state latency statistics.
+    pub latency: Option<LatencyReport>,
+    /// Peak and current memory of the cell.
+    pub memory: Option<MemoryReport>,
+    /// Model, packed-weight and arena bytes.
+    pub sizes: ModelSizes,
+    /// Energy per inference with its source (measured, estimated or modelled).
+    pub energy: Option<EnergyReport>,
+    /// Kernels the runtime ran on.
+    pub kernels: Vec<String>,
+    /// The machine the figures come from.
+    pub machine: MachineInfo,
+}
