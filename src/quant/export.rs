@@ -2,7 +2,8 @@
 //! the precision the [`Scheme`] gives it:
 //!
 //! * INT8 static: QuantizeLinear→DequantizeLinear on the activation input (scale and zero point
-//!   from its calibrated range), the weight as an s8 constant through DequantizeLinear (with
+//!   from its calibrated range) and, when its range is given, on the output (after a Relu that
+//!   is its only reader: ORT folds that Relu into the quantization), the weight as an s8 constant through DequantizeLinear (with
 //!   `axis` when per-channel), a folded bias as i32 with scale `s_x·s_w` through
 //!   DequantizeLinear: ORT's QDQ format, which it fuses into integer kernels.
 //! * INT8 dynamic: `DynamicQuantizeLinear` → `ConvInteger` / `MatMulInteger` → `Cast` → `Mul` by
@@ -33,7 +34,7 @@ use crate::graph::{Attr, Graph, Node};
 use crate::quant::blockwise::quantize_q4;
 use crate::quant::builder::Builder;
 use crate::quant::calibrate::CalibratedRange;
-use crate::quant::layer::{is_quantizable, Layer};
+use crate::quant::layer::{is_quantizable, quantized_output, Layer};
 use crate::quant::numerics::{
     binarize_weight, compute_scale_zp, quantize_bias, quantize_weight, QParams, QRange,
     QuantizedWeight,
@@ -68,12 +69,14 @@ pub fn quantize(
         ranges,
         acts: BTreeMap::new(),
         opset: graph.opset,
+        pending: BTreeMap::new(),
         uses_ms: false,
         binary: false,
     };
     for node in &graph.nodes {
         if !is_quantizable(node) {
             ex.b.nodes.push(node.clone());
+            ex.quantize_pending_output()?;
             continue;
         }
         let (precision, explicit) = scheme.resolve(&node.name, &node.op_type);
@@ -94,7 +97,14 @@ pub fn quantize(
                 weights,
                 activations,
                 mode: Int8Mode::Static { .. },
-            } => ex.static_int8(&Layer::resolve(graph, node)?, weights, activations)?,
+            } => {
+                let layer = Layer::resolve(graph, node)?;
+                ex.static_int8(&layer, weights, activations)?;
+                if let Some(out) = quantized_output(graph, node) {
+                    ex.pending.insert(out.to_string(), activations);
+                }
+                ex.quantize_pending_output()?;
+            }
             Precision::Int8 {
                 weights,
                 mode: Int8Mode::Dynamic,
@@ -136,6 +146,8 @@ struct Exporter<'r> {
     acts: BTreeMap<ActKey, Vec<String>>,
     /// Smallest default-domain opset the rewritten graph needs.
     opset: i64,
+    /// Static layer outputs (or their Relu's) to quantize once their producer is pushed.
+    pending: BTreeMap<String, ActQuant>,
     uses_ms: bool,
     binary: bool,
 }
@@ -152,12 +164,11 @@ impl Exporter<'_> {
     /// Q→DQ on `layer`'s input from its calibrated range; returns the DQ output.
     fn qdq_activation(&mut self, layer: &Layer, act: ActQuant) -> Result<String, QuantError> {
         let x = layer.input;
-        let r = self.ranges.get(x).ok_or_else(|| QuantError::MissingRange {
+        let r = *self.ranges.get(x).ok_or_else(|| QuantError::MissingRange {
             layer: layer.node.name.clone(),
             tensor: x.to_string(),
         })?;
-        let grid = QRange::for_type(act.dtype, act.symmetric);
-        let p = compute_scale_zp(x, r.min, r.max, grid, act.symmetric)?;
+        let p = act_params(x, r, act)?;
         let kind = match act.dtype {
             ActType::U8 => "u8",
             ActType::S8 => "s8",
@@ -166,6 +177,14 @@ impl Exporter<'_> {
         if let Some(names) = self.acts.get(&key) {
             return Ok(names[0].clone());
         }
+        let dq = self.b.fresh(&format!("{x}_dequantized"));
+        self.qdq(x, p, act, dq.clone())?;
+        self.acts.insert(key, vec![dq.clone()]);
+        Ok(dq)
+    }
+
+    /// QuantizeLinear(`x`) → DequantizeLinear → `dq`.
+    fn qdq(&mut self, x: &str, p: QParams, act: ActQuant, dq: String) -> Result<(), QuantError> {
         self.need_opset(10);
         let scale = self.b.constant(
             &format!("{x}_scale"),
@@ -179,7 +198,6 @@ impl Exporter<'_> {
             .b
             .constant(&format!("{x}_zero_point"), scalar(zp_data)?);
         let q = self.b.fresh(&format!("{x}_quantized"));
-        let dq = self.b.fresh(&format!("{x}_dequantized"));
         let (s2, z2) = (scale.clone(), zp.clone());
         self.b.node(
             &format!("{x}_QuantizeLinear"),
@@ -194,11 +212,10 @@ impl Exporter<'_> {
             "DequantizeLinear",
             "",
             vec![q, s2, z2],
-            vec![dq.clone()],
+            vec![dq],
             vec![],
         );
-        self.acts.insert(key, vec![dq.clone()]);
-        Ok(dq)
+        Ok(())
     }
 
     /// An s8 weight constant through DequantizeLinear (per-channel along `axis` when there is
@@ -318,9 +335,7 @@ impl Exporter<'_> {
         act: ActQuant,
     ) -> Result<(), QuantError> {
         let x = self.qdq_activation(layer, act)?;
-        let r = self.ranges[layer.input];
-        let grid = QRange::for_type(act.dtype, act.symmetric);
-        let sx = compute_scale_zp(layer.input, r.min, r.max, grid, act.symmetric)?.scale;
+        let sx = act_params(layer.input, self.ranges[layer.input], act)?.scale;
         let axis = wq.per_channel.then_some(layer.channel_axis);
         let qw = quantize_weight(
             layer.weight_name,
@@ -334,6 +349,23 @@ impl Exporter<'_> {
         let bias = self.dq_bias(layer, sx, &params)?;
         self.push_rewired(layer.node, [Some(x), Some(w), bias]);
         Ok(())
+    }
+
+    /// When the node just pushed produces a pending static layer output that has a range, Q→DQ
+    /// it (renaming the node's output), so that ORT sees DQ→op→Q and runs one integer kernel.
+    fn quantize_pending_output(&mut self) -> Result<(), QuantError> {
+        let Some(out) = self.b.nodes.last().and_then(|n| n.outputs.first()).cloned() else {
+            return Ok(());
+        };
+        let (Some(act), Some(&r)) = (self.pending.remove(&out), self.ranges.get(&out)) else {
+            return Ok(());
+        };
+        let p = act_params(&out, r, act)?;
+        let float = self.b.fresh(&format!("{out}_float"));
+        if let Some(n) = self.b.nodes.last_mut() {
+            n.outputs[0] = float.clone();
+        }
+        self.qdq(&float, p, act, out)
     }
 
     fn binary(&mut self, layer: &Layer, acts: BinaryActs) -> Result<(), QuantError> {
@@ -618,6 +650,12 @@ impl Exporter<'_> {
         self.uses_ms = true;
         Ok(())
     }
+}
+
+/// Scale and zero point of an activation with calibrated range `r` on `act`'s grid.
+fn act_params(name: &str, r: CalibratedRange, act: ActQuant) -> Result<QParams, QuantError> {
+    let grid = QRange::for_type(act.dtype, act.symmetric);
+    compute_scale_zp(name, r.min, r.max, grid, act.symmetric)
 }
 
 fn split_params(params: &[QParams]) -> (Vec<f32>, Vec<i32>) {

@@ -14,6 +14,23 @@ pub fn is_quantizable(node: &Node) -> bool {
         && QUANTIZABLE.contains(&node.op_type.as_str())
 }
 
+/// Where a static INT8 layer's output is quantized: after the Relu that is its only reader
+/// (ORT then folds the Relu into the quantization, as a u8 zero point at 0 clamps the same),
+/// else its own output.
+pub fn quantized_output<'g>(graph: &'g Graph, node: &'g Node) -> Option<&'g str> {
+    let out = node.outputs.first()?.as_str();
+    let mut readers = graph
+        .nodes
+        .iter()
+        .filter(|n| n.inputs.iter().any(|i| i == out));
+    match (readers.next(), readers.next()) {
+        (Some(r), None) if r.op_type == "Relu" && r.domain.is_empty() && !graph.is_output(out) => {
+            r.outputs.first().map(String::as_str)
+        }
+        _ => Some(out),
+    }
+}
+
 /// A quantizable node with its constant weight resolved.
 #[derive(Debug)]
 pub struct Layer<'g> {

@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 
 use crate::graph::{Graph, ValueInfo};
 use crate::quant::calibrate::{CalibratedRange, Calibrator};
-use crate::quant::layer::is_quantizable;
-use crate::quant::scheme::{ActQuant, Calibration};
+use crate::quant::layer::{is_quantizable, quantized_output};
+use crate::quant::scheme::{ActQuant, Calibration, Int8Mode, Precision};
 use crate::quant::{QuantError, Scheme};
 use crate::tensor::{DataType, Tensor};
 
-/// An activation tensor that needs a calibrated range.
+/// An activation tensor that needs a calibrated range: the input of every layer with static
+/// INT8 (or binary with INT8) activations, and the output of every static INT8 layer (after
+/// its Relu, see [`quantized_output`]).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CalibrationSite {
     /// The tensor.
@@ -39,26 +41,37 @@ pub fn calibration_sites(
         else {
             continue;
         };
-        let Some(tensor) = node.input(0) else {
+        let Some(input) = node.input(0) else {
             continue;
         };
-        match sites.iter_mut().find(|s| s.tensor == tensor) {
-            Some(s) if s.calibration != calibration || s.activations != activations => {
-                return Err(QuantError::Calibration {
-                    name: tensor.to_string(),
-                    message: format!(
-                        "layers `{}` and `{}` read it with different calibrations",
-                        s.layers[0], node.name
-                    ),
-                })
+        // Static INT8 layers also quantize their output, so ORT can fuse DQ→op→Q into one
+        // integer kernel.
+        let output = match scheme.precision_for(&node.name, &node.op_type) {
+            Precision::Int8 {
+                mode: Int8Mode::Static { .. },
+                ..
+            } => quantized_output(graph, node),
+            _ => None,
+        };
+        for tensor in std::iter::once(input).chain(output) {
+            match sites.iter_mut().find(|s| s.tensor == tensor) {
+                Some(s) if s.calibration != calibration || s.activations != activations => {
+                    return Err(QuantError::Calibration {
+                        name: tensor.to_string(),
+                        message: format!(
+                            "layers `{}` and `{}` read it with different calibrations",
+                            s.layers[0], node.name
+                        ),
+                    })
+                }
+                Some(s) => s.layers.push(node.name.clone()),
+                None => sites.push(CalibrationSite {
+                    tensor: tensor.to_string(),
+                    layers: vec![node.name.clone()],
+                    activations,
+                    calibration,
+                }),
             }
-            Some(s) => s.layers.push(node.name.clone()),
-            None => sites.push(CalibrationSite {
-                tensor: tensor.to_string(),
-                layers: vec![node.name.clone()],
-                activations,
-                calibration,
-            }),
         }
     }
     Ok(sites)
@@ -166,7 +179,7 @@ impl Calibrators {
 mod tests {
     use super::*;
     use crate::graph::Node;
-    use crate::quant::scheme::{LayerMatch, Override, Precision};
+    use crate::quant::scheme::{LayerMatch, Override};
 
     fn graph() -> Graph {
         let n = |op: &str, name: &str, i: &[&str], o: &str| Node {
@@ -212,11 +225,10 @@ mod tests {
             precision: Precision::Fp32,
         });
         let sites = calibration_sites(&graph(), &scheme).unwrap();
-        assert_eq!(sites.len(), 1);
-        assert_eq!(
-            (sites[0].tensor.as_str(), sites[0].layers[0].as_str()),
-            ("x", "a")
-        );
+        let tensors: Vec<&str> = sites.iter().map(|s| s.tensor.as_str()).collect();
+        // a's input, and its output quantized after the Relu that is its only reader.
+        assert_eq!(tensors, ["x", "h2"]);
+        assert_eq!(sites[1].layers, ["a"]);
         let g = expose(&graph(), &["h2".into(), "y".into()]).unwrap();
         let outs: Vec<&str> = g.outputs.iter().map(|o| o.name.as_str()).collect();
         assert_eq!(outs, ["y", "h2"]);
@@ -241,6 +253,7 @@ mod tests {
         let err = c.ranges().unwrap_err().to_string();
         assert!(err.contains("`x`") && err.contains("no values"), "{err}");
         c.observe("x", &t(vec![1, 1])).unwrap();
+        c.observe("y", &t(vec![1, 1])).unwrap(); // b's output: a graph output, no Relu
         let r = c.ranges().unwrap()["h2"];
         assert_eq!((r.min, r.max), (0.0, 14.0));
     }
