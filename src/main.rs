@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use quench::eval::{Manifest, ManifestFlags, OutputKind};
 use quench::graph::inputs::concrete_input_shapes;
+use quench::measure::latency::{Budget, LatencyConfig};
 use quench::measure::machine::MachineInfo;
 use quench::measure::power::PowerConfig;
 use quench::runtime::{self, RuntimeKind};
@@ -37,6 +38,9 @@ enum Command {
     Eval(Box<EvalArgs>),
     /// Run a model on inputs from .npy/.npz/IDX files and write every output as .npy.
     Run(RunArgs),
+    /// Time the same cell several times in a row and print the ratio of the medians: how much
+    /// two measurements of one thing differ on this machine right now.
+    Repeat(RepeatArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -120,8 +124,8 @@ struct DataArgs {
     #[arg(long)]
     input_name: Option<String>,
     /// Per-sample shape, e.g. 1x28x28.
-    #[arg(long, value_parser = parse_dims)]
-    sample_shape: Option<Vec<usize>>,
+    #[arg(long)]
+    sample_shape: Option<String>,
     /// Multiplier applied to stored values.
     #[arg(long, default_value_t = 1.0)]
     scale: f32,
@@ -177,6 +181,30 @@ struct RunArgs {
     out: PathBuf,
 }
 
+#[derive(Args)]
+struct RepeatArgs {
+    /// The .onnx model (with a manifest beside it, or --manifest).
+    model: PathBuf,
+    /// Manifest giving the model's data (default: the .toml beside the model).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Runtime to run it on.
+    #[arg(long, value_enum, default_value_t = RuntimeArg::Native)]
+    runtime: RuntimeArg,
+    /// Times to measure.
+    #[arg(long, default_value_t = 2)]
+    times: usize,
+    /// Compute threads.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Seconds of timed runs per measurement.
+    #[arg(long, default_value_t = 2.0)]
+    seconds: f64,
+}
+
 fn parse_dims(text: &str) -> Result<Vec<usize>, String> {
     text.split(['x', ','])
         .map(|d| {
@@ -208,6 +236,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => cmd_inspect(args),
         Command::Eval(args) => cmd_eval(*args),
         Command::Run(args) => cmd_run(args),
+        Command::Repeat(args) => cmd_repeat(args),
     };
     match result {
         Ok(code) => code,
@@ -218,18 +247,24 @@ fn main() -> ExitCode {
     }
 }
 
+/// Timing rules with a timed loop of `seconds`.
+fn latency_config(seconds: f64) -> Result<LatencyConfig> {
+    if !(seconds.is_finite() && seconds > 0.0) {
+        bail!("--seconds must be a positive number, not {seconds}");
+    }
+    let mut latency = quick_latency();
+    if let Budget::Time { time, .. } = &mut latency.budget {
+        *time = std::time::Duration::from_secs_f64(seconds);
+    }
+    Ok(latency)
+}
+
 /// Cell settings from the command line.
 fn cell_config(runtime: RuntimeKind, t: &TimingArgs) -> Result<CellConfig> {
-    if !(t.seconds.is_finite() && t.seconds > 0.0) {
-        bail!("--seconds must be a positive number, not {}", t.seconds);
-    }
     if t.threads == 0 || t.batch == 0 || t.eval_batch == 0 {
         bail!("--threads, --batch and --eval-batch must be at least 1");
     }
-    let mut latency = quick_latency();
-    if let quench::measure::latency::Budget::Time { time, .. } = &mut latency.budget {
-        *time = std::time::Duration::from_secs_f64(t.seconds);
-    }
+    let latency = latency_config(t.seconds)?;
     Ok(CellConfig {
         runtime,
         threads: t.threads,
@@ -396,10 +431,12 @@ fn eval_manifest(model: &Path, data: &DataArgs) -> Result<Manifest> {
             .input_name
             .clone()
             .ok_or_else(|| need("--input-name"))?,
-        sample_shape: data
-            .sample_shape
-            .clone()
-            .ok_or_else(|| need("--sample-shape"))?,
+        sample_shape: parse_dims(
+            data.sample_shape
+                .as_deref()
+                .ok_or_else(|| need("--sample-shape"))?,
+        )
+        .map_err(|e| anyhow!("--sample-shape: {e}"))?,
         scale: data.scale,
         mean: data.mean.clone(),
         std: data.std.clone(),
@@ -481,7 +518,7 @@ fn reference_outputs(
     };
     let mut cfg = config.clone();
     cfg.runtime = kind;
-    cfg.latency.budget = quench::measure::latency::Budget::Runs(1);
+    cfg.latency.budget = Budget::Runs(1);
     cfg.latency.warmup.max_runs = cfg.latency.warmup.min_runs;
     let subject = prepared.subject(path, Precision::Fp32, Method::None);
     let outcome = run_cell(&subject, &cfg, None, machine);
@@ -531,5 +568,63 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
             path.display()
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_repeat(args: RepeatArgs) -> Result<ExitCode> {
+    if args.times < 2 || args.threads == 0 || args.batch == 0 {
+        bail!("--times must be at least 2, --threads and --batch at least 1");
+    }
+    let manifest = match &args.manifest {
+        Some(path) => Manifest::load(path)?,
+        None => manifest_beside(&args.model)?.ok_or_else(|| {
+            anyhow!(
+                "{}: no manifest beside the model; give --manifest FILE",
+                args.model.display()
+            )
+        })?,
+    };
+    let latency = latency_config(args.seconds)?;
+    let prepared = PreparedModel::load(manifest, Some(args.batch)).map_err(|e| anyhow!(e))?;
+    let subject = prepared.subject(&args.model, Precision::Fp32, Method::None);
+    let runtime: RuntimeKind = args.runtime.into();
+    let runs = quench::sweep::repeat::repeat_latency(
+        &subject,
+        runtime,
+        args.threads,
+        args.batch,
+        &latency,
+        args.times,
+    )
+    .map_err(|e| anyhow!(e))?;
+    let ratios = quench::sweep::repeat::median_ratios(&runs);
+    let mut table = quench::report::table::Table::new([
+        "run",
+        "runs",
+        "p50",
+        "p90",
+        "CI95",
+        "noisy",
+        "p50 / first",
+    ]);
+    for (i, (r, ratio)) in runs.iter().zip(&ratios).enumerate() {
+        let s = &r.latency_ms;
+        table.row([
+            (i + 1).to_string(),
+            r.runs.to_string(),
+            quench::report::table::duration_ms(s.p50),
+            quench::report::table::duration_ms(s.p90),
+            format!("±{:.1}%", s.ci_half_width * 100.0),
+            if s.noisy { "yes".into() } else { "no".into() },
+            format!("{ratio:.3}"),
+        ]);
+    }
+    println!(
+        "{} on {runtime}, {} thread(s), batch {}:",
+        prepared.name(),
+        args.threads,
+        args.batch
+    );
+    print!("{}", table.render());
     Ok(ExitCode::SUCCESS)
 }

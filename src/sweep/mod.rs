@@ -4,12 +4,14 @@
 //! * [`record`] is the record layout every view reads.
 //! * [`cell`] measures one cell.
 //! * [`model`] loads a model's manifest and test data once for all its cells.
+//! * [`repeat`] measures one cell several times in a row, to see the machine's own noise.
 //! * [`compare`] runs the FP32 models of a folder on both runtimes: the bundled default job.
 
 pub mod cell;
 pub mod compare;
 pub mod model;
 pub mod record;
+pub mod repeat;
 
 use std::path::PathBuf;
 
