@@ -10,10 +10,11 @@
 //!   `DynamicQuantizeLinear` → `MatMulInteger` → `Cast` → `Mul` by `s_x·s_w` → `Add` bias (Gemm
 //!   becomes a MatMul on the transposed weight), which ORT's optimizer fuses into its
 //!   `DynamicQuantizeMatMul` kernel (u8×s8 MLAS GEMM). Conv is NOT written as ORT's
-//!   `ConvInteger` form: ORT has no fused kernel for it and ran mnist-cnn 5-6x slower than FP32
-//!   that way (ORT 1.32, 1 thread, batch 100: 75-108 ms vs 17-21 ms); instead the activation
-//!   goes `DynamicQuantizeLinear` → `DequantizeLinear` and the s8 weight through
-//!   `DequantizeLinear` into the FP32 Conv (same integer values, 38 ms on the same run).
+//!   `ConvInteger` form: ORT has no fused kernel for it, and mnist-cnn ran about 5x slower than
+//!   FP32 that way (ORT 1.32, 1 thread, batch 100: 40 ms vs 7.9 ms in a quiet run). Instead the
+//!   activation goes `DynamicQuantizeLinear` → `DequantizeLinear` and the s8 weight through
+//!   `DequantizeLinear` into the FP32 Conv: the same integer values, about 3x faster than
+//!   `ConvInteger` (12.8 ms in that run), though still slower than FP32.
 //! * 4-bit: Gemm/MatMul → `com.microsoft::MatMulNBits` (+ `Add` for a Gemm bias). Conv has no
 //!   4-bit operator in ORT, so under a 4-bit default it stays FP32 (as ORT's
 //!   `MatMulNBitsQuantizer` leaves it); an override that explicitly asks a Conv for 4-bit is
