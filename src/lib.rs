@@ -8,6 +8,8 @@
 //!
 //! * [`onnx`] reads and writes `.onnx` files, treating them as untrusted input, and converts them
 //!   to and from the IR in [`graph`].
+//! * [`quant`] holds quantization schemes, calibrators and the rewrites that export quantized
+//!   graphs ONNX Runtime runs.
 //! * [`graph`] is the model IR: named values, typed nodes and constant [`tensor::Tensor`]s, plus
 //!   the passes that rewrite it (shape inference, constant folding, BatchNorm folding).
 //! * [`kernels`] holds the compute kernels, each with a scalar twin, dispatched at run time by
@@ -18,7 +20,8 @@
 //! * [`eval`] reads datasets (IDX, NPY/NPZ) and model manifests and computes accuracy and
 //!   agreement metrics.
 //! * [`measure`] times runtimes and reads memory, power and the machine description.
-//! * [`quant`] quantizes models; today it holds quantization-aware training ([`quant::qat`]).
+//! * [`quant`] quantizes models: schemes, calibrators, exports ONNX Runtime runs, and
+//!   quantization-aware training ([`quant::qat`]).
 //! * [`sweep`] measures cells (a model variant on a runtime) into [`sweep::record::Record`]s,
 //!   the one source of truth that every view reads.
 //! * [`report`] turns records into tables (and reports) for people.

@@ -1,1 +1,33 @@
+//! Quantization: schemes, the numerics every path agrees on, calibrators, and the graph rewrites
+//! that turn an FP32 [`crate::graph::Graph`] into INT8 (static QDQ or dynamic), 4-bit
+//! (`MatMulNBits`) or binary models that ONNX Runtime runs.
+//!
+//! * [`scheme`]: what precision each layer gets ([`Scheme`], serde data).
+//! * [`numerics`]: QuantizeLinear rounding, ORT's scale/zero-point rules, INT8/INT32/binary
+//!   weight quantization.
+//! * [`blockwise`]: 4-bit group-wise weights in ORT's `MatMulNBits` layout.
+//! * [`histogram`], [`calibrate`]: streaming calibrators (MinMax, Percentile, Entropy, MSE).
+//! * [`probe`]: calibration sites, exposing intermediate tensors as outputs, batch-wise
+//!   calibrator sets.
+//! * [`layer_error`]: per-layer SQNR and cosine.
+//! * [`layer`], [`export`]: the rewrites to QDQ, dynamic INT8, `MatMulNBits` and binary graphs.
+//! * [`qat`]: quantization-aware training (fake quantization, straight-through estimator,
+//!   distillation, gradual bit reduction) in quench's own autograd.
+
+pub mod blockwise;
+mod builder;
+pub mod calibrate;
+mod error;
+pub mod export;
+pub mod histogram;
+pub mod layer;
+pub mod layer_error;
+pub mod numerics;
+pub mod probe;
 pub mod qat;
+pub mod scheme;
+
+pub use calibrate::{CalibratedRange, Calibrator};
+pub use error::QuantError;
+pub use export::quantize;
+pub use scheme::{Calibration, Precision, Scheme};
