@@ -543,12 +543,10 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
     let mut rt = runtime::open(args.runtime.into(), &args.model, args.threads)?;
     let refs: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (n.as_str(), t)).collect();
     let outputs = rt.run(&refs)?;
-    let graph_outputs = quench::onnx::load(&args.model)?.outputs;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    for (info, tensor) in graph_outputs.iter().zip(&outputs) {
-        let file_name: String = info
-            .name
+    for (name, tensor) in rt.output_names().iter().zip(&outputs) {
+        let file_name: String = name
             .chars()
             .map(|c| {
                 if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
@@ -562,7 +560,7 @@ fn cmd_run(args: RunArgs) -> Result<ExitCode> {
         quench::eval::npy::write_npy(&path, tensor)?;
         println!(
             "{} {:?} {} -> {}",
-            info.name,
+            name,
             tensor.shape(),
             tensor.dtype(),
             path.display()

@@ -42,6 +42,9 @@ pub trait Runtime {
     /// order of the graph's declared outputs.
     fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, RuntimeError>;
 
+    /// The graph's output names, in the order [`Runtime::run`] returns them.
+    fn output_names(&self) -> &[String];
+
     /// Names of the compute kernels this model runs on, for records and the UI
     /// (e.g. `f32-gemm-avx2-6x16`, `ort-cpu`).
     fn kernel_names(&self) -> Vec<String>;

@@ -15,6 +15,7 @@ use crate::tensor::Tensor;
 /// The native FP32 engine as a [`Runtime`].
 pub struct NativeRuntime {
     graph: Graph,
+    output_names: Vec<String>,
     threads: usize,
     pool: Arc<ThreadPool>,
     plans: HashMap<Vec<Vec<usize>>, Plan>,
@@ -46,6 +47,7 @@ impl NativeRuntime {
     pub fn new(graph: Graph, threads: usize) -> Result<NativeRuntime, RuntimeError> {
         let pool = thread_pool(threads).map_err(failed)?;
         Ok(NativeRuntime {
+            output_names: graph.outputs.iter().map(|o| o.name.clone()).collect(),
             graph,
             threads,
             pool,
@@ -106,6 +108,10 @@ impl NativeRuntime {
 }
 
 impl Runtime for NativeRuntime {
+    fn output_names(&self) -> &[String] {
+        &self.output_names
+    }
+
     fn footprint(&self) -> Option<super::Footprint> {
         self.current.as_ref()?;
         Some(super::Footprint {

@@ -326,11 +326,6 @@ impl OrtRuntime {
         &self.inputs
     }
 
-    /// The graph's output names, in the order [`Runtime::run`] returns them.
-    pub fn output_names(&self) -> &[String] {
-        &self.outputs
-    }
-
     /// The ONNX Runtime version running this model.
     pub fn version(&self) -> &str {
         self.version
@@ -406,6 +401,10 @@ fn from_ort(name: &str, value: &DynValue) -> Result<Tensor, RuntimeError> {
 impl Runtime for OrtRuntime {
     fn name(&self) -> &'static str {
         NAME
+    }
+
+    fn output_names(&self) -> &[String] {
+        &self.outputs
     }
 
     fn threads(&self) -> usize {
