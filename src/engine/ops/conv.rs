@@ -159,12 +159,12 @@ impl Conv {
 }
 
 /// Runs `f(plane_index, plane)` over the `plane`-sized chunks of `out`, in parallel when the
-/// current rayon pool has more than one thread.
+/// kernels may use more than one thread ([`crate::kernels::threads`]).
 pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if plane == 0 {
         return;
     }
-    if rayon::current_num_threads() > 1 && out.len() / plane > 1 {
+    if crate::kernels::threads() > 1 && out.len() / plane > 1 {
         out.par_chunks_mut(plane)
             .enumerate()
             .for_each(|(i, o)| f(i, o));
