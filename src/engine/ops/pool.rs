@@ -1,6 +1,6 @@
 //! Pooling: MaxPool, AveragePool (with or without the padding counted) and GlobalAveragePool.
 
-use super::conv::for_each_plane;
+use super::conv::{for_each_plane, taps};
 use crate::graph::shape::Window2d;
 
 /// Which reduction a window pool applies.
@@ -32,6 +32,12 @@ impl Pool {
         let (oh, ow) = (w.output[0], w.output[1]);
         let (kh, kw) = (w.kernel[0], w.kernel[1]);
         let (dy, dx) = (w.dilations[0], w.dilations[1]);
+        if self.kind == PoolKind::Max {
+            for_each_plane(out, oh * ow, |p, o| {
+                max_plane(w, &x[p * ih * iw..(p + 1) * ih * iw], o)
+            });
+            return;
+        }
         for_each_plane(out, oh * ow, |p, o| {
             let xp = &x[p * ih * iw..(p + 1) * ih * iw];
             for oy in 0..oh {
@@ -85,6 +91,42 @@ impl Pool {
                 }
             }
         });
+    }
+}
+
+/// One plane of a max pool: per output row and valid window row, each tap column is folded
+/// into the row with `max` (the interior without bounds arithmetic), padding never wins.
+fn max_plane(w: &Window2d, x: &[f32], out: &mut [f32]) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.output[0], w.output[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let (sx, dx, px) = (w.strides[1], w.dilations[1], w.pads[1]);
+    for oy in 0..oh {
+        let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
+        let orow = &mut out[oy * ow..(oy + 1) * ow];
+        orow.fill(f32::NEG_INFINITY);
+        for ky in ylo..yhi {
+            let y = (ys + (ky * w.dilations[0]) as isize) as usize;
+            let src = &x[y * iw..(y + 1) * iw];
+            for kx in 0..kw {
+                // Output columns whose tap kx lands inside the row: ox·sx + kx·dx − px ∈ [0, iw).
+                let off = kx * dx;
+                let lo = px.saturating_sub(off).div_ceil(sx).min(ow);
+                let hi = if iw + px > off {
+                    ((iw + px - off - 1) / sx + 1).min(ow).max(lo)
+                } else {
+                    lo
+                };
+                if lo == hi {
+                    continue;
+                }
+                let taps = src[lo * sx + off - px..].iter().step_by(sx);
+                orow[lo..hi]
+                    .iter_mut()
+                    .zip(taps)
+                    .for_each(|(o, &v)| *o = o.max(v));
+            }
+        }
     }
 }
 
