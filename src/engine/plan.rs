@@ -306,12 +306,12 @@ impl Plan {
                 None => by_op.push((op, t)),
             }
         }
-        by_op.sort_by(|a, b| b.1.cmp(&a.1));
+        by_op.sort_by_key(|b| std::cmp::Reverse(b.1));
         for (op, t) in by_op {
             out += &format!("  {:>9.1} µs {:>5.1}%  {op} (all)\n", per_run(t), share(t));
         }
         let mut order: Vec<usize> = (0..self.steps.len()).collect();
-        order.sort_by(|&a, &b| p.step_time[b].cmp(&p.step_time[a]));
+        order.sort_by_key(|&i| std::cmp::Reverse(p.step_time[i]));
         for i in order {
             let t = p.step_time[i];
             out += &format!(
