@@ -318,11 +318,19 @@ fn im2col(w: &Window2d, x: &[f32], c: usize, rows: &mut [f32], col: &mut [f32]) 
     let (sx, dx) = (w.strides[1], w.dilations[1]);
     let hw = oh * ow;
     let k = c * kh * kw;
+    // Stride 1 with the output as wide as the input ("same" width): consecutive output rows
+    // read consecutive input rows at the same shift, so a tap's whole valid band is one copy,
+    // after which the columns the shift wrapped around are zeroed.
+    let same_width = w.strides == [1, 1] && dx == 1 && ow == iw;
     for ch in 0..c {
         let plane = &x[ch * ih * iw..][..ih * iw];
         for ky in 0..kh {
             for kx in 0..kw {
                 let dst = &mut rows[((ch * kh + ky) * kw + kx) * hw..][..hw];
+                if same_width {
+                    shifted_band(w, plane, ky, kx, dst);
+                    continue;
+                }
                 // Output columns whose tap kx lands inside the input: ox·sx + kx·dx − pad ∈ [0, iw).
                 let off = kx * dx;
                 let lo = w.pads[1].saturating_sub(off).div_ceil(sx).min(ow);
@@ -353,6 +361,43 @@ fn im2col(w: &Window2d, x: &[f32], c: usize, rows: &mut [f32], col: &mut [f32]) 
         }
     }
     transpose2d(&rows[..k * hw], k, hw, col);
+}
+
+/// One patch row of [`im2col`] for a stride-1 window whose output is as wide as its input:
+/// `dst[oy·w + ox] = plane[(oy + ky·dy − pad_top)·w + ox + kx − pad_left]`, 0 outside the input.
+fn shifted_band(w: &Window2d, plane: &[f32], ky: usize, kx: usize, dst: &mut [f32]) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let oh = w.output[0];
+    // Output rows whose input row is inside: oy + ky·dy − pad ∈ [0, ih).
+    let dy = ky * w.dilations[0];
+    let oy0 = w.pads[0].saturating_sub(dy).min(oh);
+    let oy1 = (ih + w.pads[0]).saturating_sub(dy).clamp(oy0, oh);
+    dst[..oy0 * iw].iter_mut().for_each(|d| *d = 0.0);
+    dst[oy1 * iw..].iter_mut().for_each(|d| *d = 0.0);
+    if oy0 == oy1 {
+        return;
+    }
+    // Flat source index of dst[oy0·iw + i] is base + i, base = y0·iw + kx − pad_left.
+    let band = &mut dst[oy0 * iw..oy1 * iw];
+    let base = ((oy0 + dy - w.pads[0]) * iw + kx) as isize - w.pads[1] as isize;
+    let first = (-base).max(0) as usize;
+    let last = ((plane.len() as isize - base).max(0) as usize).min(band.len());
+    if first < last {
+        let from = (base + first as isize) as usize;
+        band[first..last].copy_from_slice(&plane[from..from + last - first]);
+    }
+    let n = band.len();
+    band[..first.min(n)].iter_mut().for_each(|d| *d = 0.0);
+    band[last.max(first).min(n)..]
+        .iter_mut()
+        .for_each(|d| *d = 0.0);
+    // Columns whose tap falls left of the input (ox + kx < pad_left) or right of it.
+    let left = w.pads[1].saturating_sub(kx).min(iw);
+    let right = (kx + iw).saturating_sub(w.pads[1] + iw).min(iw);
+    for row in band.chunks_exact_mut(iw) {
+        row[..left].iter_mut().for_each(|d| *d = 0.0);
+        row[iw - right..].iter_mut().for_each(|d| *d = 0.0);
+    }
 }
 
 avx2_twin! {
@@ -509,6 +554,10 @@ mod tests {
         let shapes = [
             ([7, 9], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
             ([4, 5], [3, 3], [3, 3], [2, 2, 2, 2], [1, 1]),
+            ([5, 6], [1, 4], [1, 1], [0, 1, 0, 2], [1, 1]),
+            ([4, 7], [2, 3], [1, 1], [1, 0, 0, 2], [2, 1]),
+            ([3, 5], [5, 5], [1, 1], [2, 2, 2, 2], [1, 1]),
+            ([2, 3], [5, 3], [1, 1], [3, 1, 3, 1], [1, 1]),
             ([6, 3], [2, 5], [1, 2], [0, 3, 1, 0], [1, 1]),
             ([13, 17], [5, 5], [2, 2], [2, 2, 2, 2], [1, 1]),
             ([11, 23], [3, 3], [2, 1], [1, 0, 1, 2], [1, 2]),

@@ -33,8 +33,21 @@ impl Pool {
         let (kh, kw) = (w.kernel[0], w.kernel[1]);
         let (dy, dx) = (w.dilations[0], w.dilations[1]);
         if self.kind == PoolKind::Max {
+            // The 2×2, stride-2 window without padding whose windows all lie inside the input
+            // (the common case) takes a loop with no tap arithmetic at all.
+            let plain_2x2 = w.kernel == [2, 2]
+                && w.strides == [2, 2]
+                && w.dilations == [1, 1]
+                && w.pads == [0; 4]
+                && 2 * oh <= ih
+                && 2 * ow <= iw;
             for_each_plane(out, oh * ow, |p, o| {
-                max_plane(w, &x[p * ih * iw..(p + 1) * ih * iw], o)
+                let xp = &x[p * ih * iw..(p + 1) * ih * iw];
+                if plain_2x2 {
+                    max_plane_2x2(iw, xp, ow, o);
+                } else {
+                    max_plane(w, xp, o);
+                }
             });
             return;
         }
@@ -91,6 +104,21 @@ impl Pool {
                 }
             }
         });
+    }
+}
+
+/// One plane of a 2×2, stride-2 max pool whose windows all lie inside the `iw`-wide input.
+fn max_plane_2x2(iw: usize, x: &[f32], ow: usize, out: &mut [f32]) {
+    for (oy, orow) in out.chunks_exact_mut(ow).enumerate() {
+        let r0 = &x[2 * oy * iw..][..2 * ow];
+        let r1 = &x[(2 * oy + 1) * iw..][..2 * ow];
+        for ((o, a), b) in orow
+            .iter_mut()
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+        {
+            *o = a[0].max(a[1]).max(b[0].max(b[1]));
+        }
     }
 }
 
@@ -154,6 +182,72 @@ fn plane_sum(plane: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reference_max(w: &Window2d, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![f32::NEG_INFINITY; w.output[0] * w.output[1]];
+        for (i, o) in out.iter_mut().enumerate() {
+            let (oy, ox) = (i / w.output[1], i % w.output[1]);
+            for ky in 0..w.kernel[0] {
+                for kx in 0..w.kernel[1] {
+                    let y = (oy * w.strides[0] + ky * w.dilations[0]) as isize - w.pads[0] as isize;
+                    let xx =
+                        (ox * w.strides[1] + kx * w.dilations[1]) as isize - w.pads[1] as isize;
+                    if (0..w.input[0] as isize).contains(&y)
+                        && (0..w.input[1] as isize).contains(&xx)
+                    {
+                        *o = o.max(x[y as usize * w.input[1] + xx as usize]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn max_pool_paths_match_the_window_definition_on_odd_shapes() {
+        let cases: [(
+            [usize; 2],
+            [usize; 2],
+            [usize; 2],
+            [usize; 4],
+            [usize; 2],
+            [usize; 2],
+        ); 4] = [
+            ([7, 9], [2, 2], [2, 2], [0; 4], [1, 1], [3, 4]),
+            ([8, 6], [2, 2], [2, 2], [0; 4], [1, 1], [4, 3]),
+            ([7, 9], [3, 2], [2, 1], [1, 0, 1, 1], [1, 2], [4, 8]),
+            ([5, 5], [2, 2], [2, 2], [0, 0, 1, 1], [1, 1], [3, 3]),
+        ];
+        for (input, kernel, strides, pads, dilations, output) in cases {
+            let w = Window2d {
+                kernel,
+                strides,
+                dilations,
+                pads,
+                input,
+                output,
+            };
+            let planes = 3;
+            let x: Vec<f32> = (0..planes * input[0] * input[1])
+                .map(|i| ((i * 53) % 17) as f32 - 8.0)
+                .collect();
+            let pool = Pool {
+                window: w.clone(),
+                kind: PoolKind::Max,
+            };
+            let mut out = vec![0.0; planes * output[0] * output[1]];
+            pool.run(&x, &mut out);
+            let plane = input[0] * input[1];
+            for p in 0..planes {
+                let want = reference_max(&w, &x[p * plane..(p + 1) * plane]);
+                assert_eq!(
+                    &out[p * want.len()..(p + 1) * want.len()],
+                    &want[..],
+                    "{w:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn global_average_matches_a_plain_mean_on_odd_planes() {
