@@ -205,28 +205,22 @@ mod tests {
 
     #[test]
     fn max_pool_paths_match_the_window_definition_on_odd_shapes() {
-        let cases: [(
-            [usize; 2],
-            [usize; 2],
-            [usize; 2],
-            [usize; 4],
-            [usize; 2],
-            [usize; 2],
-        ); 4] = [
-            ([7, 9], [2, 2], [2, 2], [0; 4], [1, 1], [3, 4]),
-            ([8, 6], [2, 2], [2, 2], [0; 4], [1, 1], [4, 3]),
-            ([7, 9], [3, 2], [2, 1], [1, 0, 1, 1], [1, 2], [4, 8]),
-            ([5, 5], [2, 2], [2, 2], [0, 0, 1, 1], [1, 1], [3, 3]),
+        let win = |input, kernel, strides, pads, dilations, output| Window2d {
+            kernel,
+            strides,
+            dilations,
+            pads,
+            input,
+            output,
+        };
+        let cases = [
+            win([7, 9], [2, 2], [2, 2], [0; 4], [1, 1], [3, 4]),
+            win([8, 6], [2, 2], [2, 2], [0; 4], [1, 1], [4, 3]),
+            win([7, 9], [3, 2], [2, 1], [1, 0, 1, 1], [1, 2], [4, 8]),
+            win([5, 5], [2, 2], [2, 2], [0, 0, 1, 1], [1, 1], [3, 3]),
         ];
-        for (input, kernel, strides, pads, dilations, output) in cases {
-            let w = Window2d {
-                kernel,
-                strides,
-                dilations,
-                pads,
-                input,
-                output,
-            };
+        for w in cases {
+            let (input, output) = (w.input, w.output);
             let planes = 3;
             let x: Vec<f32> = (0..planes * input[0] * input[1])
                 .map(|i| ((i * 53) % 17) as f32 - 8.0)
