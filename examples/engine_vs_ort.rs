@@ -14,7 +14,9 @@
 //! preprocessed as the manifest says.
 //!
 //! Run: `cargo run --release --example engine_vs_ort [ROUNDS] [MODEL...]` (default 30 rounds,
-//! all three models; `QUENCH_PROFILE_OPS=1` adds the native per-step time table on exit).
+//! all three models; `QUENCH_PROFILE_OPS=1` adds the native per-step time table on exit). ONNX
+//! Runtime is found as `quench::runtime::ort` finds it: run from the project folder (its
+//! `.venv`), or set `ORT_DYLIB_PATH`.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
