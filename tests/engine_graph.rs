@@ -636,7 +636,7 @@ fn native_runtime_replans_per_batch_and_reports() {
         rt.kernel_names(),
         vec![quench::kernels::f32::gemm_kernel_name()]
     );
-    // K = 3 rows of one 16-column panel (N = 2 zero-padded).
+    // K = 3 rows of one 16-column panel.
     assert_eq!(rt.packed_weight_bytes(), 3 * 16 * 4);
     let x2 = t(&[2, 3], vec![1.0, 2.0, 3.0, -1.0, -2.0, -3.0]);
     let y = rt.run(&[("x", &x2)]).unwrap();

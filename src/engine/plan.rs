@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use rayon::ThreadPool;
 
@@ -64,6 +65,8 @@ enum Loc {
 #[derive(Debug)]
 struct Step {
     kernel: Kernel,
+    /// `op_type name` of the node, for the step profile.
+    label: String,
     ins: Vec<Src>,
     out_off: usize,
     out_len: usize,
@@ -93,6 +96,20 @@ pub struct Plan {
     outputs: Vec<Output>,
     kernel_names: Vec<String>,
     packed_bytes: usize,
+    /// Per-step time summed over runs, when `QUENCH_PROFILE_OPS=1`.
+    profile: Option<Profile>,
+}
+
+/// Time spent in each step over all runs of a plan.
+#[derive(Debug, Clone)]
+struct Profile {
+    runs: usize,
+    step_time: Vec<Duration>,
+}
+
+/// True when `QUENCH_PROFILE_OPS=1`: plans then time every step and print the table on drop.
+fn profiling_wanted() -> bool {
+    std::env::var("QUENCH_PROFILE_OPS").is_ok_and(|v| v == "1")
 }
 
 impl std::fmt::Debug for Plan {
@@ -179,12 +196,17 @@ impl Plan {
             consts,
             arena,
             scratch,
+            profile,
             ..
         } = self;
         let order: &[usize] = input_order;
         let input = |i: usize| inputs[order[i]].1.as_f32().unwrap_or(&[]);
-        let mut body = || {
-            for step in steps.iter() {
+        let body = || {
+            if let Some(p) = profile.as_mut() {
+                p.runs += 1;
+            }
+            for (si, step) in steps.iter().enumerate() {
+                let started = profile.is_some().then(Instant::now);
                 let (lo, rest) = arena.split_at_mut(step.out_off);
                 let (out, hi) = rest.split_at_mut(step.out_len);
                 let hi_start = step.out_off + step.out_len;
@@ -207,14 +229,16 @@ impl Plan {
                     let ins: Vec<&[f32]> = step.ins.iter().map(resolve).collect();
                     step.kernel.run(&ins, out, scratch);
                 }
+                if let (Some(p), Some(t)) = (profile.as_mut(), started) {
+                    p.step_time[si] += t.elapsed();
+                }
             }
         };
-        // Handing the run to a pool thread costs a wake-up (tens of µs on a busy machine). When
-        // one thread is wanted and the calling context already counts as one thread (inside a
-        // one-thread pool, or a one-thread global pool), the kernels see the same thread count
-        // inline, so run there.
-        if pool.current_num_threads() == 1 && rayon::current_num_threads() == 1 {
-            body();
+        // A one-thread plan runs on the calling thread with the kernels kept serial: handing it
+        // to its one-thread pool would cost a thread wake-up (tens of µs) per run, and running
+        // it inline in the caller's pool would let the kernels split over that pool's threads.
+        if pool.current_num_threads() == 1 {
+            crate::kernels::serial(body);
         } else {
             pool.install(body);
         }
@@ -262,14 +286,63 @@ impl Plan {
         self.steps.len()
     }
 
+    /// The per-step time table (`QUENCH_PROFILE_OPS=1` only): mean time per run of every step,
+    /// its share of the total, and a total per operator type, slowest first.
+    pub fn profile_report(&self) -> Option<String> {
+        let p = self.profile.as_ref().filter(|p| p.runs > 0)?;
+        let total: Duration = p.step_time.iter().sum();
+        let per_run = |d: Duration| d.as_secs_f64() * 1e6 / p.runs as f64;
+        let share = |d: Duration| 100.0 * d.as_secs_f64() / total.as_secs_f64().max(1e-12);
+        let mut out = format!(
+            "step profile over {} runs: {:.1} µs per run\n",
+            p.runs,
+            per_run(total)
+        );
+        let mut by_op: Vec<(&str, Duration)> = Vec::new();
+        for (step, &t) in self.steps.iter().zip(&p.step_time) {
+            let op = step.label.split(' ').next().unwrap_or("");
+            match by_op.iter_mut().find(|(o, _)| *o == op) {
+                Some((_, d)) => *d += t,
+                None => by_op.push((op, t)),
+            }
+        }
+        by_op.sort_by_key(|b| std::cmp::Reverse(b.1));
+        for (op, t) in by_op {
+            out += &format!("  {:>9.1} µs {:>5.1}%  {op} (all)\n", per_run(t), share(t));
+        }
+        let mut order: Vec<usize> = (0..self.steps.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(p.step_time[i]));
+        for i in order {
+            let t = p.step_time[i];
+            out += &format!(
+                "  {:>9.1} µs {:>5.1}%  #{i} {} [{}]\n",
+                per_run(t),
+                share(t),
+                self.steps[i].label,
+                self.steps[i].kernel.kernel_name()
+            );
+        }
+        Some(out)
+    }
+
     /// Threads of the pool the plan runs on.
     pub fn threads(&self) -> usize {
         self.pool.current_num_threads()
     }
 }
 
+impl Drop for Plan {
+    /// Prints the step profile to stderr when `QUENCH_PROFILE_OPS=1` asked for it.
+    fn drop(&mut self) {
+        if let Some(report) = self.profile_report() {
+            eprintln!("{report}");
+        }
+    }
+}
+
 struct PendingStep {
     kernel: Kernel,
+    label: String,
     ins: Vec<Loc>,
     out: usize,
 }
@@ -424,6 +497,7 @@ impl<'g> Builder<'g> {
             let out = self.vals.len() - 1;
             self.loc.insert(out_name, Loc::Val(out));
             self.steps.push(PendingStep {
+                label: format!("{} {}", node.op_type, node.name),
                 kernel,
                 ins: in_locs,
                 out,
@@ -466,10 +540,11 @@ impl<'g> Builder<'g> {
             .max()
             .unwrap_or(0);
         let packed_bytes = self.steps.iter().map(|s| s.kernel.packed_bytes()).sum();
-        let steps = self
+        let steps: Vec<Step> = self
             .steps
             .into_iter()
             .map(|s| Step {
+                label: s.label,
                 ins: s.ins.iter().map(|&l| src(l)).collect(),
                 out_off: offsets[s.out],
                 out_len: self.vals[s.out].0,
@@ -480,6 +555,7 @@ impl<'g> Builder<'g> {
             .into_iter()
             .map(|(l, shape)| Output { src: src(l), shape })
             .collect();
+        let step_count = steps.len();
         let inputs: Vec<(String, Vec<usize>)> = g
             .inputs
             .iter()
@@ -504,6 +580,10 @@ impl<'g> Builder<'g> {
             outputs,
             kernel_names,
             packed_bytes,
+            profile: profiling_wanted().then(|| Profile {
+                runs: 0,
+                step_time: vec![Duration::ZERO; step_count],
+            }),
         })
     }
 }

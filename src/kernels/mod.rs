@@ -6,8 +6,8 @@
 //! can rule the SIMD code out when results look wrong.
 //!
 //! Kernels never choose a thread count: callers run them inside a rayon pool of the size they
-//! want, and a kernel splits its output tiles over `rayon::current_num_threads()` workers, running
-//! serially (no rayon overhead) when that is 1.
+//! want, or inside [`serial`], and a kernel splits its output tiles over [`threads`] workers,
+//! running serially (no rayon overhead) when that is 1.
 
 #[cfg(target_arch = "aarch64")]
 mod arm;
@@ -17,7 +17,38 @@ pub mod i8;
 mod par;
 pub mod q4;
 
+use std::cell::Cell;
 use std::sync::OnceLock;
+
+thread_local! {
+    /// Set while [`serial`] runs on this thread.
+    static SERIAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` on the calling thread with every kernel it calls kept serial ([`threads`] is 1),
+/// whatever rayon pool the caller is in. A one-thread plan runs this way: from a plain
+/// `fn main` rayon's global pool has one thread per core, and handing the run to a one-thread
+/// pool instead would cost a thread wake-up (tens of µs) per run.
+pub fn serial<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SERIAL.with(|s| s.set(self.0));
+        }
+    }
+    let _restore = Restore(SERIAL.with(|s| s.replace(true)));
+    f()
+}
+
+/// Workers a kernel may split its work over here: 1 inside [`serial`], otherwise the size of
+/// the current rayon pool.
+pub fn threads() -> usize {
+    if SERIAL.with(Cell::get) {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
 
 /// The instruction-set family the kernels were dispatched to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -84,4 +115,26 @@ fn detect() -> Isa {
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 fn detect() -> Isa {
     Isa::Scalar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serial_scope_forces_one_thread_and_restores() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            assert_eq!(threads(), 3);
+            serial(|| {
+                assert_eq!(threads(), 1);
+                serial(|| assert_eq!(threads(), 1));
+                assert_eq!(threads(), 1);
+            });
+            assert_eq!(threads(), 3);
+        });
+    }
 }

@@ -58,7 +58,8 @@ impl Conv {
         }
     }
 
-    /// Floats of scratch the kernel needs (im2col matrix plus the GEMM's channel-last output).
+    /// Floats of scratch the kernel needs: the im2col matrix, then one region holding first the
+    /// patch rows (before the GEMM) and then the GEMM's channel-last output.
     pub fn scratch_len(&self) -> usize {
         match &self.kind {
             ConvKind::Depthwise { .. } => 0,
@@ -66,7 +67,7 @@ impl Conv {
                 let hw = self.p.window.output[0] * self.p.window.output[1];
                 let k =
                     self.p.cin / self.p.group * self.p.window.kernel[0] * self.p.window.kernel[1];
-                hw * k + hw * self.p.cout / self.p.group
+                hw * k + (hw * k).max(hw * self.p.cout / self.p.group)
             }
         }
     }
@@ -128,16 +129,16 @@ impl Conv {
         let cout_g = self.p.cout / self.p.group;
         let k = cin_g * w.kernel[0] * w.kernel[1];
         let in_plane = w.input[0] * w.input[1];
-        let (col, cl) = scratch.split_at_mut(hw * k);
-        let cl = &mut cl[..hw * cout_g];
+        let (col, rest) = scratch.split_at_mut(hw * k);
         for n in 0..self.p.batch {
             for (g, pb) in packed.iter().enumerate() {
                 let xg = &x[(n * self.p.cin + g * cin_g) * in_plane..][..cin_g * in_plane];
                 if pointwise {
                     transpose2d(xg, cin_g, hw, col);
                 } else {
-                    im2col(w, xg, cin_g, col);
+                    im2col(w, xg, cin_g, &mut rest[..hw * k], col);
                 }
+                let cl = &mut rest[..hw * cout_g];
                 let bias = self.bias.as_ref().map(|b| &b[g * cout_g..(g + 1) * cout_g]);
                 gemm(
                     hw,
@@ -159,12 +160,12 @@ impl Conv {
 }
 
 /// Runs `f(plane_index, plane)` over the `plane`-sized chunks of `out`, in parallel when the
-/// current rayon pool has more than one thread.
+/// kernels may use more than one thread ([`crate::kernels::threads`]).
 pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
     if plane == 0 {
         return;
     }
-    if rayon::current_num_threads() > 1 && out.len() / plane > 1 {
+    if crate::kernels::threads() > 1 && out.len() / plane > 1 {
         out.par_chunks_mut(plane)
             .enumerate()
             .for_each(|(i, o)| f(i, o));
@@ -278,7 +279,7 @@ fn transpose2d_avx2(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 
 /// Range of kernel taps `[lo, hi)` that land inside `[0, size)` for output position `o`.
 #[inline(always)]
-fn taps(
+pub(super) fn taps(
     o: usize,
     stride: usize,
     pad: usize,
@@ -306,41 +307,96 @@ fn taps(
     (lo, hi, start)
 }
 
-avx2_twin! {
-    /// Writes the patch matrix [Hout·Wout × C·kh·kw] of the `c`-channel input `x` into `col`.
-    fn im2col(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) => im2col_portable
-}
-
-#[inline(always)]
-fn im2col_portable(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) {
+/// Writes the patch matrix [Hout·Wout × C·kh·kw] of the `c`-channel input `x` into `col`,
+/// going through `rows` ([C·kh·kw × Hout·Wout], as long as `col`): each patch row there is a
+/// run of shifted copies of input rows, then one blocked transpose turns it around. Writing
+/// `col` directly would store 1–kw values at a time.
+fn im2col(w: &Window2d, x: &[f32], c: usize, rows: &mut [f32], col: &mut [f32]) {
     let (ih, iw) = (w.input[0], w.input[1]);
     let (oh, ow) = (w.output[0], w.output[1]);
     let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let (sx, dx) = (w.strides[1], w.dilations[1]);
+    let hw = oh * ow;
     let k = c * kh * kw;
-    for oy in 0..oh {
-        let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
-        for ox in 0..ow {
-            let (xlo, xhi, xs) = taps(ox, w.strides[1], w.pads[1], w.dilations[1], kw, iw);
-            let row = &mut col[(oy * ow + ox) * k..][..k];
-            for ch in 0..c {
-                let plane = &x[ch * ih * iw..][..ih * iw];
-                let dst = &mut row[ch * kh * kw..][..kh * kw];
-                for ky in 0..kh {
-                    let drow = &mut dst[ky * kw..][..kw];
-                    if ky < ylo || ky >= yhi || xlo >= xhi {
+    // Stride 1 with the output as wide as the input ("same" width): consecutive output rows
+    // read consecutive input rows at the same shift, so a tap's whole valid band is one copy,
+    // after which the columns the shift wrapped around are zeroed.
+    let same_width = w.strides == [1, 1] && dx == 1 && ow == iw;
+    for ch in 0..c {
+        let plane = &x[ch * ih * iw..][..ih * iw];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let dst = &mut rows[((ch * kh + ky) * kw + kx) * hw..][..hw];
+                if same_width {
+                    shifted_band(w, plane, ky, kx, dst);
+                    continue;
+                }
+                // Output columns whose tap kx lands inside the input: ox·sx + kx·dx − pad ∈ [0, iw).
+                let off = kx * dx;
+                let lo = w.pads[1].saturating_sub(off).div_ceil(sx).min(ow);
+                let hi = if iw + w.pads[1] > off {
+                    ((iw + w.pads[1] - off - 1) / sx + 1).min(ow).max(lo)
+                } else {
+                    lo
+                };
+                for oy in 0..oh {
+                    let drow = &mut dst[oy * ow..][..ow];
+                    let y = (oy * w.strides[0] + ky * w.dilations[0]).wrapping_sub(w.pads[0]);
+                    if y >= ih || lo == hi {
                         drow.fill(0.0);
                         continue;
                     }
-                    let y = (ys + (ky * w.dilations[0]) as isize) as usize;
-                    let srow = &plane[y * iw..][..iw];
-                    drow[..xlo].fill(0.0);
-                    drow[xhi..].fill(0.0);
-                    for (kx, d) in drow.iter_mut().enumerate().take(xhi).skip(xlo) {
-                        *d = srow[(xs + (kx * w.dilations[1]) as isize) as usize];
+                    drow[..lo].fill(0.0);
+                    drow[hi..].fill(0.0);
+                    let start = lo * sx + off - w.pads[1];
+                    let src = &plane[y * iw..][..iw];
+                    if sx == 1 {
+                        drow[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
+                    } else {
+                        let taps = src[start..].iter().step_by(sx);
+                        drow[lo..hi].iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
                     }
                 }
             }
         }
+    }
+    transpose2d(&rows[..k * hw], k, hw, col);
+}
+
+/// One patch row of [`im2col`] for a stride-1 window whose output is as wide as its input:
+/// `dst[oy·w + ox] = plane[(oy + ky·dy − pad_top)·w + ox + kx − pad_left]`, 0 outside the input.
+fn shifted_band(w: &Window2d, plane: &[f32], ky: usize, kx: usize, dst: &mut [f32]) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let oh = w.output[0];
+    // Output rows whose input row is inside: oy + ky·dy − pad ∈ [0, ih).
+    let dy = ky * w.dilations[0];
+    let oy0 = w.pads[0].saturating_sub(dy).min(oh);
+    let oy1 = (ih + w.pads[0]).saturating_sub(dy).clamp(oy0, oh);
+    dst[..oy0 * iw].iter_mut().for_each(|d| *d = 0.0);
+    dst[oy1 * iw..].iter_mut().for_each(|d| *d = 0.0);
+    if oy0 == oy1 {
+        return;
+    }
+    // Flat source index of dst[oy0·iw + i] is base + i, base = y0·iw + kx − pad_left.
+    let band = &mut dst[oy0 * iw..oy1 * iw];
+    let base = ((oy0 + dy - w.pads[0]) * iw + kx) as isize - w.pads[1] as isize;
+    let first = (-base).max(0) as usize;
+    let last = ((plane.len() as isize - base).max(0) as usize).min(band.len());
+    if first < last {
+        let from = (base + first as isize) as usize;
+        band[first..last].copy_from_slice(&plane[from..from + last - first]);
+    }
+    let n = band.len();
+    band[..first.min(n)].iter_mut().for_each(|d| *d = 0.0);
+    band[last.max(first).min(n)..]
+        .iter_mut()
+        .for_each(|d| *d = 0.0);
+    // Columns whose tap falls left of the input (ox + kx < pad_left) or right of it.
+    let left = w.pads[1].saturating_sub(kx).min(iw);
+    let right = (kx + iw).saturating_sub(w.pads[1] + iw).min(iw);
+    for row in band.chunks_exact_mut(iw) {
+        row[..left].iter_mut().for_each(|d| *d = 0.0);
+        row[iw - right..].iter_mut().for_each(|d| *d = 0.0);
     }
 }
 
@@ -397,7 +453,8 @@ pub fn depthwise_plane_portable(
             for (ox, o) in orow.iter_mut().enumerate().take(x_first) {
                 edge(w, krow, srow, ox, o);
             }
-            for (kx, &kv) in krow.iter().enumerate() {
+            // (Skipped when no column is interior: the source offsets below would underflow.)
+            for (kx, &kv) in krow.iter().enumerate().filter(|_| x_first < x_end) {
                 let base = kx * dx;
                 let dst = &mut orow[x_first..x_end];
                 if sx == 1 {
@@ -459,10 +516,49 @@ mod tests {
         Window2d::resolve(&node, input, kernel).unwrap()
     }
 
+    /// The patch matrix computed element by element: what [`im2col`] is tested against.
+    fn im2col_reference(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) {
+        let (ih, iw) = (w.input[0], w.input[1]);
+        let (oh, ow) = (w.output[0], w.output[1]);
+        let (kh, kw) = (w.kernel[0], w.kernel[1]);
+        let k = c * kh * kw;
+        for oy in 0..oh {
+            let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
+            for ox in 0..ow {
+                let (xlo, xhi, xs) = taps(ox, w.strides[1], w.pads[1], w.dilations[1], kw, iw);
+                let row = &mut col[(oy * ow + ox) * k..][..k];
+                for ch in 0..c {
+                    let plane = &x[ch * ih * iw..][..ih * iw];
+                    let dst = &mut row[ch * kh * kw..][..kh * kw];
+                    for ky in 0..kh {
+                        let drow = &mut dst[ky * kw..][..kw];
+                        if ky < ylo || ky >= yhi || xlo >= xhi {
+                            drow.fill(0.0);
+                            continue;
+                        }
+                        let y = (ys + (ky * w.dilations[0]) as isize) as usize;
+                        let srow = &plane[y * iw..][..iw];
+                        drow[..xlo].fill(0.0);
+                        drow[xhi..].fill(0.0);
+                        for (kx, d) in drow.iter_mut().enumerate().take(xhi).skip(xlo) {
+                            *d = srow[(xs + (kx * w.dilations[1]) as isize) as usize];
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn dispatched_kernels_match_their_portable_twins() {
         let shapes = [
             ([7, 9], [3, 3], [1, 1], [1, 1, 1, 1], [1, 1]),
+            ([4, 5], [3, 3], [3, 3], [2, 2, 2, 2], [1, 1]),
+            ([5, 6], [1, 4], [1, 1], [0, 1, 0, 2], [1, 1]),
+            ([4, 7], [2, 3], [1, 1], [1, 0, 0, 2], [2, 1]),
+            ([3, 5], [5, 5], [1, 1], [2, 2, 2, 2], [1, 1]),
+            ([2, 3], [5, 3], [1, 1], [3, 1, 3, 1], [1, 1]),
+            ([6, 3], [2, 5], [1, 2], [0, 3, 1, 0], [1, 1]),
             ([13, 17], [5, 5], [2, 2], [2, 2, 2, 2], [1, 1]),
             ([11, 23], [3, 3], [2, 1], [1, 0, 1, 2], [1, 2]),
             ([5, 6], [3, 1], [1, 3], [0, 0, 0, 0], [2, 1]),
@@ -488,8 +584,9 @@ mod tests {
             let xc = rand(c * input[0] * input[1], i as u64 + 3);
             let kk = c * kernel[0] * kernel[1];
             let (mut a, mut b) = (vec![0.0; n * kk], vec![1.0; n * kk]);
-            im2col(&w, &xc, c, &mut a);
-            im2col_portable(&w, &xc, c, &mut b);
+            let mut rows = vec![2.0; n * kk];
+            im2col(&w, &xc, c, &mut rows, &mut a);
+            im2col_reference(&w, &xc, c, &mut b);
             assert_eq!(a, b);
         }
         for (rows, cols) in [(1, 1), (8, 8), (9, 17), (16, 3), (31, 40)] {

@@ -1,6 +1,6 @@
 //! Pooling: MaxPool, AveragePool (with or without the padding counted) and GlobalAveragePool.
 
-use super::conv::for_each_plane;
+use super::conv::{for_each_plane, taps};
 use crate::graph::shape::Window2d;
 
 /// Which reduction a window pool applies.
@@ -32,6 +32,25 @@ impl Pool {
         let (oh, ow) = (w.output[0], w.output[1]);
         let (kh, kw) = (w.kernel[0], w.kernel[1]);
         let (dy, dx) = (w.dilations[0], w.dilations[1]);
+        if self.kind == PoolKind::Max {
+            // The 2×2, stride-2 window without padding whose windows all lie inside the input
+            // (the common case) takes a loop with no tap arithmetic at all.
+            let plain_2x2 = w.kernel == [2, 2]
+                && w.strides == [2, 2]
+                && w.dilations == [1, 1]
+                && w.pads == [0; 4]
+                && 2 * oh <= ih
+                && 2 * ow <= iw;
+            for_each_plane(out, oh * ow, |p, o| {
+                let xp = &x[p * ih * iw..(p + 1) * ih * iw];
+                if plain_2x2 {
+                    max_plane_2x2(iw, xp, ow, o);
+                } else {
+                    max_plane(w, xp, o);
+                }
+            });
+            return;
+        }
         for_each_plane(out, oh * ow, |p, o| {
             let xp = &x[p * ih * iw..(p + 1) * ih * iw];
             for oy in 0..oh {
@@ -88,9 +107,158 @@ impl Pool {
     }
 }
 
+/// One plane of a 2×2, stride-2 max pool whose windows all lie inside the `iw`-wide input.
+fn max_plane_2x2(iw: usize, x: &[f32], ow: usize, out: &mut [f32]) {
+    for (oy, orow) in out.chunks_exact_mut(ow).enumerate() {
+        let r0 = &x[2 * oy * iw..][..2 * ow];
+        let r1 = &x[(2 * oy + 1) * iw..][..2 * ow];
+        for ((o, a), b) in orow
+            .iter_mut()
+            .zip(r0.chunks_exact(2))
+            .zip(r1.chunks_exact(2))
+        {
+            *o = a[0].max(a[1]).max(b[0].max(b[1]));
+        }
+    }
+}
+
+/// One plane of a max pool: per output row and valid window row, each tap column is folded
+/// into the row with `max` (the interior without bounds arithmetic), padding never wins.
+fn max_plane(w: &Window2d, x: &[f32], out: &mut [f32]) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.output[0], w.output[1]);
+    let (kh, kw) = (w.kernel[0], w.kernel[1]);
+    let (sx, dx, px) = (w.strides[1], w.dilations[1], w.pads[1]);
+    for oy in 0..oh {
+        let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
+        let orow = &mut out[oy * ow..(oy + 1) * ow];
+        orow.fill(f32::NEG_INFINITY);
+        for ky in ylo..yhi {
+            let y = (ys + (ky * w.dilations[0]) as isize) as usize;
+            let src = &x[y * iw..(y + 1) * iw];
+            for kx in 0..kw {
+                // Output columns whose tap kx lands inside the row: ox·sx + kx·dx − px ∈ [0, iw).
+                let off = kx * dx;
+                let lo = px.saturating_sub(off).div_ceil(sx).min(ow);
+                let hi = if iw + px > off {
+                    ((iw + px - off - 1) / sx + 1).min(ow).max(lo)
+                } else {
+                    lo
+                };
+                if lo == hi {
+                    continue;
+                }
+                let taps = src[lo * sx + off - px..].iter().step_by(sx);
+                orow[lo..hi]
+                    .iter_mut()
+                    .zip(taps)
+                    .for_each(|(o, &v)| *o = o.max(v));
+            }
+        }
+    }
+}
+
 /// Mean of each `size`-element plane of `x`.
 pub fn global_average(x: &[f32], size: usize, out: &mut [f32]) {
     for (o, plane) in out.iter_mut().zip(x.chunks(size.max(1))) {
-        *o = plane.iter().sum::<f32>() / size.max(1) as f32;
+        *o = plane_sum(plane) / size.max(1) as f32;
+    }
+}
+
+/// Sum of a plane in eight interleaved partial sums (one SIMD register's worth), so the adds
+/// do not wait on each other: a single running sum would take one add latency per element.
+fn plane_sum(plane: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let chunks = plane.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference_max(w: &Window2d, x: &[f32]) -> Vec<f32> {
+        let mut out = vec![f32::NEG_INFINITY; w.output[0] * w.output[1]];
+        for (i, o) in out.iter_mut().enumerate() {
+            let (oy, ox) = (i / w.output[1], i % w.output[1]);
+            for ky in 0..w.kernel[0] {
+                for kx in 0..w.kernel[1] {
+                    let y = (oy * w.strides[0] + ky * w.dilations[0]) as isize - w.pads[0] as isize;
+                    let xx =
+                        (ox * w.strides[1] + kx * w.dilations[1]) as isize - w.pads[1] as isize;
+                    if (0..w.input[0] as isize).contains(&y)
+                        && (0..w.input[1] as isize).contains(&xx)
+                    {
+                        *o = o.max(x[y as usize * w.input[1] + xx as usize]);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn max_pool_paths_match_the_window_definition_on_odd_shapes() {
+        let win = |input, kernel, strides, pads, dilations, output| Window2d {
+            kernel,
+            strides,
+            dilations,
+            pads,
+            input,
+            output,
+        };
+        let cases = [
+            win([7, 9], [2, 2], [2, 2], [0; 4], [1, 1], [3, 4]),
+            win([8, 6], [2, 2], [2, 2], [0; 4], [1, 1], [4, 3]),
+            win([7, 9], [3, 2], [2, 1], [1, 0, 1, 1], [1, 2], [4, 8]),
+            win([5, 5], [2, 2], [2, 2], [0, 0, 1, 1], [1, 1], [3, 3]),
+        ];
+        for w in cases {
+            let (input, output) = (w.input, w.output);
+            let planes = 3;
+            let x: Vec<f32> = (0..planes * input[0] * input[1])
+                .map(|i| ((i * 53) % 17) as f32 - 8.0)
+                .collect();
+            let pool = Pool {
+                window: w.clone(),
+                kind: PoolKind::Max,
+            };
+            let mut out = vec![0.0; planes * output[0] * output[1]];
+            pool.run(&x, &mut out);
+            let plane = input[0] * input[1];
+            for p in 0..planes {
+                let want = reference_max(&w, &x[p * plane..(p + 1) * plane]);
+                assert_eq!(
+                    &out[p * want.len()..(p + 1) * want.len()],
+                    &want[..],
+                    "{w:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn global_average_matches_a_plain_mean_on_odd_planes() {
+        for size in [1, 7, 8, 9, 31, 288] {
+            let x: Vec<f32> = (0..3 * size)
+                .map(|i| ((i * 37) % 11) as f32 - 5.0)
+                .collect();
+            let mut out = vec![0.0; 3];
+            global_average(&x, size, &mut out);
+            for (c, &o) in out.iter().enumerate() {
+                let want = x[c * size..(c + 1) * size]
+                    .iter()
+                    .map(|&v| f64::from(v))
+                    .sum::<f64>()
+                    / size as f64;
+                assert!((f64::from(o) - want).abs() <= 1e-5, "{size}: {o} vs {want}");
+            }
+        }
     }
 }

@@ -16,7 +16,7 @@
 //! `m <= 6` does not block K: each panel is streamed once over the whole K (for `m == 1`, GEMV,
 //! by the 1-row micro-kernel with four interleaved accumulator sets).
 //!
-//! Tasks run on rayon when `rayon::current_num_threads() > 1`; the plan then makes at least as
+//! Tasks run on rayon when [`crate::kernels::threads`] is more than 1; the plan then makes at least as
 //! many tasks as threads, cutting M when it is tall enough and N panels otherwise.
 
 use super::packed::{PackedB, NR};
@@ -222,7 +222,7 @@ pub(super) fn gemm(
     ldc: usize,
 ) {
     let threads = if m.saturating_mul(b.n()).saturating_mul(b.k()) >= PARALLEL_MIN_MACS {
-        rayon::current_num_threads()
+        crate::kernels::threads()
     } else {
         1
     };

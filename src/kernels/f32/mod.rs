@@ -66,7 +66,7 @@ pub struct Epilogue<'a> {
 /// `C[m×N] = act(A[m×K] · B + bias)`, A row-major with row stride `lda`, C with row stride `ldc`.
 ///
 /// Runs the kernel [`gemm_kernel_name`] names, splitting the work over
-/// `rayon::current_num_threads()` workers when that is more than one.
+/// [`crate::kernels::threads`] workers when that is more than one.
 ///
 /// # Panics
 /// On caller bugs, checked up front before any kernel runs so that the unsafe SIMD code never
