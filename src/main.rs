@@ -602,6 +602,7 @@ fn cmd_repeat(args: RepeatArgs) -> Result<ExitCode> {
         "p50",
         "p90",
         "CI95",
+        "CPU share",
         "noisy",
         "p50 / first",
     ]);
@@ -613,6 +614,8 @@ fn cmd_repeat(args: RepeatArgs) -> Result<ExitCode> {
             quench::report::table::duration_ms(s.p50),
             quench::report::table::duration_ms(s.p90),
             format!("±{:.1}%", s.ci_half_width * 100.0),
+            r.cpu_share
+                .map_or("-".into(), |c| format!("{:.0}%", c * 100.0)),
             if s.noisy { "yes".into() } else { "no".into() },
             format!("{ratio:.3}"),
         ]);
