@@ -183,7 +183,7 @@ pub fn records(records: &[Record]) -> String {
     }
     if any_noisy {
         out.push_str(
-            "~ noisy: the timing spread says the machine was busy; repeat before trusting it\n",
+            "~ noisy: the timing spread, or a loop that got under 90% of a core, says the machine was busy; repeat before trusting it\n",
         );
     }
     for s in sources {
