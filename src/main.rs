@@ -802,8 +802,13 @@ fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {
     );
     println!("native: {}", s.native);
     println!(
-        "per-layer error vs FP32 ({} calibration samples, errors accumulate):",
-        s.layer_samples
+        "per-layer error vs FP32 ({} calibration samples, errors accumulate{}):",
+        s.layer_samples,
+        if s.qat.is_some() {
+            "; includes the drift of the trained weights"
+        } else {
+            ""
+        }
     );
     let mut table = quench::report::table::Table::new([
         "layer",

@@ -139,3 +139,39 @@ fn json_summary_of_int4_parses() {
     assert!(layers[2]["sqnr_db"].as_f64().unwrap() > 20.0);
     assert!(out_path.is_file());
 }
+
+#[test]
+fn binary_qat_beats_binary_ptq_and_reports_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |method: &str| {
+        let path = dir.path().join(format!("cnn-binary-{method}.onnx"));
+        let out = quench(&[
+            MODEL,
+            "--precision",
+            "binary",
+            "--method",
+            method,
+            "--calib-samples",
+            "2000",
+            "--limit",
+            "1000",
+            "-o",
+            path.to_str().unwrap(),
+        ]);
+        let stdout = text(&out.stdout);
+        assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+        assert!(path.is_file());
+        (
+            percent_after(&stdout, "test (1000 samples", "quantized"),
+            text(&out.stderr),
+        )
+    };
+    let (ptq, _) = run("static");
+    let (qat, progress) = run("qat");
+    assert!(
+        progress.contains("qat: 2000 samples") && progress.contains("qat: epoch 0 done"),
+        "{progress}"
+    );
+    // Measured: PTQ 92.9%, one QAT epoch on 2,000 calibration images 96.9% (full test split).
+    assert!(qat >= 95.0 && qat > ptq + 1.0, "qat {qat}% vs ptq {ptq}%");
+}

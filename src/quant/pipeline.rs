@@ -250,8 +250,9 @@ pub struct TestResults {
     pub kl: f64,
 }
 
-/// One quantizable layer's output in the quantized model against FP32 (errors accumulate:
-/// the layer sees its quantized predecessors' outputs).
+/// One quantizable layer's output in the quantized model against the original FP32 model
+/// (errors accumulate: the layer sees its quantized predecessors' outputs; after QAT they also
+/// include the fine-tuned weights' departure from the FP32 ones).
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerReport {
     /// Node name.
@@ -712,4 +713,68 @@ pub fn run(
         qat: qat_summary,
         native: NATIVE_NOTE,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(precision: Target, method: Option<Method>) -> QuantizeConfig {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        QuantizeConfig {
+            model: root.join("assets/models/mnist-cnn.onnx"),
+            manifest: Manifest::load(&root.join("assets/models/mnist-cnn.toml")).unwrap(),
+            precision,
+            method,
+            calibrator: None,
+            per_tensor: false,
+            group: None,
+            calib_samples: None,
+            epochs: None,
+            limit: None,
+            out: PathBuf::from("unused.onnx"),
+        }
+    }
+
+    #[test]
+    fn check_allows_each_precisions_methods_only() {
+        for p in [Target::Int8, Target::Int4, Target::Binary] {
+            assert_eq!(config(p, None).check().unwrap(), p.default_method());
+            for m in [
+                Method::Dynamic,
+                Method::Static,
+                Method::WeightOnly,
+                Method::Qat,
+            ] {
+                let r = config(p, Some(m)).check();
+                assert_eq!(r.is_ok(), p.methods().contains(&m), "{p:?} {m:?}");
+            }
+        }
+        let mut c = config(Target::Int8, Some(Method::Qat));
+        c.calibrator = Some(CalibratorKind::Entropy);
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains("QAT learns its ranges"), "{err}");
+        c.calibrator = None;
+        c.epochs = Some(0);
+        assert!(c.check().is_err());
+        let mut c = config(Target::Binary, None);
+        c.per_tensor = true;
+        assert!(c.check().is_err());
+        let mut c = config(Target::Binary, None);
+        c.calibrator = Some(CalibratorKind::Percentile);
+        assert!(c.check().is_ok());
+        let mut c = config(Target::Int8, Some(Method::Dynamic));
+        c.epochs = Some(2);
+        assert!(c.check().unwrap_err().to_string().contains("--epochs"));
+    }
+
+    #[test]
+    fn default_output_names_precision_and_method() {
+        let p = default_output(
+            Path::new("models/mnist-cnn.onnx"),
+            Target::Int4,
+            Method::WeightOnly,
+        );
+        assert_eq!(p, PathBuf::from("mnist-cnn.int4-weight-only.onnx"));
+    }
 }
