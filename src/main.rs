@@ -225,7 +225,7 @@ struct QuantizeArgs {
     /// Activation range rule of --method static (default minmax).
     #[arg(long, value_enum)]
     calibrator: Option<CalibratorArg>,
-    /// One INT8 weight scale per tensor instead of per output channel.
+    /// One INT8 weight scale per tensor instead of per output channel (int8 static).
     #[arg(long)]
     per_tensor: bool,
     /// 4-bit group size: 32 (default), 64 or 128.

@@ -366,11 +366,11 @@ impl QuantizeConfig {
                 }
             ));
         }
-        if self.per_tensor && (p != Target::Int8 || method == Method::Dynamic) {
+        if self.per_tensor && (p != Target::Int8 || method != Method::Static) {
             return bad(format!(
-                "--per-tensor applies only to --precision int8 --method static or qat (dynamic \
-                 INT8 weights are already per tensor, binary α and 4-bit groups are not \
-                 tensor-wide); not to {} {}",
+                "--per-tensor applies only to --precision int8 --method static (dynamic INT8 \
+                 weights are already per tensor, QAT trains per-channel scales, binary α and \
+                 4-bit groups are not tensor-wide); not to {} {}",
                 p.name(),
                 method.name()
             ));
@@ -758,6 +758,9 @@ mod tests {
         c.epochs = Some(0);
         assert!(c.check().is_err());
         let mut c = config(Target::Binary, None);
+        c.per_tensor = true;
+        assert!(c.check().is_err());
+        let mut c = config(Target::Int8, Some(Method::Qat));
         c.per_tensor = true;
         assert!(c.check().is_err());
         let mut c = config(Target::Binary, None);
