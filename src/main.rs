@@ -41,6 +41,9 @@ enum Command {
     /// Time the same cell several times in a row and print the ratio of the medians: how much
     /// two measurements of one thing differ on this machine right now.
     Repeat(RepeatArgs),
+    /// Quantize a model (calibrating or training on its calibration split), write it, and print
+    /// size, test accuracy on ONNX Runtime, agreement with FP32 and per-layer error.
+    Quantize(Box<QuantizeArgs>),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -205,6 +208,69 @@ struct RepeatArgs {
     seconds: f64,
 }
 
+#[derive(Args)]
+struct QuantizeArgs {
+    /// The FP32 .onnx model (with a manifest beside it, or --manifest).
+    model: PathBuf,
+    /// Manifest giving the model's data (default: the .toml beside the model).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Target precision of Conv/Gemm/MatMul layers.
+    #[arg(long, value_enum)]
+    precision: QuantPrecisionArg,
+    /// int8: static (default), dynamic, qat; int4: weight-only (default), qat; binary: static
+    /// (default, INT8 activations), qat.
+    #[arg(long, value_enum)]
+    method: Option<QuantMethodArg>,
+    /// Activation range rule of --method static (default minmax).
+    #[arg(long, value_enum)]
+    calibrator: Option<CalibratorArg>,
+    /// One INT8 weight scale per tensor instead of per output channel (int8 static).
+    #[arg(long)]
+    per_tensor: bool,
+    /// 4-bit group size: 32 (default), 64 or 128.
+    #[arg(long)]
+    group: Option<usize>,
+    /// Calibration samples (default 1000), or QAT training samples (default: the whole split).
+    #[arg(long)]
+    calib_samples: Option<usize>,
+    /// QAT epochs (default 1).
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// Evaluate on the first N test samples only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Output model (default: <model stem>.<precision>-<method>.onnx here).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QuantPrecisionArg {
+    Int8,
+    Int4,
+    Binary,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum QuantMethodArg {
+    Dynamic,
+    Static,
+    WeightOnly,
+    Qat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CalibratorArg {
+    Minmax,
+    Percentile,
+    Entropy,
+    Mse,
+}
+
 fn parse_dims(text: &str) -> Result<Vec<usize>, String> {
     text.split(['x', ','])
         .map(|d| {
@@ -237,6 +303,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => cmd_eval(*args),
         Command::Run(args) => cmd_run(args),
         Command::Repeat(args) => cmd_repeat(args),
+        Command::Quantize(args) => cmd_quantize(*args),
     };
     match result {
         Ok(code) => code,
@@ -626,6 +693,142 @@ fn cmd_repeat(args: RepeatArgs) -> Result<ExitCode> {
         args.threads,
         args.batch
     );
+    print!("{}", table.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {
+    use quench::quant::pipeline::{self as qp, CalibratorKind, Method as M, Target};
+    use quench::quant::qat::QatEvent;
+    let manifest = match &args.manifest {
+        Some(path) => Manifest::load(path)?,
+        None => manifest_beside(&args.model)?.ok_or_else(|| {
+            anyhow!(
+                "{}: no manifest beside the model; give --manifest FILE",
+                args.model.display()
+            )
+        })?,
+    };
+    let precision = match args.precision {
+        QuantPrecisionArg::Int8 => Target::Int8,
+        QuantPrecisionArg::Int4 => Target::Int4,
+        QuantPrecisionArg::Binary => Target::Binary,
+    };
+    let method = args.method.map(|m| match m {
+        QuantMethodArg::Dynamic => M::Dynamic,
+        QuantMethodArg::Static => M::Static,
+        QuantMethodArg::WeightOnly => M::WeightOnly,
+        QuantMethodArg::Qat => M::Qat,
+    });
+    let out = args.out.clone().unwrap_or_else(|| {
+        qp::default_output(
+            &args.model,
+            precision,
+            method.unwrap_or(precision.default_method()),
+        )
+    });
+    let config = qp::QuantizeConfig {
+        model: args.model.clone(),
+        manifest,
+        precision,
+        method,
+        calibrator: args.calibrator.map(|c| match c {
+            CalibratorArg::Minmax => CalibratorKind::MinMax,
+            CalibratorArg::Percentile => CalibratorKind::Percentile,
+            CalibratorArg::Entropy => CalibratorKind::Entropy,
+            CalibratorArg::Mse => CalibratorKind::Mse,
+        }),
+        per_tensor: args.per_tensor,
+        group: args.group,
+        calib_samples: args.calib_samples,
+        epochs: args.epochs,
+        limit: args.limit,
+        out,
+    };
+    let s = qp::run(&config, &mut |e| match e {
+        QatEvent::Started {
+            total_steps,
+            samples,
+            parameters,
+            ..
+        } => eprintln!("qat: {samples} samples, {total_steps} steps, {parameters} parameters"),
+        QatEvent::Step(r) if r.step % 50 == 0 => eprintln!(
+            "qat: step {} epoch {} loss {:.4} lr {:.2e}",
+            r.step, r.epoch, r.loss, r.lr
+        ),
+        QatEvent::Epoch {
+            epoch,
+            loss,
+            accuracy,
+            elapsed,
+        } => eprintln!(
+            "qat: epoch {epoch} done: loss {loss:.4}, train accuracy {}, {:.1} s",
+            accuracy.map_or("-".into(), |a| format!("{:.2}%", a * 100.0)),
+            elapsed.as_secs_f64()
+        ),
+        _ => {}
+    })?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&s)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let pct = |a: Option<f64>| a.map_or("-".into(), |a| format!("{:.2}%", a * 100.0));
+    println!(
+        "{} -> {} ({} {})",
+        s.model.display(),
+        s.output.display(),
+        s.precision.name(),
+        s.method.name()
+    );
+    println!("ranges: {}", s.ranges);
+    if let Some(q) = &s.qat {
+        println!(
+            "qat: {} samples, {} epoch(s), {} steps, {:.1} s",
+            q.samples, q.epochs, q.steps, q.seconds
+        );
+    }
+    println!(
+        "size: {} -> {} bytes ({:.2}x smaller)",
+        s.size.fp32_bytes,
+        s.size.quantized_bytes,
+        s.size.fp32_bytes as f64 / s.size.quantized_bytes.max(1) as f64
+    );
+    println!(
+        "test ({} samples, ONNX Runtime): fp32 {}, quantized {}; top-1 agreement {:.2}%, KL {:.2e} nats",
+        s.test.samples,
+        pct(s.test.fp32_accuracy),
+        pct(s.test.quantized_accuracy),
+        s.test.top1_agreement * 100.0,
+        s.test.kl
+    );
+    println!("native: {}", s.native);
+    println!(
+        "per-layer error vs FP32 ({} calibration samples, errors accumulate{}):",
+        s.layer_samples,
+        if s.qat.is_some() {
+            "; includes the drift of the trained weights"
+        } else {
+            ""
+        }
+    );
+    let mut table = quench::report::table::Table::new([
+        "layer",
+        "op",
+        "precision",
+        "tensor",
+        "SQNR dB",
+        "cosine",
+    ]);
+    for l in &s.layers {
+        table.row([
+            l.layer.clone(),
+            l.op_type.clone(),
+            l.precision.clone(),
+            l.tensor.clone(),
+            format!("{:.1}", l.sqnr_db),
+            format!("{:.5}", l.cosine),
+        ]);
+    }
     print!("{}", table.render());
     Ok(ExitCode::SUCCESS)
 }

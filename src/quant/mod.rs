@@ -11,6 +11,7 @@
 //!   calibrator sets.
 //! * [`layer_error`]: per-layer SQNR and cosine.
 //! * [`layer`], [`export`]: the rewrites to QDQ, dynamic INT8, `MatMulNBits` and binary graphs.
+//! * [`pipeline`]: the whole `quench quantize` job (ranges, export, measurements) as one call.
 //! * [`qat`]: quantization-aware training (fake quantization, straight-through estimator,
 //!   distillation, gradual bit reduction) in quench's own autograd.
 
@@ -23,6 +24,7 @@ pub mod histogram;
 pub mod layer;
 pub mod layer_error;
 pub mod numerics;
+pub mod pipeline;
 pub mod probe;
 pub mod qat;
 pub mod scheme;

@@ -1,0 +1,783 @@
+//! The whole `quench quantize` job as one call: check the requested precision and method, find
+//! activation ranges (calibration on the manifest's calibration split through ONNX Runtime, or
+//! quantization-aware training on it), export, write the model, and measure what changed: file
+//! size, test accuracy of FP32 and quantized on ORT, top-1 agreement and KL against FP32, and
+//! each quantizable layer's output error on a few calibration samples. The result is a serde
+//! [`QuantizeSummary`], so the command line only prints it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::eval::metrics::{self, MetricError};
+use crate::eval::{evaluate, output_index, DataError, Dataset, EvalError, Manifest};
+use crate::graph::Graph;
+use crate::quant::layer::{is_quantizable, quantized_output};
+use crate::quant::layer_error::layer_error;
+use crate::quant::probe::{calibration_sites, expose, Calibrators};
+use crate::quant::qat::{self, BitSchedule, QatConfig, QatError, QatEvent, WeightBits};
+use crate::quant::scheme::{ActQuant, ActType, BinaryActs, Int8Mode, Precision, DEFAULT_BINS};
+use crate::quant::{CalibratedRange, Calibration, QuantError, Scheme};
+use crate::runtime::ort::{OrtOptions, OrtRuntime};
+use crate::runtime::{Runtime, RuntimeError};
+use crate::tensor::Tensor;
+
+/// Calibration samples used when none are asked for (post-training quantization).
+pub const DEFAULT_CALIB_SAMPLES: usize = 1000;
+/// Calibration samples the per-layer errors are measured on.
+pub const LAYER_SAMPLES: usize = 100;
+/// What is said about running the quantized model on quench's own engine.
+pub const NATIVE_NOTE: &str = "not yet (the engine runs FP32 graphs only)";
+/// Batch size of the ORT passes.
+const BATCH: usize = 100;
+
+/// Target precision of the quantizable layers (Conv, Gemm, MatMul).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// 8-bit weights and activations.
+    Int8,
+    /// 4-bit weights in groups (ORT `MatMulNBits`), FP32 activations.
+    Int4,
+    /// Binary weights `sign(W)·α` with INT8 activations.
+    Binary,
+}
+
+/// How the quantization parameters are found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// Activation scales computed per run (INT8 only).
+    Dynamic,
+    /// Activation ranges calibrated once and stored in the model.
+    Static,
+    /// Weights only, activations stay FP32 (4-bit).
+    WeightOnly,
+    /// Quantization-aware training, then a static export with the trained ranges.
+    Qat,
+}
+
+/// The histogram or min/max rule for static activation ranges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibratorKind {
+    /// Smallest and largest value.
+    MinMax,
+    /// The central 99.99% of a histogram.
+    Percentile,
+    /// The KL-optimal clipping threshold (TensorRT's).
+    Entropy,
+    /// The squared-error-optimal clipping threshold.
+    Mse,
+}
+
+impl CalibratorKind {
+    /// Lowercase name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            CalibratorKind::MinMax => "minmax",
+            CalibratorKind::Percentile => "percentile",
+            CalibratorKind::Entropy => "entropy",
+            CalibratorKind::Mse => "mse",
+        }
+    }
+
+    /// The calibration with quench's default parameters.
+    pub fn calibration(self) -> Calibration {
+        match self {
+            CalibratorKind::MinMax => Calibration::MinMax,
+            CalibratorKind::Percentile => Calibration::Percentile {
+                percentile: 99.99,
+                num_bins: DEFAULT_BINS,
+            },
+            CalibratorKind::Entropy => Calibration::Entropy {
+                num_bins: DEFAULT_BINS,
+                num_quantized_bins: 128,
+            },
+            CalibratorKind::Mse => Calibration::Mse {
+                num_bins: DEFAULT_BINS,
+            },
+        }
+    }
+}
+
+impl Target {
+    /// Lowercase name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Int8 => "int8",
+            Target::Int4 => "int4",
+            Target::Binary => "binary",
+        }
+    }
+
+    /// The methods this precision takes.
+    pub fn methods(self) -> &'static [Method] {
+        match self {
+            Target::Int8 => &[Method::Static, Method::Dynamic, Method::Qat],
+            Target::Int4 => &[Method::WeightOnly, Method::Qat],
+            Target::Binary => &[Method::Static, Method::Qat],
+        }
+    }
+
+    /// The method used when none is asked for.
+    pub fn default_method(self) -> Method {
+        self.methods()[0]
+    }
+
+    fn weight_bits(self) -> WeightBits {
+        match self {
+            Target::Int8 => WeightBits::Int8,
+            Target::Int4 => WeightBits::Int4,
+            Target::Binary => WeightBits::Binary,
+        }
+    }
+}
+
+impl Method {
+    /// Lowercase name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Dynamic => "dynamic",
+            Method::Static => "static",
+            Method::WeightOnly => "weight-only",
+            Method::Qat => "qat",
+        }
+    }
+}
+
+/// Everything `quench quantize` is told.
+#[derive(Debug, Clone)]
+pub struct QuantizeConfig {
+    /// The FP32 model.
+    pub model: PathBuf,
+    /// Its manifest (data, preprocessing, scored output).
+    pub manifest: Manifest,
+    /// Target precision.
+    pub precision: Target,
+    /// Method; `None`: the precision's default ([`Target::default_method`]).
+    pub method: Option<Method>,
+    /// Static range rule; `None`: MinMax where one applies.
+    pub calibrator: Option<CalibratorKind>,
+    /// One INT8 weight scale per tensor instead of per output channel.
+    pub per_tensor: bool,
+    /// 4-bit group size; `None`: 32.
+    pub group: Option<usize>,
+    /// Calibration samples (PTQ; default [`DEFAULT_CALIB_SAMPLES`]) or training samples (QAT;
+    /// default the whole calibration split).
+    pub calib_samples: Option<usize>,
+    /// QAT epochs; `None`: 1.
+    pub epochs: Option<usize>,
+    /// Evaluate on the first `limit` test samples only.
+    pub limit: Option<usize>,
+    /// Where the quantized model is written.
+    pub out: PathBuf,
+}
+
+/// Why `quench quantize` stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A precision/method/option combination that does not exist.
+    #[error("{0}")]
+    Invalid(String),
+    /// The manifest has no calibration split to calibrate or train on.
+    #[error(
+        "{0}: the manifest has no [data.calibration] split (calibration never uses the test split)"
+    )]
+    NoCalibration(String),
+    /// Quantization failed.
+    #[error(transparent)]
+    Quant(#[from] QuantError),
+    /// Training failed.
+    #[error(transparent)]
+    Qat(#[from] QatError),
+    /// Data could not be read.
+    #[error(transparent)]
+    Data(#[from] DataError),
+    /// An evaluation pass failed.
+    #[error(transparent)]
+    Eval(#[from] EvalError),
+    /// ONNX Runtime failed.
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    /// A model could not be read or written.
+    #[error(transparent)]
+    Onnx(#[from] crate::onnx::OnnxError),
+    /// Outputs could not be compared.
+    #[error(transparent)]
+    Metric(#[from] MetricError),
+    /// A file's size could not be read.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A layer's output is missing from the quantized graph, so it cannot be compared.
+    #[error("layer `{layer}`: its output `{tensor}` is not in the quantized graph")]
+    LostTensor {
+        /// Node name.
+        layer: String,
+        /// The tensor.
+        tensor: String,
+    },
+}
+
+/// File sizes in bytes.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Sizes {
+    /// The FP32 model file.
+    pub fp32_bytes: u64,
+    /// The quantized model file.
+    pub quantized_bytes: u64,
+}
+
+/// Test-split results on ONNX Runtime.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResults {
+    /// Samples scored.
+    pub samples: usize,
+    /// FP32 top-1 accuracy (with labels).
+    pub fp32_accuracy: Option<f64>,
+    /// Quantized top-1 accuracy (with labels).
+    pub quantized_accuracy: Option<f64>,
+    /// Fraction of samples whose top-1 class is FP32's.
+    pub top1_agreement: f64,
+    /// Mean KL(FP32 ‖ quantized) of the output distributions, nats.
+    pub kl: f64,
+}
+
+/// One quantizable layer's output in the quantized model against the original FP32 model
+/// (errors accumulate: the layer sees its quantized predecessors' outputs; after QAT they also
+/// include the fine-tuned weights' departure from the FP32 ones).
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerReport {
+    /// Node name.
+    pub layer: String,
+    /// Operator.
+    pub op_type: String,
+    /// What the export made of it.
+    pub precision: String,
+    /// The compared tensor (the layer output as the next layer reads it, after a sole Relu).
+    pub tensor: String,
+    /// SQNR in dB (`null` in JSON when identical).
+    pub sqnr_db: f64,
+    /// Cosine similarity.
+    pub cosine: f64,
+}
+
+/// What the training of `--method qat` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct QatSummary {
+    /// Training samples (calibration split).
+    pub samples: usize,
+    /// Epochs run.
+    pub epochs: usize,
+    /// Optimisation steps run.
+    pub steps: usize,
+    /// Mean loss of the last epoch.
+    pub last_epoch_loss: Option<f32>,
+    /// Training accuracy of the last epoch (fake-quantized forward).
+    pub last_epoch_accuracy: Option<f32>,
+    /// Training time in seconds.
+    pub seconds: f64,
+}
+
+/// Everything `quench quantize` found.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuantizeSummary {
+    /// The FP32 model.
+    pub model: PathBuf,
+    /// The written quantized model.
+    pub output: PathBuf,
+    /// Target precision.
+    pub precision: Target,
+    /// Method used.
+    pub method: Method,
+    /// The scheme exported (also in the model's `quench.scheme` metadata).
+    pub scheme: Scheme,
+    /// Where activation ranges came from, in words.
+    pub ranges: String,
+    /// Calibration-split samples used (for ranges or training; 0 when none were needed).
+    pub calibration_samples: usize,
+    /// File sizes.
+    pub size: Sizes,
+    /// Test split on ORT.
+    pub test: TestResults,
+    /// Calibration samples the layer errors are measured on.
+    pub layer_samples: usize,
+    /// Every quantizable layer.
+    pub layers: Vec<LayerReport>,
+    /// Training, with `--method qat`.
+    pub qat: Option<QatSummary>,
+    /// Quench's own engine on the quantized model.
+    pub native: &'static str,
+}
+
+/// `<model stem>.<precision>-<method>.onnx`, in the current directory.
+pub fn default_output(model: &Path, precision: Target, method: Method) -> PathBuf {
+    let stem = model
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from(format!(
+        "{stem}.{}-{}.onnx",
+        precision.name(),
+        method.name()
+    ))
+}
+
+fn names(methods: &[Method]) -> String {
+    methods
+        .iter()
+        .map(|m| m.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl QuantizeConfig {
+    /// The method to use, after checking every option against the precision and method.
+    pub fn check(&self) -> Result<Method, PipelineError> {
+        let p = self.precision;
+        let bad = |m: String| Err(PipelineError::Invalid(m));
+        let method = self.method.unwrap_or(p.default_method());
+        if !p.methods().contains(&method) {
+            return bad(format!(
+                "--precision {} does not take --method {}; it takes --method {}",
+                p.name(),
+                method.name(),
+                names(p.methods())
+            ));
+        }
+        let static_ptq = method == Method::Static;
+        if let (Some(c), false) = (self.calibrator, static_ptq) {
+            return bad(format!(
+                "--calibrator {} applies only to --method static (int8 or binary); {} {} \
+                 has no calibrated ranges{}",
+                c.name(),
+                p.name(),
+                method.name(),
+                if method == Method::Qat {
+                    " (QAT learns its ranges in training)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        if self.per_tensor && (p != Target::Int8 || method != Method::Static) {
+            return bad(format!(
+                "--per-tensor applies only to --precision int8 --method static (dynamic INT8 \
+                 weights are already per tensor, QAT trains per-channel scales, binary α and \
+                 4-bit groups are not tensor-wide); not to {} {}",
+                p.name(),
+                method.name()
+            ));
+        }
+        match self.group {
+            Some(g) if p != Target::Int4 => {
+                return bad(format!(
+                    "--group {g} applies only to --precision int4, not {}",
+                    p.name()
+                ))
+            }
+            Some(g) if ![32, 64, 128].contains(&g) => {
+                return bad(format!(
+                    "--group {g}: allowed group sizes are 32, 64 and 128"
+                ))
+            }
+            _ => {}
+        }
+        if self.epochs.is_some() && method != Method::Qat {
+            return bad(format!(
+                "--epochs applies only to --method qat, not {}",
+                method.name()
+            ));
+        }
+        if self.epochs == Some(0) || self.calib_samples == Some(0) || self.limit == Some(0) {
+            return bad("--epochs, --calib-samples and --limit must be at least 1".into());
+        }
+        Ok(method)
+    }
+
+    /// The scheme a post-training run exports, or a QAT run exports after training.
+    fn scheme(&self, method: Method) -> Scheme {
+        let calibration = self
+            .calibrator
+            .unwrap_or(CalibratorKind::MinMax)
+            .calibration();
+        let group = self.group.unwrap_or(32);
+        match (self.precision, method) {
+            (Target::Int8, Method::Dynamic) => Scheme::int8_dynamic(),
+            (Target::Int8, _) => Scheme::int8_static(!self.per_tensor, calibration),
+            (Target::Int4, _) => Scheme::int4(group, false),
+            (Target::Binary, _) => Scheme::uniform(Precision::Binary {
+                activations: BinaryActs::Int8 {
+                    activations: ActQuant {
+                        dtype: ActType::U8,
+                        symmetric: false,
+                    },
+                    calibration,
+                },
+            }),
+        }
+    }
+
+    fn calibration_split(&self) -> Result<&crate::eval::manifest::Split, PipelineError> {
+        self.manifest
+            .data
+            .calibration
+            .as_ref()
+            .ok_or_else(|| PipelineError::NoCalibration(self.manifest.model.name.clone()))
+    }
+}
+
+fn ort_options() -> OrtOptions {
+    OrtOptions {
+        spin: false,
+        ..OrtOptions::new(1)
+    }
+}
+
+fn session(graph: &Graph) -> Result<OrtRuntime, PipelineError> {
+    let bytes = crate::onnx::to_bytes(graph)?;
+    Ok(OrtRuntime::from_bytes(&bytes, &ort_options())?)
+}
+
+/// Runs `graph` with `tensors` exposed over `batches` of `data` and hands each exposed tensor's
+/// batch value to `observe`.
+fn probe(
+    graph: &Graph,
+    tensors: &[String],
+    data: &Dataset,
+    samples: usize,
+    observe: &mut dyn FnMut(&str, Tensor) -> Result<(), PipelineError>,
+) -> Result<(), PipelineError> {
+    let mut rt = session(&expose(graph, tensors)?)?;
+    let names = rt.output_names().to_vec();
+    let mut start = 0;
+    while start < samples.min(data.len()) {
+        let end = (start + BATCH).min(samples).min(data.len());
+        let batch = data.batch(start..end)?;
+        let outs = rt.run(&[(data.input_name(), &batch)])?;
+        for (name, value) in names.iter().zip(outs) {
+            if tensors.contains(name) {
+                observe(name, value)?;
+            }
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Calibrated ranges of every site `scheme` needs, from ORT running the FP32 graph over the
+/// first `samples` of `data`.
+fn calibrate(
+    graph: &Graph,
+    scheme: &Scheme,
+    data: &Dataset,
+    samples: usize,
+) -> Result<BTreeMap<String, CalibratedRange>, PipelineError> {
+    let sites = calibration_sites(graph, scheme)?;
+    let mut cals = Calibrators::new(&sites)?;
+    if !sites.is_empty() {
+        let tensors: Vec<String> = sites.iter().map(|s| s.tensor.clone()).collect();
+        probe(graph, &tensors, data, samples, &mut |name, value| {
+            Ok(cals.observe(name, &value)?)
+        })?;
+    }
+    Ok(cals.ranges()?)
+}
+
+/// What the export makes of `node` under `scheme` (as [`crate::quant::quantize`] decides).
+fn applied(scheme: &Scheme, node: &crate::graph::Node) -> &'static str {
+    let (precision, explicit) = scheme.resolve(&node.name, &node.op_type);
+    match precision {
+        Precision::Fp32 => "fp32",
+        Precision::Int4 { .. } if node.op_type == "Conv" && !explicit => {
+            "fp32 (ORT has no 4-bit Conv)"
+        }
+        Precision::Int4 { .. } => "int4",
+        Precision::Int8 {
+            mode: Int8Mode::Static { .. },
+            ..
+        } => "int8 static",
+        Precision::Int8 { .. } => "int8 dynamic",
+        Precision::Binary { .. } => "binary",
+    }
+}
+
+/// SQNR and cosine of every quantizable layer's output, quantized against FP32, over the first
+/// `samples` of `data`.
+fn layer_errors(
+    fp32: &Graph,
+    quantized: &Graph,
+    scheme: &Scheme,
+    data: &Dataset,
+    samples: usize,
+) -> Result<Vec<LayerReport>, PipelineError> {
+    let produced = |g: &Graph, t: &str| g.nodes.iter().any(|n| n.outputs.iter().any(|o| o == t));
+    let mut layers = Vec::new();
+    for node in fp32.nodes.iter().filter(|n| is_quantizable(n)) {
+        let Some(tensor) = quantized_output(fp32, node) else {
+            continue;
+        };
+        if !produced(quantized, tensor) {
+            return Err(PipelineError::LostTensor {
+                layer: node.name.clone(),
+                tensor: tensor.to_string(),
+            });
+        }
+        layers.push((node, tensor.to_string()));
+    }
+    let tensors: Vec<String> = layers.iter().map(|(_, t)| t.clone()).collect();
+    let gather = |g: &Graph| -> Result<BTreeMap<String, Vec<Tensor>>, PipelineError> {
+        let mut got: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
+        probe(g, &tensors, data, samples, &mut |name, value| {
+            got.entry(name.to_string()).or_default().push(value);
+            Ok(())
+        })?;
+        Ok(got)
+    };
+    let (a, b) = (gather(fp32)?, gather(quantized)?);
+    let join = |parts: Option<&Vec<Tensor>>| -> Result<Tensor, PipelineError> {
+        let parts = parts.map(Vec::as_slice).unwrap_or_default();
+        let mut shape = parts
+            .first()
+            .map(|t| t.shape().to_vec())
+            .unwrap_or_default();
+        let mut values = Vec::new();
+        for p in parts {
+            values.extend_from_slice(p.as_f32().map_err(MetricError::from)?);
+        }
+        if let Some(rows) = shape.first_mut() {
+            *rows = parts
+                .iter()
+                .map(|p| p.shape().first().copied().unwrap_or(0))
+                .sum();
+        }
+        Ok(Tensor::from_f32(shape, values).map_err(MetricError::from)?)
+    };
+    layers
+        .into_iter()
+        .map(|(node, tensor)| {
+            let e = layer_error(&join(a.get(&tensor))?, &join(b.get(&tensor))?)?;
+            Ok(LayerReport {
+                layer: node.name.clone(),
+                op_type: node.op_type.clone(),
+                precision: applied(scheme, node).to_string(),
+                tensor,
+                sqnr_db: e.sqnr_db,
+                cosine: e.cosine,
+            })
+        })
+        .collect()
+}
+
+fn file_size(path: &Path) -> Result<u64, PipelineError> {
+    std::fs::metadata(path)
+        .map(|m| m.len())
+        .map_err(|source| PipelineError::Io {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// Test-split accuracy of the model at `path` on ORT, and its scored outputs.
+fn test_pass(
+    path: &Path,
+    manifest: &Manifest,
+    test: &Dataset,
+) -> Result<crate::eval::EvalResult, PipelineError> {
+    let mut rt = OrtRuntime::from_file(path, &ort_options())?;
+    let out = output_index(&manifest.output, rt.output_names())?;
+    Ok(evaluate(&mut rt, test, BATCH, out)?)
+}
+
+/// Ranges for a static export from QAT's EMA ranges, widened to include 0 as training did.
+fn qat_ranges(ranges: &BTreeMap<String, (f32, f32)>) -> BTreeMap<String, CalibratedRange> {
+    ranges
+        .iter()
+        .map(|(k, &(min, max))| {
+            (
+                k.clone(),
+                CalibratedRange {
+                    min: min.min(0.0),
+                    max: max.max(0.0),
+                },
+            )
+        })
+        .collect()
+}
+
+/// Quantizes `config.model` as configured, writes `config.out`, and measures the result.
+/// `on_qat` receives training progress with `--method qat`.
+pub fn run(
+    config: &QuantizeConfig,
+    on_qat: &mut dyn FnMut(&QatEvent),
+) -> Result<QuantizeSummary, PipelineError> {
+    let method = config.check()?;
+    let graph = crate::onnx::load(&config.model)?;
+    let split = config.calibration_split()?;
+    let input = &config.manifest.input;
+    let scheme = config.scheme(method);
+    let (exported_from, ranges, ranges_note, calib_used, data, qat_summary) =
+        if method == Method::Qat {
+            let data = Dataset::load(split, input, config.calib_samples)?;
+            let qat_config = QatConfig {
+                epochs: config.epochs.unwrap_or(1),
+                bits: BitSchedule::constant(config.precision.weight_bits()),
+                output: config.manifest.output.name.clone(),
+                ..QatConfig::default()
+            };
+            let started = Instant::now();
+            let mut last_epoch = None;
+            let result = qat::train(&graph, &data, &qat_config, |e| {
+                if let QatEvent::Epoch { loss, accuracy, .. } = &e {
+                    last_epoch = Some((*loss, *accuracy));
+                }
+                on_qat(&e);
+            })?;
+            let summary = QatSummary {
+                samples: data.len(),
+                epochs: qat_config.epochs,
+                steps: result.history.len(),
+                last_epoch_loss: last_epoch.map(|l| l.0),
+                last_epoch_accuracy: last_epoch.and_then(|l| l.1),
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            let note = match config.precision {
+                Target::Int4 => {
+                    "none (4-bit is weight-only; QAT's int4 weights re-quantized in groups)"
+                }
+                _ => "QAT's EMA ranges from training",
+            };
+            let n = data.len();
+            (
+                result.graph,
+                qat_ranges(&result.activation_ranges),
+                note.to_string(),
+                n,
+                data,
+                Some(summary),
+            )
+        } else {
+            let n = config.calib_samples.unwrap_or(DEFAULT_CALIB_SAMPLES);
+            let data = Dataset::load(split, input, Some(n.max(LAYER_SAMPLES)))?;
+            let used = if calibration_sites(&graph, &scheme)?.is_empty() {
+                0
+            } else {
+                n.min(data.len())
+            };
+            let ranges = calibrate(&graph, &scheme, &data, used)?;
+            let note = match used {
+                0 => "none needed".to_string(),
+                _ => format!(
+                    "{} calibration on {used} calibration samples",
+                    config.calibrator.unwrap_or(CalibratorKind::MinMax).name()
+                ),
+            };
+            (graph.clone(), ranges, note, used, data, None)
+        };
+    let quantized = crate::quant::quantize(&exported_from, &scheme, &ranges)?;
+    crate::onnx::save(&quantized, &config.out)?;
+    let size = Sizes {
+        fp32_bytes: file_size(&config.model)?,
+        quantized_bytes: file_size(&config.out)?,
+    };
+    let test = Dataset::load(&config.manifest.data.test, input, config.limit)?;
+    let fp32 = test_pass(&config.model, &config.manifest, &test)?;
+    let q = test_pass(&config.out, &config.manifest, &test)?;
+    let test_results = TestResults {
+        samples: test.len(),
+        fp32_accuracy: fp32.accuracy,
+        quantized_accuracy: q.accuracy,
+        top1_agreement: metrics::agreement(&fp32.outputs, &q.outputs)?,
+        kl: metrics::mean_kl(&fp32.outputs, &q.outputs, config.manifest.output.kind)?,
+    };
+    let layer_samples = LAYER_SAMPLES.min(data.len());
+    let layers = layer_errors(&graph, &quantized, &scheme, &data, layer_samples)?;
+    Ok(QuantizeSummary {
+        model: config.model.clone(),
+        output: config.out.clone(),
+        precision: config.precision,
+        method,
+        scheme,
+        ranges: ranges_note,
+        calibration_samples: calib_used,
+        size,
+        test: test_results,
+        layer_samples,
+        layers,
+        qat: qat_summary,
+        native: NATIVE_NOTE,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(precision: Target, method: Option<Method>) -> QuantizeConfig {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        QuantizeConfig {
+            model: root.join("assets/models/mnist-cnn.onnx"),
+            manifest: Manifest::load(&root.join("assets/models/mnist-cnn.toml")).unwrap(),
+            precision,
+            method,
+            calibrator: None,
+            per_tensor: false,
+            group: None,
+            calib_samples: None,
+            epochs: None,
+            limit: None,
+            out: PathBuf::from("unused.onnx"),
+        }
+    }
+
+    #[test]
+    fn check_allows_each_precisions_methods_only() {
+        for p in [Target::Int8, Target::Int4, Target::Binary] {
+            assert_eq!(config(p, None).check().unwrap(), p.default_method());
+            for m in [
+                Method::Dynamic,
+                Method::Static,
+                Method::WeightOnly,
+                Method::Qat,
+            ] {
+                let r = config(p, Some(m)).check();
+                assert_eq!(r.is_ok(), p.methods().contains(&m), "{p:?} {m:?}");
+            }
+        }
+        let mut c = config(Target::Int8, Some(Method::Qat));
+        c.calibrator = Some(CalibratorKind::Entropy);
+        let err = c.check().unwrap_err().to_string();
+        assert!(err.contains("QAT learns its ranges"), "{err}");
+        c.calibrator = None;
+        c.epochs = Some(0);
+        assert!(c.check().is_err());
+        let mut c = config(Target::Binary, None);
+        c.per_tensor = true;
+        assert!(c.check().is_err());
+        let mut c = config(Target::Int8, Some(Method::Qat));
+        c.per_tensor = true;
+        assert!(c.check().is_err());
+        let mut c = config(Target::Binary, None);
+        c.calibrator = Some(CalibratorKind::Percentile);
+        assert!(c.check().is_ok());
+        let mut c = config(Target::Int8, Some(Method::Dynamic));
+        c.epochs = Some(2);
+        assert!(c.check().unwrap_err().to_string().contains("--epochs"));
+    }
+
+    #[test]
+    fn default_output_names_precision_and_method() {
+        let p = default_output(
+            Path::new("models/mnist-cnn.onnx"),
+            Target::Int4,
+            Method::WeightOnly,
+        );
+        assert_eq!(p, PathBuf::from("mnist-cnn.int4-weight-only.onnx"));
+    }
+}
