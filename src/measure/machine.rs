@@ -314,15 +314,7 @@ fn cpu_features() -> Vec<String> {
 mod tests {
     use super::*;
 
-    fn tree(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        for (path, text) in files {
-            let p = dir.path().join(path);
-            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-            std::fs::write(p, text).unwrap();
-        }
-        dir
-    }
+    use crate::measure::fake_tree as tree;
 
     #[test]
     fn describes_an_x86_tree_with_cpufreq_and_throttle_counters() {

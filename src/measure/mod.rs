@@ -86,3 +86,16 @@ pub(crate) fn read_u64(path: &std::path::Path) -> Result<u64, MeasureError> {
         message: format!("`{}` is not an unsigned integer: {e}", text.trim()),
     })
 }
+
+/// A temporary folder holding `files` (path relative to it, text): the fake sysfs and procfs
+/// trees the readers are tested on.
+#[cfg(test)]
+pub(crate) fn fake_tree(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (path, text) in files {
+        let p = dir.path().join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    dir
+}
