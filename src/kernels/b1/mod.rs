@@ -107,7 +107,7 @@ impl Kernel {
     fn for_isa(isa: Isa) -> Kernel {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Kernel::Avx2,
+            Isa::Avx2 | Isa::Avx512Vnni => Kernel::Avx2,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::NeonDot => Kernel::Neon,
             _ => Kernel::Scalar,
