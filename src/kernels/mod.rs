@@ -82,7 +82,7 @@ fn cap(detected: Isa, forced: &str) -> Isa {
 /// Whether this CPU runs the AVX-512 VNNI kernels (`vpdpbusd` on 256-bit vectors needs VNNI and
 /// VL; BW comes with every VNNI part and is required for the byte shuffles).
 #[cfg(target_arch = "x86_64")]
-fn has_avx512_vnni() -> bool {
+pub(crate) fn has_avx512_vnni() -> bool {
     is_x86_feature_detected!("avx512f")
         && is_x86_feature_detected!("avx512vnni")
         && is_x86_feature_detected!("avx512bw")
