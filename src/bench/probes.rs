@@ -93,7 +93,7 @@ fn dram(threads: usize, quick: bool) -> Peak {
         Err(_) => best_rate(3, pass),
     };
     Peak {
-        probe: format!("sum of a {} MiB u64 buffer", words * 8 >> 20),
+        probe: format!("sum of a {} MiB u64 buffer", (words * 8) >> 20),
         rate,
     }
 }
