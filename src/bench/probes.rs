@@ -84,7 +84,7 @@ fn dram(threads: usize, quick: bool) -> Peak {
         let sum: u64 = buf
             .par_chunks(chunk)
             .map(|c| c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))
-            .sum();
+            .reduce(|| 0, u64::wrapping_add);
         black_box(sum);
         (words * 8) as f64
     };
@@ -112,7 +112,7 @@ mod x86 {
         let mut out = [0i64; 4];
         // SAFETY: `out` is 32 bytes; unaligned store (AVX is implied by the callers' AVX2).
         unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, v) };
-        out.iter().sum()
+        out.iter().fold(0i64, |s, &x| s.wrapping_add(x))
     }
 
     /// `vfmadd231ps ymm`: 16 FLOP per instruction.
@@ -158,7 +158,7 @@ mod x86 {
                     *a = _mm256_add_epi32(*a, _mm256_madd_epi16(*a, y));
                 }
             }
-            acc.iter().map(|&a| lanes(a)).sum()
+            acc.iter().fold(0i64, |s, &a| s.wrapping_add(lanes(a)))
         }
         let rate = best_rate(5, || {
             // SAFETY: AVX2 was detected above.
@@ -182,7 +182,7 @@ mod x86 {
                     *a = _mm256_dpbusd_epi32(*a, x, y);
                 }
             }
-            acc.iter().map(|&a| lanes(a)).sum()
+            acc.iter().fold(0i64, |s, &a| s.wrapping_add(lanes(a)))
         }
         let rate = best_rate(5, || {
             // SAFETY: AVX-512 F/BW/VL/VNNI were detected above.
@@ -218,7 +218,7 @@ mod x86 {
                     *a = _mm256_add_epi8(*a, _mm256_add_epi8(lo, hi));
                 }
             }
-            acc.iter().map(|&a| lanes(a)).sum()
+            acc.iter().fold(0i64, |s, &a| s.wrapping_add(lanes(a)))
         }
         let rate = best_rate(5, || {
             // SAFETY: AVX2 was detected above.
