@@ -303,19 +303,31 @@ impl Prepared {
             kp,
         };
         for i in 0..m {
-            let mut sum = 0i32;
-            for kk in 0..k {
-                let idx = i * lda + kk;
-                let c = a.centred(idx);
-                sum += c as i32;
-                if narrow {
-                    p.narrow[i * kp + kk] = a.shifted(idx) ^ flip;
-                } else {
-                    p.wide[i * kp + kk] = c;
+            let (row, at) = (i * lda, i * kp);
+            // One pass per output, each over a whole row with the element type fixed, so the
+            // loops vectorize.
+            p.row_sums[i] = match a {
+                Activations::U8 { data, zero_point } => {
+                    let src = &data[row..row + k];
+                    src.iter().map(|&x| x as i32).sum::<i32>() - k as i32 * zero_point as i32
+                }
+                Activations::S8 { data, zero_point } => {
+                    let src = &data[row..row + k];
+                    src.iter().map(|&x| x as i32).sum::<i32>() - k as i32 * zero_point as i32
+                }
+            };
+            // Padding columns stay 0 (i16) or contribute nothing: the weight padding is 0.
+            if narrow {
+                let dst = &mut p.narrow[at..at + k];
+                for (kk, d) in dst.iter_mut().enumerate() {
+                    *d = a.shifted(row + kk) ^ flip;
+                }
+            } else {
+                let dst = &mut p.wide[at..at + k];
+                for (kk, d) in dst.iter_mut().enumerate() {
+                    *d = a.centred(row + kk);
                 }
             }
-            // Padding columns hold 0 (i16) or must contribute nothing: the weight padding is 0.
-            p.row_sums[i] = sum;
         }
         p
     }
@@ -581,20 +593,68 @@ fn row_block_body<T, F: Finish<T>, const R: usize>(
     fin: &F,
 ) {
     let first = panels.start;
-    for pi in panels {
-        let acc = tile::<R>(kernel, p, row0, b.panel(pi));
-        let off = (pi - first) * NR;
-        store::<T, F, R>(
-            kernel,
-            &acc,
-            p,
-            b,
-            row0,
-            rows,
-            pi * NR,
-            &mut out[off..],
-            ldc,
-            fin,
-        );
+    let mut pi = panels.start;
+    // VNNI GEMM tiles take two panels at once: 2·R independent `vpdpbusd` chains per K group,
+    // two weight loads for R activation broadcasts, so loads no longer bound the multiply rate.
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Vnni && R > 1 {
+        let kp = p.kp;
+        let a = &p.narrow[row0 * kp..(row0 + R) * kp];
+        while pi + 2 <= panels.end {
+            // SAFETY: `Kernel::Vnni` runs only inside `row_block_vnni`, which enables AVX-512
+            // F/BW/VL/VNNI after detection; `a` holds R rows of `kp` bytes and each panel
+            // `kp · NR` bytes, as `vnni::tile2` requires.
+            let (acc0, acc1) = unsafe { vnni::tile2::<R>(a, kp, b.panel(pi), b.panel(pi + 1)) };
+            store_panel::<T, F, R>(kernel, &acc0, p, b, row0, rows, pi, first, out, ldc, fin);
+            store_panel::<T, F, R>(
+                kernel,
+                &acc1,
+                p,
+                b,
+                row0,
+                rows,
+                pi + 1,
+                first,
+                out,
+                ldc,
+                fin,
+            );
+            pi += 2;
+        }
     }
+    for pi in pi..panels.end {
+        let acc = tile::<R>(kernel, p, row0, b.panel(pi));
+        store_panel::<T, F, R>(kernel, &acc, p, b, row0, rows, pi, first, out, ldc, fin);
+    }
+}
+
+/// [`store`] of panel `pi` into `out`, which starts at column `first · NR`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn store_panel<T, F: Finish<T>, const R: usize>(
+    kernel: Kernel,
+    acc: &[[i32; NR]; R],
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    pi: usize,
+    first: usize,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    let off = (pi - first) * NR;
+    store::<T, F, R>(
+        kernel,
+        acc,
+        p,
+        b,
+        row0,
+        rows,
+        pi * NR,
+        &mut out[off..],
+        ldc,
+        fin,
+    );
 }

@@ -28,6 +28,44 @@ pub(super) unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8]) -> 
     }
 }
 
+/// Two `R × NR` tiles, of panels `p0` and `p1`, in one pass over the activations.
+///
+/// # Safety
+/// As [`tile`], for both panels.
+#[inline(always)]
+pub(super) unsafe fn tile2<const R: usize>(
+    a: &[i8],
+    kp: usize,
+    p0: &[i8],
+    p1: &[i8],
+) -> ([[i32; NR]; R], [[i32; NR]; R]) {
+    debug_assert!(a.len() >= R * kp && p0.len() >= kp * NR && p1.len() >= kp * NR);
+    debug_assert!(kp.is_multiple_of(KQ));
+    // SAFETY: the caller guarantees AVX-512 VNNI/VL and the lengths; for q < kp/4 the 32 bytes
+    // at q·32 lie inside each panel and the 4 bytes at r·kp + 4q inside row r of `a`.
+    unsafe {
+        let mut acc0 = [_mm256_setzero_si256(); R];
+        let mut acc1 = [_mm256_setzero_si256(); R];
+        let (ap, b0p, b1p) = (a.as_ptr(), p0.as_ptr(), p1.as_ptr());
+        for q in 0..kp / KQ {
+            let b0 = _mm256_loadu_si256(b0p.add(q * KQ * NR) as *const __m256i);
+            let b1 = _mm256_loadu_si256(b1p.add(q * KQ * NR) as *const __m256i);
+            for r in 0..R {
+                let aq = (ap.add(r * kp + q * KQ) as *const i32).read_unaligned();
+                let av = _mm256_set1_epi32(aq);
+                acc0[r] = _mm256_dpbusd_epi32(acc0[r], av, b0);
+                acc1[r] = _mm256_dpbusd_epi32(acc1[r], av, b1);
+            }
+        }
+        let (mut out0, mut out1) = ([[0i32; NR]; R], [[0i32; NR]; R]);
+        for r in 0..R {
+            _mm256_storeu_si256(out0[r].as_mut_ptr() as *mut __m256i, acc0[r]);
+            _mm256_storeu_si256(out1[r].as_mut_ptr() as *mut __m256i, acc1[r]);
+        }
+        (out0, out1)
+    }
+}
+
 /// [`tile`] with `U` independent accumulator sets, one per K group of an unrolled step.
 ///
 /// # Safety
