@@ -28,7 +28,8 @@ pub struct Peaks {
     pub int8_quench: Option<Peak>,
     /// INT8 GOP/s of this machine's fastest int8 dot instruction (what ONNX Runtime can use).
     pub int8_best: Option<Peak>,
-    /// Binary GOP/s (2 per 1-bit multiply-add) of the XOR + popcount loop the binary kernel uses.
+    /// Binary GOP/s (2 per 1-bit multiply-add) of the XOR + popcount loop the binary kernel uses
+    /// (`vpopcntq` or the AVX2 nibble table).
     pub binary: Option<Peak>,
     /// DRAM read bandwidth, GB/s.
     pub dram: Peak,
@@ -192,12 +193,36 @@ mod x86 {
         Some((format!("vpdpbusd ymm ×{CHAINS} chains"), rate))
     }
 
+    /// `vpxor` + `vpopcntq ymm` + `vpaddq`: 256 one-bit multiply-adds (512 ops), the binary
+    /// kernel's step when AVX-512 VPOPCNTDQ is present (and [`popcount`] otherwise).
+    #[target_feature(enable = "avx2,avx512f,avx512vl,avx512vpopcntdq")]
+    fn vpopcnt_loop(iters: usize) -> i64 {
+        let mut acc = [_mm256_set1_epi64x(1); CHAINS];
+        let y = black_box(_mm256_set1_epi8(0x33));
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = _mm256_add_epi64(*a, _mm256_popcnt_epi64(_mm256_xor_si256(*a, y)));
+            }
+        }
+        acc.iter().fold(0i64, |s, &a| s.wrapping_add(lanes(a)))
+    }
+
     /// XOR + nibble-table popcount (`vpshufb` ×2, `vpsrlw`, `vpand` ×2, `vpaddb` ×2) on 256 bits:
     /// the AVX2 binary kernel's step, 256 one-bit multiply-adds (512 ops); the accumulator is
     /// the XOR's input so nothing is loop-invariant.
     pub fn popcount(iters: usize) -> Option<(String, f64)> {
         if !is_x86_feature_detected!("avx2") {
             return None;
+        }
+        if crate::kernels::isa() == crate::kernels::Isa::Avx512Vnni
+            && crate::kernels::has_vpopcntdq()
+        {
+            let rate = best_rate(5, || {
+                // SAFETY: AVX2 and AVX-512 F/VL/VPOPCNTDQ were detected above.
+                black_box(unsafe { vpopcnt_loop(iters) });
+                (iters * CHAINS * 512) as f64
+            });
+            return Some((format!("xor+vpopcntq ymm ×{CHAINS} chains"), rate));
         }
         const CH: usize = 6;
         #[target_feature(enable = "avx2")]

@@ -89,6 +89,15 @@ pub(crate) fn has_avx512_vnni() -> bool {
         && is_x86_feature_detected!("avx512vl")
 }
 
+/// Whether this CPU has `vpopcntq` on 256-bit vectors (AVX-512 F, VL and VPOPCNTDQ), which the
+/// binary kernel uses when [`isa`] is [`Isa::Avx512Vnni`].
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_vpopcntdq() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vpopcntdq")
+}
+
 #[cfg(target_arch = "x86_64")]
 fn detect() -> Isa {
     if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
