@@ -593,6 +593,7 @@ fn row_block_body<T, F: Finish<T>, const R: usize>(
     fin: &F,
 ) {
     let first = panels.start;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut pi = panels.start;
     // VNNI GEMM tiles take two panels at once: 2·R independent `vpdpbusd` chains per K group,
     // two weight loads for R activation broadcasts, so loads no longer bound the multiply rate.
