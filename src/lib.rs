@@ -12,6 +12,7 @@
 //!   graphs ONNX Runtime runs.
 //! * [`graph`] is the model IR: named values, typed nodes and constant [`tensor::Tensor`]s, plus
 //!   the passes that rewrite it (shape inference, constant folding, BatchNorm folding).
+//! * [`bench`] times the kernels against ONNX Runtime on single-op models (`quench kernels`).
 //! * [`kernels`] holds the compute kernels, each with a scalar twin, dispatched at run time by
 //!   CPU features.
 //! * [`engine`] plans a graph once (shapes fixed, weights packed, buffers allocated) and runs it
@@ -26,6 +27,7 @@
 //!   the one source of truth that every view reads.
 //! * [`report`] turns records into tables (and reports) for people.
 
+pub mod bench;
 pub mod engine;
 pub mod eval;
 pub mod graph;

@@ -44,6 +44,25 @@ enum Command {
     /// Quantize a model (calibrating or training on its calibration split), write it, and print
     /// size, test accuracy on ONNX Runtime, agreement with FP32 and per-layer error.
     Quantize(Box<QuantizeArgs>),
+    /// Time quench's FP32, INT8, 4-bit and binary kernels against ONNX Runtime on single-op
+    /// models of the same shapes, with this machine's peaks measured in the same run.
+    Kernels(KernelsArgs),
+}
+
+#[derive(Args)]
+struct KernelsArgs {
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Threads of quench and of ONNX Runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Interleaved rounds per shape; ratios are medians over rounds.
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Small shapes and short timings (a few seconds), for tests and smoke runs.
+    #[arg(long)]
+    quick: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -304,6 +323,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd_run(args),
         Command::Repeat(args) => cmd_repeat(args),
         Command::Quantize(args) => cmd_quantize(*args),
+        Command::Kernels(args) => cmd_kernels(args),
     };
     match result {
         Ok(code) => code,
@@ -830,5 +850,20 @@ fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {
         ]);
     }
     print!("{}", table.render());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_kernels(args: KernelsArgs) -> Result<ExitCode> {
+    let config = quench::bench::BenchConfig {
+        threads: args.threads,
+        rounds: args.rounds,
+        quick: args.quick,
+    };
+    let report = quench::bench::run(&config)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", quench::bench::render(&report));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -3,7 +3,8 @@
 //! Every SIMD kernel has a scalar twin that defines its result; the SIMD version is tested against
 //! it. Which instruction set runs is decided once, at first use, from the CPU's features
 //! ([`isa`]); setting `QUENCH_KERNELS=scalar` in the environment forces the scalar twins so a user
-//! can rule the SIMD code out when results look wrong.
+//! can rule the SIMD code out when results look wrong, and `QUENCH_KERNELS=avx2` keeps an AVX-512
+//! machine on the AVX2 kernels so both paths can be run (and tested) on one CPU.
 //!
 //! Kernels never choose a thread count: callers run them inside a rayon pool of the size they
 //! want, or inside [`serial`], and a kernel splits its output tiles over [`threads`] workers,
@@ -58,6 +59,8 @@ pub enum Isa {
     Scalar,
     /// x86_64 with AVX2 and FMA.
     Avx2,
+    /// x86_64 with AVX2, FMA and AVX-512 VNNI/BW/VL: the AVX2 kernels plus `vpdpbusd` for INT8.
+    Avx512Vnni,
     /// aarch64 NEON without the dot-product extension.
     Neon,
     /// aarch64 NEON with `sdot`/`udot` (ARMv8.2 dotprod).
@@ -70,34 +73,70 @@ impl Isa {
         match self {
             Isa::Scalar => "scalar",
             Isa::Avx2 => "avx2",
+            Isa::Avx512Vnni => "avx512vnni",
             Isa::Neon => "neon",
             Isa::NeonDot => "neon-dot",
         }
     }
 }
 
+impl Isa {
+    /// Whether the AVX2 + FMA kernels may run: true for [`Isa::Avx2`] and for
+    /// [`Isa::Avx512Vnni`], which implies them.
+    pub fn has_avx2(self) -> bool {
+        matches!(self, Isa::Avx2 | Isa::Avx512Vnni)
+    }
+}
+
 /// The instruction set every kernel dispatches to in this process: detected once, honouring
-/// `QUENCH_KERNELS=scalar`.
+/// `QUENCH_KERNELS=scalar` (scalar twins) and `QUENCH_KERNELS=avx2` (no AVX-512 kernels).
 pub fn isa() -> Isa {
     static ISA: OnceLock<Isa> = OnceLock::new();
     *ISA.get_or_init(|| {
-        let forced_scalar = std::env::var("QUENCH_KERNELS")
-            .map(|v| v.eq_ignore_ascii_case("scalar"))
-            .unwrap_or(false);
-        if forced_scalar {
-            Isa::Scalar
-        } else {
-            detect()
-        }
+        let forced = std::env::var("QUENCH_KERNELS").unwrap_or_default();
+        cap(detect(), &forced)
     })
+}
+
+/// `detected` limited by a `QUENCH_KERNELS` value: `scalar` gives [`Isa::Scalar`], `avx2` turns
+/// [`Isa::Avx512Vnni`] into [`Isa::Avx2`]; anything else leaves it unchanged.
+fn cap(detected: Isa, forced: &str) -> Isa {
+    if forced.eq_ignore_ascii_case("scalar") {
+        Isa::Scalar
+    } else if forced.eq_ignore_ascii_case("avx2") && detected == Isa::Avx512Vnni {
+        Isa::Avx2
+    } else {
+        detected
+    }
+}
+
+/// Whether this CPU runs the AVX-512 VNNI kernels (`vpdpbusd` on 256-bit vectors needs VNNI and
+/// VL; BW comes with every VNNI part and is required for the byte shuffles).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_avx512_vnni() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vnni")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
+}
+
+/// Whether this CPU has `vpopcntq` on 256-bit vectors (AVX-512 F, VL and VPOPCNTDQ), which the
+/// binary kernel uses when [`isa`] is [`Isa::Avx512Vnni`].
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn has_vpopcntdq() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512vl")
+        && is_x86_feature_detected!("avx512vpopcntdq")
 }
 
 #[cfg(target_arch = "x86_64")]
 fn detect() -> Isa {
-    if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
-        Isa::Avx2
-    } else {
+    if !(is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")) {
         Isa::Scalar
+    } else if has_avx512_vnni() {
+        Isa::Avx512Vnni
+    } else {
+        Isa::Avx2
     }
 }
 
@@ -136,5 +175,15 @@ mod tests {
             });
             assert_eq!(threads(), 3);
         });
+    }
+
+    #[test]
+    fn forcing_caps_the_detected_isa() {
+        assert_eq!(cap(Isa::Avx512Vnni, "scalar"), Isa::Scalar);
+        assert_eq!(cap(Isa::Avx512Vnni, "AVX2"), Isa::Avx2);
+        assert_eq!(cap(Isa::Avx512Vnni, ""), Isa::Avx512Vnni);
+        assert_eq!(cap(Isa::Avx2, "avx2"), Isa::Avx2);
+        assert_eq!(cap(Isa::Neon, "avx2"), Isa::Neon);
+        assert_eq!(cap(Isa::NeonDot, "scalar"), Isa::Scalar);
     }
 }

@@ -177,7 +177,7 @@ pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32
 /// `dst[c × r] = src[r × c]ᵀ`, with an AVX2 8×8 register transpose when the CPU has it.
 pub fn transpose2d(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if crate::kernels::isa() == crate::kernels::Isa::Avx2 {
+    if crate::kernels::isa().has_avx2() {
         // SAFETY: `isa()` reports AVX2 only after detecting AVX2 and FMA on this CPU.
         unsafe { transpose2d_avx2(src, rows, cols, dst) };
         return;

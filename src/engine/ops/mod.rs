@@ -15,7 +15,7 @@ macro_rules! avx2_twin {
                 fn avx2($($arg: $ty),*) {
                     $body($($arg),*)
                 }
-                if crate::kernels::isa() == crate::kernels::Isa::Avx2 {
+                if crate::kernels::isa().has_avx2() {
                     // SAFETY: `isa()` reports AVX2 only after detecting AVX2 and FMA on this CPU.
                     unsafe { avx2($($arg),*) };
                     return;

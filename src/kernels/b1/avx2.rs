@@ -10,7 +10,7 @@ const BLOCK: usize = 31;
 
 /// The four lane sums of four u64x4 vectors at once (two unpacks, two lane swaps, three adds).
 #[target_feature(enable = "avx2")]
-fn hsum4_u64(t: [__m256i; 4]) -> [u64; 4] {
+pub(super) fn hsum4_u64(t: [__m256i; 4]) -> [u64; 4] {
     let s01 = _mm256_add_epi64(
         _mm256_unpacklo_epi64(t[0], t[1]),
         _mm256_unpackhi_epi64(t[0], t[1]),

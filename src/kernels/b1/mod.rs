@@ -19,6 +19,8 @@ mod scalar;
 mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "x86_64")]
+mod vpopcnt;
 
 #[cfg(test)]
 mod tests;
@@ -99,6 +101,9 @@ enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX2 plus `vpopcntq` (AVX-512 VPOPCNTDQ) for the XNOR count.
+    #[cfg(target_arch = "x86_64")]
+    Vpopcnt,
     #[cfg(target_arch = "aarch64")]
     Neon,
 }
@@ -108,6 +113,10 @@ impl Kernel {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Kernel::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni if super::has_vpopcntdq() => Kernel::Vpopcnt,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Kernel::Avx2,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::NeonDot => Kernel::Neon,
             _ => Kernel::Scalar,
@@ -119,6 +128,8 @@ impl Kernel {
             Kernel::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vpopcnt => "avx512",
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => "neon",
         }
@@ -132,6 +143,8 @@ pub fn binary_kernel_name() -> String {
         Kernel::Scalar => "",
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => "-pshufb",
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Vpopcnt => "-vpopcntq",
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon => "-cnt",
     };
@@ -236,6 +249,10 @@ impl Tile for Xnor<'_> {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: chosen only when AVX2 was detected; `rows`/`cols` hold MR/NR rows of `words`.
             Kernel::Avx2 => unsafe { avx2::xor_popcount::<MR, NR>(rows, cols, words) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: chosen only when AVX-512 F/VL/VPOPCNTDQ were detected, and reached only
+            // through `row_block_vpopcnt`, which enables them; lengths as for AVX2.
+            Kernel::Vpopcnt => unsafe { vpopcnt::xor_popcount::<MR, NR>(rows, cols, words) },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: NEON was detected; `rows`/`cols` hold MR/NR rows of `words`.
             Kernel::Neon => unsafe { neon::xor_popcount::<MR, NR>(rows, cols, words) },
@@ -263,6 +280,11 @@ impl Tile for Int8<'_> {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: AVX2 detected; `rows` holds MR rows of `stride = words·64` bytes.
             Kernel::Avx2 => unsafe { avx2::masked_sums::<MR, NR>(rows, p.stride, cols, b.words()) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: AVX-512 implies the AVX2 this kernel needs; lengths as above.
+            Kernel::Vpopcnt => unsafe {
+                avx2::masked_sums::<MR, NR>(rows, p.stride, cols, b.words())
+            },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: NEON detected; `rows` holds MR rows of `stride = words·64` bytes.
             Kernel::Neon => unsafe { neon::masked_sums::<MR, NR>(rows, p.stride, cols, b.words()) },
@@ -370,6 +392,13 @@ fn row_block<T, Tl: Tile, Fi: Fn(i32, usize, usize) -> T>(
         unsafe { row_block_avx2(tile, b, i0, m, chunk, ldc, fin) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Vpopcnt {
+        // SAFETY: `Kernel::Vpopcnt` is chosen only when AVX2 and AVX-512 F/VL/VPOPCNTDQ were
+        // detected.
+        unsafe { row_block_vpopcnt(tile, b, i0, m, chunk, ldc, fin) };
+        return;
+    }
     let _ = kernel;
     row_block_body(tile, b, i0, m, chunk, ldc, fin);
 }
@@ -381,6 +410,24 @@ fn row_block<T, Tl: Tile, Fi: Fn(i32, usize, usize) -> T>(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn row_block_avx2<T, Tl: Tile, Fi: Fn(i32, usize, usize) -> T>(
+    tile: &Tl,
+    b: &PackedBinary,
+    i0: usize,
+    m: usize,
+    chunk: &mut [T],
+    ldc: usize,
+    fin: &Fi,
+) {
+    row_block_body(tile, b, i0, m, chunk, ldc, fin);
+}
+
+/// [`row_block_body`] compiled with AVX2 and AVX-512 VPOPCNTDQ enabled.
+///
+/// # Safety
+/// The CPU must support AVX2 and AVX-512 F/VL/VPOPCNTDQ.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,avx512f,avx512vl,avx512vpopcntdq")]
+unsafe fn row_block_vpopcnt<T, Tl: Tile, Fi: Fn(i32, usize, usize) -> T>(
     tile: &Tl,
     b: &PackedBinary,
     i0: usize,

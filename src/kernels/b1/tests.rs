@@ -19,6 +19,10 @@ fn kernels() -> Vec<Kernel> {
     if is_x86_feature_detected!("avx2") {
         v.push(Kernel::Avx2);
     }
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::has_vpopcntdq() && is_x86_feature_detected!("avx2") {
+        v.push(Kernel::Vpopcnt);
+    }
     #[cfg(target_arch = "aarch64")]
     v.push(Kernel::Neon);
     v

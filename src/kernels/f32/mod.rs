@@ -104,7 +104,9 @@ impl Kernel {
     fn selected() -> Kernel {
         match isa() {
             Isa::Scalar => Kernel::Scalar,
-            Isa::Avx2 | Isa::Neon | Isa::NeonDot => Kernel::simd().unwrap_or(Kernel::Scalar),
+            Isa::Avx2 | Isa::Avx512Vnni | Isa::Neon | Isa::NeonDot => {
+                Kernel::simd().unwrap_or(Kernel::Scalar)
+            }
         }
     }
 

@@ -206,7 +206,7 @@ impl DwKernel {
     pub(super) fn for_isa(isa: Isa) -> DwKernel {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => DwKernel::Avx2,
+            Isa::Avx2 | Isa::Avx512Vnni => DwKernel::Avx2,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon | Isa::NeonDot => DwKernel::Neon,
             _ => DwKernel::Scalar,

@@ -14,6 +14,9 @@
 //! sign-extending load per 16 weight bytes, shared by all rows of a register tile, and an i16
 //! activation copy (2·M·K bytes) per call. On aarch64 with dotprod, `sdot` (s8×s8 → i32, exact)
 //! runs on activations shifted to s8 and the shift is folded back through the weights' column sums.
+//! On x86_64 with AVX-512 VNNI, `vpdpbusd` (u8×s8 → i32, four products per lane, no saturation)
+//! runs on the activation bytes as u8 (s8 activations shifted by +128), folded back the same way,
+//! as MLAS does.
 //!
 //! # Numerics
 //! With `za` the activation zero point and `zb[j]` the weight zero point of column j,
@@ -30,6 +33,8 @@ mod scalar;
 mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 
 #[cfg(test)]
 mod conv_tests;
@@ -138,8 +143,12 @@ impl Activations<'_> {
         }
     }
 
-    /// `(a[idx] shifted to s8, offset)` with `a - za = shifted + offset`, for `sdot`.
-    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    /// `a[idx]` shifted to s8 (`a - za = shifted + shift_offset()`), for `sdot`; its bits XOR
+    /// 0x80, read as u8, are the value shifted to u8 for `vpdpbusd` (offset 128 less).
+    #[cfg_attr(
+        not(any(target_arch = "aarch64", target_arch = "x86_64")),
+        allow(dead_code)
+    )]
     #[inline(always)]
     fn shifted(&self, idx: usize) -> i8 {
         match *self {
@@ -149,7 +158,10 @@ impl Activations<'_> {
     }
 
     /// The constant with `a - za = shifted(a) + offset`.
-    #[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(target_arch = "aarch64", target_arch = "x86_64")),
+        allow(dead_code)
+    )]
     fn shift_offset(&self) -> i32 {
         match *self {
             Activations::U8 { zero_point, .. } => 128 - zero_point as i32,
@@ -164,6 +176,8 @@ enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
     #[cfg(target_arch = "aarch64")]
     Neon,
     #[cfg(target_arch = "aarch64")]
@@ -175,6 +189,8 @@ impl Kernel {
         match isa {
             #[cfg(target_arch = "x86_64")]
             Isa::Avx2 => Kernel::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Kernel::Vnni,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Kernel::Neon,
             #[cfg(target_arch = "aarch64")]
@@ -188,6 +204,8 @@ impl Kernel {
             Kernel::Scalar => "scalar",
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => "avx2-widen",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni => "avx512-vnni",
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => "neon-widen",
             #[cfg(target_arch = "aarch64")]
@@ -198,16 +216,26 @@ impl Kernel {
     /// Whether the epilogue may use the AVX2 tile-row stores.
     fn simd_epilogue(self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if self == Kernel::Avx2 {
+        if matches!(self, Kernel::Avx2 | Kernel::Vnni) {
             return true;
         }
         false
     }
 
-    /// Whether activations are stored as shifted s8 (for `sdot`) instead of centred i16.
+    /// Whether activations are stored as shifted bytes (for `sdot` or `vpdpbusd`) instead of
+    /// centred i16.
     fn narrow(self) -> bool {
         #[cfg(target_arch = "aarch64")]
         if self == Kernel::NeonDot {
+            return true;
+        }
+        self.unsigned_bytes()
+    }
+
+    /// Whether the shifted bytes are read as u8 (`vpdpbusd`): stored XOR 0x80, offset 128 less.
+    fn unsigned_bytes(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Vnni {
             return true;
         }
         false
@@ -228,7 +256,7 @@ pub fn gemv_kernel_name() -> String {
 struct Prepared {
     /// Centred i16 values (`a - za`), `rows × kp`, for the widening kernels.
     wide: Vec<i16>,
-    /// Shifted s8 values, `rows × kp`, for `sdot`.
+    /// Shifted s8 values (`sdot`) or their u8 bits (`vpdpbusd`), `rows × kp`.
     narrow: Vec<i8>,
     /// `Σ_k (a - za)` per row, for the weight zero point.
     row_sums: Vec<i32>,
@@ -249,6 +277,12 @@ impl Prepared {
     ) -> Prepared {
         let rows = m.div_ceil(tile_rows) * tile_rows;
         let narrow = kernel.narrow();
+        // `sdot` reads s8; `vpdpbusd` reads the same value + 128 as u8, i.e. the bits XOR 0x80.
+        let (flip, unsigned_shift) = if kernel.unsigned_bytes() {
+            (0x80u8 as i8, 128)
+        } else {
+            (0, 0)
+        };
         let mut p = Prepared {
             wide: if narrow {
                 Vec::new()
@@ -261,23 +295,39 @@ impl Prepared {
                 Vec::new()
             },
             row_sums: vec![0; rows],
-            offset: if narrow { a.shift_offset() } else { 0 },
+            offset: if narrow {
+                a.shift_offset() - unsigned_shift
+            } else {
+                0
+            },
             kp,
         };
         for i in 0..m {
-            let mut sum = 0i32;
-            for kk in 0..k {
-                let idx = i * lda + kk;
-                let c = a.centred(idx);
-                sum += c as i32;
-                if narrow {
-                    p.narrow[i * kp + kk] = a.shifted(idx);
-                } else {
-                    p.wide[i * kp + kk] = c;
+            let (row, at) = (i * lda, i * kp);
+            // One pass per output, each over a whole row with the element type fixed, so the
+            // loops vectorize.
+            p.row_sums[i] = match a {
+                Activations::U8 { data, zero_point } => {
+                    let src = &data[row..row + k];
+                    src.iter().map(|&x| x as i32).sum::<i32>() - k as i32 * zero_point as i32
+                }
+                Activations::S8 { data, zero_point } => {
+                    let src = &data[row..row + k];
+                    src.iter().map(|&x| x as i32).sum::<i32>() - k as i32 * zero_point as i32
+                }
+            };
+            // Padding columns stay 0 (i16) or contribute nothing: the weight padding is 0.
+            if narrow {
+                let dst = &mut p.narrow[at..at + k];
+                for (kk, d) in dst.iter_mut().enumerate() {
+                    *d = a.shifted(row + kk) ^ flip;
+                }
+            } else {
+                let dst = &mut p.wide[at..at + k];
+                for (kk, d) in dst.iter_mut().enumerate() {
+                    *d = a.centred(row + kk);
                 }
             }
-            // Padding columns hold 0 (i16) or must contribute nothing: the weight padding is 0.
-            p.row_sums[i] = sum;
         }
         p
     }
@@ -295,6 +345,14 @@ fn tile<const R: usize>(kernel: Kernel, p: &Prepared, row0: usize, panel: &[i8])
             // SAFETY: `Kernel::Avx2` is only chosen when `isa()` detected AVX2; `a` holds R rows
             // of `kp` values and `panel` holds `kp * NR` bytes, as `avx2::tile` requires.
             unsafe { avx2::tile::<R>(a, kp, panel) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Vnni => {
+            let a = &p.narrow[row0 * kp..(row0 + R) * kp];
+            // SAFETY: `Kernel::Vnni` is only chosen when `isa()` detected AVX-512 F/BW/VL/VNNI,
+            // and `tile` is only reached through `row_block_vnni`, which enables them; `a` holds
+            // R rows of `kp` bytes and `panel` `kp * NR` bytes, as `vnni::tile` requires.
+            unsafe { vnni::tile::<R>(a, kp, panel) }
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon => {
@@ -472,6 +530,12 @@ fn row_block<T, F: Finish<T>, const R: usize>(
         unsafe { row_block_avx2::<T, F, R>(p, b, row0, rows, panels, out, ldc, fin) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Vnni {
+        // SAFETY: `Kernel::Vnni` is chosen only when AVX-512 F/BW/VL/VNNI (and AVX2) were detected.
+        unsafe { row_block_vnni::<T, F, R>(p, b, row0, rows, panels, out, ldc, fin) };
+        return;
+    }
     row_block_body::<T, F, R>(kernel, p, b, row0, rows, panels, out, ldc, fin);
 }
 
@@ -495,6 +559,26 @@ unsafe fn row_block_avx2<T, F: Finish<T>, const R: usize>(
     row_block_body::<T, F, R>(Kernel::Avx2, p, b, row0, rows, panels, out, ldc, fin);
 }
 
+/// [`row_block_body`] compiled with AVX2 and AVX-512 VNNI enabled.
+///
+/// # Safety
+/// The CPU must support AVX2, FMA and AVX-512 F/BW/VL/VNNI.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn row_block_vnni<T, F: Finish<T>, const R: usize>(
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    panels: std::ops::Range<usize>,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    row_block_body::<T, F, R>(Kernel::Vnni, p, b, row0, rows, panels, out, ldc, fin);
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn row_block_body<T, F: Finish<T>, const R: usize>(
@@ -509,20 +593,69 @@ fn row_block_body<T, F: Finish<T>, const R: usize>(
     fin: &F,
 ) {
     let first = panels.start;
-    for pi in panels {
-        let acc = tile::<R>(kernel, p, row0, b.panel(pi));
-        let off = (pi - first) * NR;
-        store::<T, F, R>(
-            kernel,
-            &acc,
-            p,
-            b,
-            row0,
-            rows,
-            pi * NR,
-            &mut out[off..],
-            ldc,
-            fin,
-        );
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut pi = panels.start;
+    // VNNI GEMM tiles take two panels at once: 2·R independent `vpdpbusd` chains per K group,
+    // two weight loads for R activation broadcasts, so loads no longer bound the multiply rate.
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Vnni && R > 1 {
+        let kp = p.kp;
+        let a = &p.narrow[row0 * kp..(row0 + R) * kp];
+        while pi + 2 <= panels.end {
+            // SAFETY: `Kernel::Vnni` runs only inside `row_block_vnni`, which enables AVX-512
+            // F/BW/VL/VNNI after detection; `a` holds R rows of `kp` bytes and each panel
+            // `kp · NR` bytes, as `vnni::tile2` requires.
+            let (acc0, acc1) = unsafe { vnni::tile2::<R>(a, kp, b.panel(pi), b.panel(pi + 1)) };
+            store_panel::<T, F, R>(kernel, &acc0, p, b, row0, rows, pi, first, out, ldc, fin);
+            store_panel::<T, F, R>(
+                kernel,
+                &acc1,
+                p,
+                b,
+                row0,
+                rows,
+                pi + 1,
+                first,
+                out,
+                ldc,
+                fin,
+            );
+            pi += 2;
+        }
     }
+    for pi in pi..panels.end {
+        let acc = tile::<R>(kernel, p, row0, b.panel(pi));
+        store_panel::<T, F, R>(kernel, &acc, p, b, row0, rows, pi, first, out, ldc, fin);
+    }
+}
+
+/// [`store`] of panel `pi` into `out`, which starts at column `first · NR`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn store_panel<T, F: Finish<T>, const R: usize>(
+    kernel: Kernel,
+    acc: &[[i32; NR]; R],
+    p: &Prepared,
+    b: &PackedI8,
+    row0: usize,
+    rows: usize,
+    pi: usize,
+    first: usize,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    let off = (pi - first) * NR;
+    store::<T, F, R>(
+        kernel,
+        acc,
+        p,
+        b,
+        row0,
+        rows,
+        pi * NR,
+        &mut out[off..],
+        ldc,
+        fin,
+    );
 }

@@ -188,6 +188,10 @@ fn all_kernels() -> Vec<Kernel> {
     if is_x86_feature_detected!("avx2") {
         v.push(Kernel::Avx2);
     }
+    #[cfg(target_arch = "x86_64")]
+    if super::super::has_avx512_vnni() {
+        v.push(Kernel::Vnni);
+    }
     #[cfg(target_arch = "aarch64")]
     {
         v.push(Kernel::Neon);

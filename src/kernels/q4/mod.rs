@@ -98,7 +98,7 @@ impl Kernel {
     fn for_isa(isa: Isa) -> Kernel {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => Kernel::Avx2,
+            Isa::Avx2 | Isa::Avx512Vnni => Kernel::Avx2,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Kernel::Neon,
             #[cfg(target_arch = "aarch64")]
