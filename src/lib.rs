@@ -8,8 +8,6 @@
 //!
 //! * [`onnx`] reads and writes `.onnx` files, treating them as untrusted input, and converts them
 //!   to and from the IR in [`graph`].
-//! * [`quant`] holds quantization schemes, calibrators and the rewrites that export quantized
-//!   graphs ONNX Runtime runs.
 //! * [`graph`] is the model IR: named values, typed nodes and constant [`tensor::Tensor`]s, plus
 //!   the passes that rewrite it (shape inference, constant folding, BatchNorm folding).
 //! * [`bench`] times the kernels against ONNX Runtime on single-op models (`quench kernels`).
