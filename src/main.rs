@@ -21,7 +21,7 @@ use quench::tensor::Tensor;
 
 /// quench: see what quantization does to a model.
 #[derive(Parser)]
-#[command(version, about, long_about = None)]
+#[command(version, about, long_about = None, arg_required_else_help = true)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
