@@ -533,36 +533,45 @@ impl Exporter<'_> {
 
     /// `Mul(x, y)`, then `Add` of the Gemm's C when it has one, into the layer's output.
     fn mul_add_bias(&mut self, layer: &Layer, x: String, y: String) -> Result<(), QuantError> {
-        let name = &layer.node.name;
-        let out = layer.node.outputs.first().cloned().unwrap_or_default();
-        let bias = layer.node.input(2).map(str::to_string);
-        let product = match bias {
-            Some(_) => self.b.fresh(&format!("{name}_scaled")),
-            None => out.clone(),
-        };
-        self.b.node(
-            &format!("{name}_Mul"),
-            "Mul",
-            "",
-            vec![x, y],
-            vec![product.clone()],
-            vec![],
-        );
-        if let Some(bias) = bias {
-            self.add_bias(name, product, bias, out);
-        }
+        self.emit_with_bias(layer, "Mul", "", vec![x, y], vec![]);
         Ok(())
     }
 
-    fn add_bias(&mut self, name: &str, x: String, bias: String, out: String) {
+    /// Emits the layer's computation as one `op_type` node on `inputs`, then `Add` of the Gemm's
+    /// C when it has one, so that the result lands in the layer's original output name.
+    fn emit_with_bias(
+        &mut self,
+        layer: &Layer,
+        op_type: &str,
+        domain: &str,
+        inputs: Vec<String>,
+        attrs: Vec<(&str, Attr)>,
+    ) {
+        let name = &layer.node.name;
+        let out = layer.node.outputs.first().cloned().unwrap_or_default();
+        let bias = layer.node.input(2).map(str::to_string);
+        let result = match bias {
+            Some(_) => self.b.fresh(&format!("{name}_{op_type}_out")),
+            None => out.clone(),
+        };
         self.b.node(
-            &format!("{name}_bias_Add"),
-            "Add",
-            "",
-            vec![x, bias],
-            vec![out],
-            vec![],
+            &format!("{name}_{op_type}"),
+            op_type,
+            domain,
+            inputs,
+            vec![result.clone()],
+            attrs,
         );
+        if let Some(bias) = bias {
+            self.b.node(
+                &format!("{name}_bias_Add"),
+                "Add",
+                "",
+                vec![result, bias],
+                vec![out],
+                vec![],
+            );
+        }
     }
 
     fn nbits(
@@ -609,24 +618,7 @@ impl Exporter<'_> {
         if let Some(l) = accuracy_level {
             attrs.push(("accuracy_level", Attr::Int(l)));
         }
-        let name = &layer.node.name;
-        let out = layer.node.outputs.first().cloned().unwrap_or_default();
-        let bias = layer.node.input(2).map(str::to_string);
-        let mm = match bias {
-            Some(_) => self.b.fresh(&format!("{name}_MatMulNBits_out")),
-            None => out.clone(),
-        };
-        self.b.node(
-            &format!("{name}_MatMulNBits"),
-            "MatMulNBits",
-            MS_DOMAIN,
-            inputs,
-            vec![mm.clone()],
-            attrs,
-        );
-        if let Some(bias) = bias {
-            self.add_bias(name, mm, bias, out);
-        }
+        self.emit_with_bias(layer, "MatMulNBits", MS_DOMAIN, inputs, attrs);
         self.uses_ms = true;
         Ok(())
     }
