@@ -376,9 +376,9 @@ fn print_progress(record: &Record, json: bool) {
             Err(e) => eprintln!("quench: cannot serialise a record: {e}"),
         }
     } else {
-        let state = match &record.status {
-            Status::Ok => "ok".to_string(),
-            Status::Failed { error } => format!("failed: {error}"),
+        let state = match record.status.detail() {
+            Some(detail) => format!("{}: {detail}", record.status.word()),
+            None => record.status.word().to_string(),
         };
         eprintln!("  {} on {}: {state}", record.key.model, record.key.runtime);
     }

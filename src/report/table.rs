@@ -169,10 +169,12 @@ pub fn records(records: &[Record]) -> String {
             energy.map_or("-".into(), |e| joules(e.joules_per_inference)),
             r.kernels.first().cloned().unwrap_or_else(|| "-".into()),
         ]);
-        if let Status::Failed { error } = &r.status {
+        if let Some(detail) = r.status.detail() {
             failures.push(format!(
-                "FAILED {} on {}: {error}",
-                r.key.model, r.key.runtime
+                "{} {} on {}: {detail}",
+                r.status.word().to_uppercase(),
+                r.key.model,
+                r.key.runtime
             ));
         }
     }

@@ -113,7 +113,10 @@ pub fn run_cell(
             runtime: config.runtime,
             threads: config.threads,
             batch: config.batch,
+            calibrator: None,
+            group: None,
         },
+        profile_hash: None,
         status,
         model_file: subject.path.display().to_string(),
         quality: partial.quality,
@@ -123,6 +126,7 @@ pub fn run_cell(
         sizes,
         energy: partial.energy,
         kernels: partial.kernels,
+        layers: Vec::new(),
         machine: machine.clone(),
     };
     CellOutcome {

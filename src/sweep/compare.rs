@@ -106,7 +106,10 @@ fn failed_record(
             runtime,
             threads: cell.threads,
             batch: cell.batch,
+            calibrator: None,
+            group: None,
         },
+        profile_hash: None,
         status: Status::Failed {
             error: error.to_string(),
         },
@@ -118,6 +121,7 @@ fn failed_record(
         sizes: Default::default(),
         energy: None,
         kernels: Vec::new(),
+        layers: Vec::new(),
         machine: machine.clone(),
     }
 }

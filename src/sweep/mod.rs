@@ -2,6 +2,7 @@
 //! each giving a [`record::Record`] as soon as it ends.
 //!
 //! * [`record`] is the record layout every view reads.
+//! * [`event`] is the progress stream the headless printer and the TUI listen to.
 //! * [`cell`] measures one cell.
 //! * [`model`] loads a model's manifest and test data once for all its cells.
 //! * [`repeat`] measures one cell several times in a row, to see the machine's own noise.
@@ -9,6 +10,7 @@
 
 pub mod cell;
 pub mod compare;
+pub mod event;
 pub mod model;
 pub mod record;
 pub mod repeat;

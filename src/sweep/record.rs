@@ -55,6 +55,12 @@ pub struct CellKey {
     pub threads: usize,
     /// Batch size of the latency loop.
     pub batch: usize,
+    /// Static range rule (`minmax`, `percentile`, `entropy`, `mse`), for static variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibrator: Option<String>,
+    /// 4-bit group size along K, for 4-bit variants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<usize>,
 }
 
 /// How a cell ended.
@@ -69,6 +75,51 @@ pub enum Status {
         /// The error, as shown to the user.
         error: String,
     },
+    /// The cell was not run; `reason` says why (a combination that makes no sense, a runtime
+    /// that cannot run the variant yet).
+    Skipped {
+        /// Why, as shown to the user.
+        reason: String,
+    },
+    /// The sweep was stopped (signal or user) while this cell ran; figures measured before
+    /// that are kept.
+    Cancelled,
+}
+
+impl Status {
+    /// One word for tables and logs: `ok`, `failed`, `skipped` or `cancelled`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Failed { .. } => "failed",
+            Status::Skipped { .. } => "skipped",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    /// The error or reason text, when there is one.
+    pub fn detail(&self) -> Option<&str> {
+        match self {
+            Status::Failed { error } => Some(error),
+            Status::Skipped { reason } => Some(reason),
+            Status::Ok | Status::Cancelled => None,
+        }
+    }
+}
+
+/// One quantized layer's output error against FP32, measured on calibration inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// Node name.
+    pub layer: String,
+    /// Operator type (`Conv`, `Gemm`, `MatMul`).
+    pub op_type: String,
+    /// What the layer became (`int8`, `int4`, `binary`, `fp32`).
+    pub precision: String,
+    /// SQNR in dB (`null` in JSON when the outputs are identical).
+    pub sqnr_db: Option<f64>,
+    /// Cosine similarity of the two outputs as flat vectors.
+    pub cosine: f64,
 }
 
 /// Agreement of a cell's outputs with a reference run of the same samples.
@@ -110,6 +161,10 @@ pub struct Record {
     /// What was measured (its fields stand at the top level of the JSON object).
     #[serde(flatten)]
     pub key: CellKey,
+    /// Hash of the profile that planned this cell (absent for one-off runs); `--resume` only
+    /// trusts records of the same profile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile_hash: Option<String>,
     /// How it ended.
     pub status: Status,
     /// The model file run, as given.
@@ -130,6 +185,9 @@ pub struct Record {
     pub energy: Option<EnergyReport>,
     /// Kernels the runtime ran on.
     pub kernels: Vec<String>,
+    /// Per-layer output error of a quantized variant against FP32 (empty for FP32).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<LayerRecord>,
     /// The machine the figures come from.
     pub machine: MachineInfo,
 }
