@@ -2,7 +2,7 @@
 //! `quench inspect`.
 
 use crate::graph::stats::GraphStats;
-use crate::sweep::record::{Record, Status};
+use crate::sweep::record::Record;
 
 /// A text table: a header row and rows of cells, columns padded to their widest cell; columns
 /// whose cells are numbers are right-aligned.
