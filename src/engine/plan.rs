@@ -161,6 +161,7 @@ impl Plan {
     ) -> Result<Plan, EngineError> {
         let mut g = graph.clone();
         remove_passthrough(&mut g);
+        super::fuse_int::fuse_integer(&mut g)?;
         fold_constants(&mut g, inputs, &eval_node)?;
         fold_batchnorm(&mut g)?;
         fold_conv_bias_add(&mut g)?;

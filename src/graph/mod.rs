@@ -91,6 +91,7 @@ pub mod attrs;
 pub mod fold;
 pub mod inputs;
 pub mod shape;
+pub mod shape_int;
 pub mod simplify;
 pub mod stats;
 

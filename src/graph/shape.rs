@@ -690,6 +690,9 @@ pub fn infer_node(
     types: &[Option<&ValueType>],
     consts: &[Option<&Tensor>],
 ) -> Result<Vec<ValueType>, GraphError> {
+    if let Some(r) = super::shape_int::infer_quantized(node, types) {
+        return r;
+    }
     if !(node.domain.is_empty() || node.domain == "ai.onnx") {
         return Err(node.unsupported());
     }

@@ -28,8 +28,10 @@ macro_rules! avx2_twin {
 
 pub mod conv;
 pub mod elementwise;
+pub mod integer;
 pub mod layout;
 pub mod matmul;
+pub mod nbits;
 pub mod norm;
 pub mod pool;
 
@@ -43,8 +45,10 @@ use crate::tensor::{DataType, Tensor, TensorData};
 
 use conv::Conv;
 use elementwise::{Arith, BinOp, Broadcast, Unary};
+use integer::DynamicQuant;
 use layout::{Concat, Gather, Slice, Transpose};
 use matmul::MatMul;
+use nbits::MatMulNBits;
 use norm::{ChannelAffine, LayerNorm, ReduceMean, Softmax};
 use pool::{Pool, PoolKind};
 
@@ -85,6 +89,10 @@ pub enum Kernel {
     LayerNorm(LayerNorm),
     /// BatchNormalization left unfolded.
     BatchNorm(ChannelAffine),
+    /// A dynamic INT8 MatMul or Conv chain folded into one node ([`integer`]).
+    DynamicQuant(Box<DynamicQuant>),
+    /// `com.microsoft::MatMulNBits`, 4-bit weights ([`nbits`]).
+    MatMulNBits(Box<MatMulNBits>),
 }
 
 /// The activation a Relu or Clip node applies, when it can be fused into a GEMM store (Clip
@@ -176,6 +184,30 @@ impl Kernel {
                 .map(|t| t.shape.as_slice())
                 .ok_or_else(|| node.error(format!("missing input {i}")))
         };
+        let x_type = || {
+            types
+                .first()
+                .copied()
+                .flatten()
+                .ok_or_else(|| node.error("missing input 0"))
+        };
+        match (node.domain.as_str(), node.op_type.as_str()) {
+            (integer::INTERNAL_DOMAIN, integer::DYNAMIC_MATMUL | integer::DYNAMIC_CONV) => {
+                return Ok(Kernel::DynamicQuant(Box::new(DynamicQuant::compile(
+                    node,
+                    x_type()?,
+                    consts,
+                )?)))
+            }
+            (crate::graph::shape_int::MS_DOMAIN, "MatMulNBits") => {
+                return Ok(Kernel::MatMulNBits(Box::new(MatMulNBits::compile(
+                    node,
+                    x_type()?,
+                    consts,
+                )?)))
+            }
+            _ => {}
+        }
         if !node.domain.is_empty() && node.domain != "ai.onnx" {
             return Err(node.unsupported());
         }
@@ -387,6 +419,7 @@ impl Kernel {
         match self {
             Kernel::Conv(c) => c.scratch_len(),
             Kernel::MatMul(m) => m.scratch_len(),
+            Kernel::DynamicQuant(d) => d.scratch_len(),
             _ => 0,
         }
     }
@@ -396,6 +429,8 @@ impl Kernel {
         match self {
             Kernel::Conv(c) => c.packed_bytes(),
             Kernel::MatMul(m) => m.packed_bytes(),
+            Kernel::DynamicQuant(d) => d.packed_bytes(),
+            Kernel::MatMulNBits(m) => m.packed_bytes(),
             _ => 0,
         }
     }
@@ -416,6 +451,8 @@ impl Kernel {
             | Kernel::Softmax(_)
             | Kernel::LayerNorm(_)
             | Kernel::BatchNorm(_) => "f32-norm-direct".into(),
+            Kernel::DynamicQuant(d) => d.kernel_name(),
+            Kernel::MatMulNBits(m) => m.kernel_name(),
         }
     }
 
@@ -436,6 +473,8 @@ impl Kernel {
             Kernel::Softmax(s) => s.run(x, out),
             Kernel::LayerNorm(l) => l.run(x, out),
             Kernel::BatchNorm(b) => b.run(x, out),
+            Kernel::DynamicQuant(d) => d.run(x, out, scratch),
+            Kernel::MatMulNBits(m) => m.run(x, out),
             _ => {
                 let handled = self.run_generic(ins, out);
                 debug_assert!(handled, "every kernel runs on f32");
