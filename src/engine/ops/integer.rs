@@ -80,21 +80,41 @@ avx2_twin!(fn min_max_into(x: &[f32], r: &mut (f32, f32)) => min_max_body);
 /// `DynamicQuantizeLinear`'s quantization of `x` on the grid `(scale, zp)` into `out`:
 /// `clamp(round_half_even(x / scale) + zp, 0, 255)`.
 pub fn quantize_u8(x: &[f32], scale: f32, zp: u8, out: &mut [u8]) {
-    quantize_into(x, scale, f32::from(zp), out)
+    quantize_u8_into(x, scale, f32::from(zp), out)
+}
+
+/// ONNX `QuantizeLinear` of `x` to s8 on the grid `(scale, zp)`:
+/// `clamp(round_half_even(x / scale) + zp, -128, 127)`.
+pub fn quantize_s8(x: &[f32], scale: f32, zp: i8, out: &mut [i8]) {
+    quantize_s8_into(x, scale, f32::from(zp), out)
+}
+
+/// `clamp(round_half_even(v / scale) + zp, lo, hi)`: NaN gives `lo` once converted.
+#[inline(always)]
+pub(super) fn quantize_value(v: f32, scale: f32, zp: f32, lo: f32, hi: f32) -> f32 {
+    ((v / scale).round_ties_even() + zp).clamp(lo, hi)
 }
 
 #[inline(always)]
-fn quantize_body(x: &[f32], scale: f32, zp: f32, out: &mut [u8]) {
+fn quantize_u8_body(x: &[f32], scale: f32, zp: f32, out: &mut [u8]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = ((v / scale).round_ties_even() + zp).clamp(0.0, 255.0) as u8;
+        *o = quantize_value(v, scale, zp, 0.0, 255.0) as u8;
     }
 }
 
-avx2_twin!(fn quantize_into(x: &[f32], scale: f32, zp: f32, out: &mut [u8]) => quantize_body);
+#[inline(always)]
+fn quantize_s8_body(x: &[f32], scale: f32, zp: f32, out: &mut [i8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = quantize_value(v, scale, zp, -128.0, 127.0) as i8;
+    }
+}
 
-/// The problem shape of a fused node.
-#[derive(Debug, Clone)]
-enum Geometry {
+avx2_twin!(fn quantize_u8_into(x: &[f32], scale: f32, zp: f32, out: &mut [u8]) => quantize_u8_body);
+avx2_twin!(fn quantize_s8_into(x: &[f32], scale: f32, zp: f32, out: &mut [i8]) => quantize_s8_body);
+
+/// The problem shape of an integer node.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Geometry {
     /// `rows × K` times `K × N`.
     MatMul { rows: usize, k: usize },
     /// A group-1 2-D convolution of `batch` images by im2col + GEMM.
@@ -103,6 +123,95 @@ enum Geometry {
         conv: Conv2d,
         pixels: usize,
     },
+}
+
+impl Geometry {
+    /// A Conv of input shape `x` and weight shape `w`; returns it and the output channels.
+    pub(super) fn conv(
+        node: &Node,
+        x: &[usize],
+        w: &[usize],
+    ) -> Result<(Geometry, usize), GraphError> {
+        let p = ConvParams::resolve(node, x, w)?;
+        if p.group != 1 {
+            return Err(node.error(format!(
+                "grouped integer convolution (group {}) is not supported natively",
+                p.group
+            )));
+        }
+        let win = &p.window;
+        let conv = Conv2d {
+            channels: p.cin,
+            height: win.input[0],
+            width: win.input[1],
+            kernel: win.kernel,
+            stride: win.strides,
+            dilation: win.dilations,
+            pads: win.pads,
+        };
+        let pixels = win.output[0] * win.output[1];
+        Ok((
+            Geometry::Conv {
+                batch: p.batch,
+                conv,
+                pixels,
+            },
+            p.cout,
+        ))
+    }
+
+    /// A MatMul of A shape `a` by a 2-D constant of shape `w`; returns it and N.
+    pub(super) fn matmul(
+        node: &Node,
+        a: &[usize],
+        w: &[usize],
+    ) -> Result<(Geometry, usize), GraphError> {
+        if w.len() != 2 {
+            return Err(node.error(format!(
+                "the integer weight must be 2-D [K, N], found {w:?}"
+            )));
+        }
+        let s = matmul_shapes(node, a, w)?;
+        let rows = s.batch.iter().product::<usize>() * s.m;
+        Ok((Geometry::MatMul { rows, k: s.k }, s.n))
+    }
+
+    /// K of the GEMM.
+    pub(super) fn k(&self) -> usize {
+        match *self {
+            Geometry::MatMul { k, .. } => k,
+            Geometry::Conv { conv, .. } => conv.patch_len(),
+        }
+    }
+
+    /// Rows of one GEMM call.
+    pub(super) fn rows(&self) -> usize {
+        match *self {
+            Geometry::MatMul { rows, .. } => rows,
+            Geometry::Conv { pixels, .. } => pixels,
+        }
+    }
+
+    /// Elements of the im2col buffer (0 for a MatMul).
+    pub(super) fn cols_len(&self) -> usize {
+        match *self {
+            Geometry::MatMul { .. } => 0,
+            Geometry::Conv { conv, pixels, .. } => pixels * conv.patch_len(),
+        }
+    }
+
+    /// The kernel name for records.
+    pub(super) fn kernel_name(&self, prefix: &str) -> String {
+        let name = if self.rows() == 1 {
+            crate::kernels::i8::gemv_kernel_name()
+        } else {
+            crate::kernels::i8::gemm_kernel_name()
+        };
+        match self {
+            Geometry::MatMul { .. } => format!("{prefix}-{name}"),
+            Geometry::Conv { .. } => format!("{prefix}-im2col-{name}"),
+        }
+    }
 }
 
 /// A dynamic INT8 MatMul or Conv: quantizes its f32 input per tensor at run time, multiplies on
@@ -195,7 +304,7 @@ pub fn check_scales(node: &Node, what: &str, scale: &[f32], n: usize) -> Result<
     Ok(())
 }
 
-fn constant<'a>(
+pub(super) fn constant<'a>(
     node: &Node,
     consts: &[Option<&'a Tensor>],
     i: usize,
@@ -212,7 +321,11 @@ fn constant<'a>(
     }
 }
 
-fn f32_values<'a>(node: &Node, t: &'a Tensor, what: &str) -> Result<&'a [f32], GraphError> {
+pub(super) fn f32_values<'a>(
+    node: &Node,
+    t: &'a Tensor,
+    what: &str,
+) -> Result<&'a [f32], GraphError> {
     t.as_f32().map_err(|e| node.error(format!("{what}: {e}")))
 }
 
@@ -226,41 +339,12 @@ impl DynamicQuant {
         let w = constant(node, consts, 1, "the weight")?
             .ok_or_else(|| node.error("the weight is missing"))?;
         let conv = node.op_type == DYNAMIC_CONV;
-        let (geometry, n, k) = if conv {
-            let p = ConvParams::resolve(node, &x.shape, w.shape())?;
-            if p.group != 1 {
-                return Err(node.error(format!(
-                    "grouped integer convolution (group {}) is not supported natively",
-                    p.group
-                )));
-            }
-            let win = &p.window;
-            let conv = Conv2d {
-                channels: p.cin,
-                height: win.input[0],
-                width: win.input[1],
-                kernel: win.kernel,
-                stride: win.strides,
-                dilation: win.dilations,
-                pads: win.pads,
-            };
-            let geometry = Geometry::Conv {
-                batch: p.batch,
-                conv,
-                pixels: win.output[0] * win.output[1],
-            };
-            (geometry, p.cout, conv.patch_len())
+        let (geometry, n) = if conv {
+            Geometry::conv(node, &x.shape, w.shape())?
         } else {
-            let s = matmul_shapes(node, &x.shape, w.shape())?;
-            if w.shape().len() != 2 {
-                return Err(node.error(format!(
-                    "the integer weight must be 2-D [K, N], found {:?}",
-                    w.shape()
-                )));
-            }
-            let rows = s.batch.iter().product::<usize>() * s.m;
-            (Geometry::MatMul { rows, k: s.k }, s.n, s.k)
+            Geometry::matmul(node, &x.shape, w.shape())?
         };
+        let k = geometry.k();
         let zp = constant(node, consts, 2, "the weight zero point")?;
         let iw = IntWeight::new(node, w, zp, n)?;
         let packed = if conv {
@@ -306,28 +390,13 @@ impl DynamicQuant {
 
     /// Bytes of the packed weights.
     pub fn packed_bytes(&self) -> usize {
-        let (k, n) = match self.geometry {
-            Geometry::MatMul { k, .. } => (k, self.n),
-            Geometry::Conv { conv, .. } => (conv.patch_len(), self.n),
-        };
-        k * n + 4 * (self.w_scale.len() + self.bias.as_ref().map_or(0, Vec::len))
+        self.geometry.k() * self.n
+            + 4 * (self.w_scale.len() + self.bias.as_ref().map_or(0, Vec::len))
     }
 
     /// Name of the kernel, for records.
     pub fn kernel_name(&self) -> String {
-        let rows = match self.geometry {
-            Geometry::MatMul { rows, .. } => rows,
-            Geometry::Conv { pixels, .. } => pixels,
-        };
-        let name = if rows == 1 {
-            crate::kernels::i8::gemv_kernel_name()
-        } else {
-            crate::kernels::i8::gemm_kernel_name()
-        };
-        match self.geometry {
-            Geometry::MatMul { .. } => format!("dynamic-{name}"),
-            Geometry::Conv { .. } => format!("dynamic-im2col-{name}"),
-        }
+        self.geometry.kernel_name("dynamic")
     }
 
     /// Runs on `x`, writing `out`; `scratch` holds at least [`DynamicQuant::scratch_len`].
@@ -349,10 +418,7 @@ impl DynamicQuant {
             relu: self.relu,
         };
         let result = BYTES.with_borrow_mut(|bytes| {
-            let cols_len = match self.geometry {
-                Geometry::MatMul { .. } => 0,
-                Geometry::Conv { conv, pixels, .. } => pixels * conv.patch_len(),
-            };
+            let cols_len = self.geometry.cols_len();
             if bytes.len() < x.len() + cols_len {
                 bytes.resize(x.len() + cols_len, 0);
             }

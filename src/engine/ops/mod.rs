@@ -34,11 +34,13 @@ pub mod matmul;
 pub mod nbits;
 pub mod norm;
 pub mod pool;
+pub mod qlinear;
 
 use crate::graph::shape::{
     constant_value, infer_node, matmul_shapes, norm_axis, pool_window, reduce_axes, shape_value,
     slice_axes, softmax_split, transpose_perm, ConvParams, GemmParams, ValueType,
 };
+use crate::graph::shape_int;
 use crate::graph::{GraphError, Node};
 use crate::kernels::f32::Activation;
 use crate::tensor::{DataType, Tensor, TensorData};
@@ -51,6 +53,7 @@ use matmul::MatMul;
 use nbits::MatMulNBits;
 use norm::{ChannelAffine, LayerNorm, ReduceMean, Softmax};
 use pool::{Pool, PoolKind};
+use qlinear::{Grid, QLinear};
 
 /// One compiled operator.
 #[derive(Debug, Clone)]
@@ -93,6 +96,10 @@ pub enum Kernel {
     DynamicQuant(Box<DynamicQuant>),
     /// `com.microsoft::MatMulNBits`, 4-bit weights ([`nbits`]).
     MatMulNBits(Box<MatMulNBits>),
+    /// QLinearConv, QLinearMatMul or QGemm on carried values ([`qlinear`]).
+    QLinear(Box<QLinear>),
+    /// QuantizeLinear whose output is carried as f32 ([`qlinear`]).
+    QuantizeCarried(Grid),
 }
 
 /// The activation a Relu or Clip node applies, when it can be fused into a GEMM store (Clip
@@ -199,7 +206,35 @@ impl Kernel {
                     consts,
                 )?)))
             }
-            (crate::graph::shape_int::MS_DOMAIN, "MatMulNBits") => {
+            (
+                integer::INTERNAL_DOMAIN,
+                shape_int::QLINEAR_CONV | shape_int::QLINEAR_MATMUL | shape_int::QGEMM,
+            ) => {
+                return Ok(Kernel::QLinear(Box::new(QLinear::compile(
+                    node,
+                    x_type()?,
+                    consts,
+                )?)))
+            }
+            (integer::INTERNAL_DOMAIN, shape_int::FAKE_QUANT) => {
+                let scale = consts
+                    .get(1)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| node.error("the scale must be a constant"))?;
+                let zp = match node.input(2) {
+                    None => None,
+                    Some(_) => Some(
+                        consts
+                            .get(2)
+                            .copied()
+                            .flatten()
+                            .ok_or_else(|| node.error("the zero point must be a constant"))?,
+                    ),
+                };
+                return Ok(Kernel::QuantizeCarried(Grid::of(node, scale, zp)?));
+            }
+            (shape_int::MS_DOMAIN, "MatMulNBits") => {
                 return Ok(Kernel::MatMulNBits(Box::new(MatMulNBits::compile(
                     node,
                     x_type()?,
@@ -420,6 +455,7 @@ impl Kernel {
             Kernel::Conv(c) => c.scratch_len(),
             Kernel::MatMul(m) => m.scratch_len(),
             Kernel::DynamicQuant(d) => d.scratch_len(),
+            Kernel::QLinear(q) => q.scratch_len(),
             _ => 0,
         }
     }
@@ -431,6 +467,7 @@ impl Kernel {
             Kernel::MatMul(m) => m.packed_bytes(),
             Kernel::DynamicQuant(d) => d.packed_bytes(),
             Kernel::MatMulNBits(m) => m.packed_bytes(),
+            Kernel::QLinear(q) => q.packed_bytes(),
             _ => 0,
         }
     }
@@ -453,6 +490,8 @@ impl Kernel {
             | Kernel::BatchNorm(_) => "f32-norm-direct".into(),
             Kernel::DynamicQuant(d) => d.kernel_name(),
             Kernel::MatMulNBits(m) => m.kernel_name(),
+            Kernel::QLinear(q) => q.kernel_name(),
+            Kernel::QuantizeCarried(_) => "quantize-carried".into(),
         }
     }
 
@@ -475,6 +514,8 @@ impl Kernel {
             Kernel::BatchNorm(b) => b.run(x, out),
             Kernel::DynamicQuant(d) => d.run(x, out, scratch),
             Kernel::MatMulNBits(m) => m.run(x, out),
+            Kernel::QLinear(q) => q.run(x, out, scratch),
+            Kernel::QuantizeCarried(g) => g.quantize_carried(x, out),
             _ => {
                 let handled = self.run_generic(ins, out);
                 debug_assert!(handled, "every kernel runs on f32");
