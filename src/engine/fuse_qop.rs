@@ -162,9 +162,16 @@ pub fn carry_qoperator(g: &mut Graph) -> Result<usize, GraphError> {
         )));
     }
     if let Some(o) = g.outputs.iter().find(|o| grids.contains_key(&o.name)) {
-        return Err(GraphError::Input {
-            name: o.name.clone(),
-            message: "a quantized graph output is not supported natively (dequantize it)".into(),
+        let message = format!(
+            "graph output `{}` is quantized; the native engine needs it dequantized",
+            o.name
+        );
+        return Err(match g.nodes.iter().find(|n| n.outputs.contains(&o.name)) {
+            Some(n) => n.error(message),
+            None => GraphError::Input {
+                name: o.name.clone(),
+                message,
+            },
         });
     }
     Ok(count)
