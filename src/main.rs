@@ -47,6 +47,24 @@ enum Command {
     /// Time quench's FP32, INT8, 4-bit and binary kernels against ONNX Runtime on single-op
     /// models of the same shapes, with this machine's peaks measured in the same run.
     Kernels(KernelsArgs),
+    /// Turn sweep records (results.jsonl files, from one machine or several) into a report
+    /// folder: PNG charts, one self-contained HTML file, CSV and Markdown tables.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Results files: JSON lines of records (`quench sweep`), or records printed by
+    /// `quench eval --json` / `quench compare --json`.
+    #[arg(required = true)]
+    results: Vec<PathBuf>,
+    /// Folder to write the report into.
+    #[arg(long, default_value = "reports/latest")]
+    out: PathBuf,
+    /// Accuracy budget of the advice: the largest drop below FP32 to accept, in percentage
+    /// points.
+    #[arg(long, default_value_t = 1.0)]
+    budget: f64,
 }
 
 #[derive(Args)]
@@ -324,6 +342,7 @@ fn main() -> ExitCode {
         Command::Repeat(args) => cmd_repeat(args),
         Command::Quantize(args) => cmd_quantize(*args),
         Command::Kernels(args) => cmd_kernels(args),
+        Command::Report(args) => cmd_report(args),
     };
     match result {
         Ok(code) => code,
@@ -368,10 +387,35 @@ fn machine(threads: usize) -> MachineInfo {
     MachineInfo::collect(Path::new("/"), threads, ort_version)
 }
 
-/// Prints a record as it arrives: a JSON line, or a one-line progress note for the table view.
+/// This process's command line, shell-quoted, for the `command` field of the records it prints.
+fn command_line() -> String {
+    std::env::args()
+        .enumerate()
+        // The program as a person types it, not the path it was started by.
+        .map(|(i, a)| if i == 0 { "quench".to_string() } else { a })
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Prints a record as it arrives: a JSON line (with this command line in it), or a one-line
+/// progress note for the table view.
 fn print_progress(record: &Record, json: bool) {
     if json {
-        match serde_json::to_string(record) {
+        let record = Record {
+            command: Some(command_line()),
+            ..record.clone()
+        };
+        match serde_json::to_string(&record) {
             Ok(line) => println!("{line}"),
             Err(e) => eprintln!("quench: cannot serialise a record: {e}"),
         }
@@ -569,7 +613,10 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         });
     let subject = prepared.subject(&args.model, Precision::Fp32, Method::None);
     let outcome = run_cell(&subject, &config, reference.as_ref(), &machine);
-    let record = outcome.record;
+    let record = Record {
+        command: Some(command_line()),
+        ..outcome.record
+    };
     if args.timing.json {
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
@@ -865,5 +912,34 @@ fn cmd_kernels(args: KernelsArgs) -> Result<ExitCode> {
     } else {
         print!("{}", quench::bench::render(&report));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_report(args: ReportArgs) -> Result<ExitCode> {
+    use quench::report::files;
+    let records = files::read_records(&args.results)?;
+    let options = files::Options {
+        out: args.out.clone(),
+        budget_pp: args.budget,
+        sources: args
+            .results
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    };
+    let written = files::write(&records, &options)?;
+    println!(
+        "quench report: {} record(s) -> {}",
+        records.len(),
+        args.out.display()
+    );
+    println!("  {}", written.html.display());
+    println!("  {}", written.markdown.display());
+    println!("  {}", written.csv.display());
+    println!(
+        "  {} chart(s) in {}",
+        written.charts.len(),
+        args.out.join(files::CHARTS_DIR).display()
+    );
     Ok(ExitCode::SUCCESS)
 }

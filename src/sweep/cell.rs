@@ -117,6 +117,7 @@ pub fn run_cell(
             group: None,
         },
         profile_hash: None,
+        command: None,
         status,
         model_file: subject.path.display().to_string(),
         quality: partial.quality,

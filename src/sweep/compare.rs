@@ -110,6 +110,7 @@ fn failed_record(
             group: None,
         },
         profile_hash: None,
+        command: None,
         status: Status::Failed {
             error: error.to_string(),
         },
