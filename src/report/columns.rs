@@ -329,3 +329,11 @@ pub const COLUMNS: &[Column] = &[
 pub fn brief() -> impl Iterator<Item = &'static Column> {
     COLUMNS.iter().filter(|c| c.brief)
 }
+
+/// Whether each of `columns` holds numbers in `records` (sorted numerically, aligned right).
+pub fn numeric(columns: &[&Column], records: &[Record]) -> Vec<bool> {
+    columns
+        .iter()
+        .map(|c| records.iter().any(|r| (c.read)(r).is_number()))
+        .collect()
+}

@@ -266,8 +266,7 @@ fn table_section(out: &mut String, records: &[Record]) {
     out.push_str("<span id=\"shown\" class=\"muted\"></span>\n</div>\n");
     out.push_str("<p class=\"muted\">Click a column title to sort (again to reverse). The CSV beside this file has every column.</p>\n");
     out.push_str("<div class=\"scroll\">\n<table id=\"cells\">\n<thead><tr>");
-    for c in &brief {
-        let numeric = records.iter().any(|r| (c.read)(r).is_number());
+    for (c, numeric) in brief.iter().zip(columns::numeric(&brief, records)) {
         out.push_str(&format!(
             "<th data-key=\"{}\" data-type=\"{}\" scope=\"col\">{}</th>",
             c.key,
@@ -276,11 +275,12 @@ fn table_section(out: &mut String, records: &[Record]) {
         ));
     }
     out.push_str("</tr></thead>\n<tbody>\n");
+    let numeric = columns::numeric(&brief, records);
     for r in records {
         out.push_str(&format!("<tr class=\"{}\">", r.status.word()));
-        for c in &brief {
+        for (c, &numeric) in brief.iter().zip(&numeric) {
             let v = (c.read)(r);
-            let class = if v.is_number() { " class=\"num\"" } else { "" };
+            let class = if numeric { " class=\"num\"" } else { "" };
             let title = match (c.key, r.status.detail()) {
                 ("status", Some(d)) => format!(" title=\"{}\"", escape(d)),
                 _ => String::new(),

@@ -123,7 +123,7 @@ fn advise_one(
     };
     let labeler = view::Labeler {
         device: false,
-        ..view::Labeler::for_records(cells.iter().copied())
+        ..view::Labeler::for_records(usable.iter().copied())
     };
     let candidate = |r: &Record| {
         let twin = usable.iter().find(|f| {
@@ -230,7 +230,7 @@ impl Advice {
         let mut facts = vec![format!("{} p50", duration_ms(pick.p50_ms))];
         match pick.fp32_p50_ms {
             Some(f) if pick.precision != Precision::Fp32 => facts.push(format!(
-                "{:.2}× the speed of FP32 on the same runtime ({})",
+                "{:.2}× as fast as FP32 on the same runtime ({})",
                 f / pick.p50_ms,
                 duration_ms(f)
             )),

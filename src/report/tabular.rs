@@ -71,16 +71,9 @@ pub fn markdown(records: &[Record], advice: &[Advice], budget_pp: f64) -> String
             .collect::<Vec<_>>()
             .join(" | ")
     ));
-    let rule: Vec<&str> = brief
-        .iter()
-        .map(|c| {
-            let numeric = records.iter().any(|r| (c.read)(r).is_number());
-            if numeric {
-                "---:"
-            } else {
-                "---"
-            }
-        })
+    let rule: Vec<&str> = columns::numeric(&brief, records)
+        .into_iter()
+        .map(|numeric| if numeric { "---:" } else { "---" })
         .collect();
     out.push_str(&format!("| {} |\n", rule.join(" | ")));
     for r in records {
