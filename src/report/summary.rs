@@ -229,12 +229,15 @@ impl Advice {
         out.push_str(&m.strong(&pick.label));
         let mut facts = vec![format!("{} p50", duration_ms(pick.p50_ms))];
         match pick.fp32_p50_ms {
-            Some(f) if pick.precision != Precision::Fp32 => facts.push(format!(
+            _ if pick.precision == Precision::Fp32 => {
+                facts.push("no quantized cell within budget is faster".to_string())
+            }
+            Some(f) => facts.push(format!(
                 "{:.2}× as fast as FP32 on the same runtime ({})",
                 f / pick.p50_ms,
                 duration_ms(f)
             )),
-            _ => {}
+            None => {}
         }
         facts.push(format!(
             "{metric} {} ({:+.2} pp against {from}; budget {} pp)",
