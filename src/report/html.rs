@@ -428,3 +428,30 @@ fn reproduce_section(out: &mut String, records: &[Record]) {
     }
     out.push_str("</section>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::fixture;
+
+    #[test]
+    fn hostile_names_are_escaped_everywhere() {
+        let mut records = fixture::records();
+        let hostile = "<script>alert(\"x\")</script>&'";
+        for r in &mut records {
+            r.key.model = hostile.to_string();
+            r.machine.hostname = Some(hostile.to_string());
+            r.command = Some(hostile.to_string());
+        }
+        let advice = crate::report::summary::advise(&records, 1.0);
+        let sources = Sources {
+            files: &[hostile.to_string()],
+            budget_pp: 1.0,
+        };
+        let page = page(&records, &advice, &[], &sources);
+        assert!(!page.contains(hostile));
+        assert!(page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"));
+        // Only the report's own script element is on the page.
+        assert_eq!(page.matches("<script>").count(), 1);
+    }
+}

@@ -134,22 +134,23 @@ fn describe(kind: Kind, model: &str, metric: Metric, cells: &[&Record]) -> Chart
     let (title, caption) = match kind {
         Kind::QualityLatency => (
             format!("{model}: {m} vs median latency"),
-            format!("Each mark is one cell: colour is the weight precision, shape the runtime. The line joins the Pareto front (no other cell is both faster and better), labelled by variant. Latency axis is logarithmic."),
+            "Each mark is one cell: colour is the weight precision, shape the runtime. The line joins the Pareto front (no other cell is both faster and better), labelled by variant. Latency axis is logarithmic.".to_string(),
         ),
         Kind::SizeQuality => (
             format!("{model}: model file size vs {m}"),
             "Colour is the weight precision, shape the runtime. Size axis is logarithmic.".to_string(),
         ),
         Kind::EnergyQuality => {
-            let sources = view::distinct(
-                &cells.iter().map(|r| (*r).clone()).collect::<Vec<_>>(),
-                |r| view::energy(r).map_or(String::new(), |e| view::energy_source_word(e.source).to_string()),
-            );
+            let sources: std::collections::BTreeSet<&str> = cells
+                .iter()
+                .filter_map(|r| view::energy(r))
+                .map(|e| view::energy_source_word(e.source))
+                .collect();
             (
                 format!("{model}: energy per inference vs {m}"),
                 format!(
                     "Colour is the weight precision, shape the runtime; the legend says where the energy figures come from ({}). Energy axis is logarithmic.",
-                    sources.into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(", ")
+                    sources.into_iter().collect::<Vec<_>>().join(", ")
                 ),
             )
         }

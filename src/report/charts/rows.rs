@@ -36,7 +36,7 @@ where
 {
     let longest = labels.iter().map(|l| l.chars().count()).max().unwrap_or(0);
     let label_px = (longest as u32 * 7 + 24).clamp(80, 360);
-    let n = labels.len().max(1) as f64;
+    let n = slots(labels.len()) as f64;
     let mut c = ChartBuilder::on(plot)
         .caption(&chart.title, (FONT, 21).into_font())
         .margin(16)
@@ -65,9 +65,15 @@ where
     Ok(c)
 }
 
-/// The y of row `i` of `n`, the first row at the top.
+/// Rows a chart of `n` rows makes room for: a few rows are drawn at the top at the height they
+/// would have in a fuller chart, not stretched over the whole plot.
+fn slots(n: usize) -> usize {
+    n.max(8)
+}
+
+/// The y of row `i` of a chart of `n` rows, the first row at the top.
 fn row_y(i: usize, n: usize) -> f64 {
-    (n - 1 - i) as f64
+    (slots(n) - 1 - i) as f64
 }
 
 fn runtime_entries(runtimes: impl IntoIterator<Item = RuntimeKind>) -> Vec<Entry> {
@@ -219,7 +225,7 @@ pub(super) fn speedup<DB: DrawingBackend>(
         ))?;
     }
     c.draw_series(DashedLineSeries::new(
-        vec![(1.0, -0.5), (1.0, n as f64 - 0.5)],
+        vec![(1.0, -0.5), (1.0, slots(n) as f64 - 0.5)],
         6,
         4,
         BLACK.stroke_width(1),

@@ -113,8 +113,8 @@ pub fn wrap(text: &str, width: usize) -> Vec<String> {
 
 /// Splits `root` into the plot (left) and a legend panel (right) wide enough for `entries`,
 /// and draws the legend.
-pub fn with_legend<'a, DB: DrawingBackend>(
-    root: &'a DrawingArea<DB, Shift>,
+pub fn with_legend<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
     entries: &[Entry],
 ) -> Result<DrawingArea<DB, Shift>, DrawingAreaErrorKind<DB::ErrorType>> {
     if entries.is_empty() {
