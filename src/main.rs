@@ -52,6 +52,24 @@ enum Command {
     /// Time quench's FP32, INT8, 4-bit and binary kernels against ONNX Runtime on single-op
     /// models of the same shapes, with this machine's peaks measured in the same run.
     Kernels(KernelsArgs),
+    /// Turn sweep records (results.jsonl files, from one machine or several) into a report
+    /// folder: PNG charts, one self-contained HTML file, CSV and Markdown tables.
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// Results files: JSON lines of records (`quench sweep`), or records printed by
+    /// `quench eval --json` / `quench compare --json`.
+    #[arg(required = true)]
+    results: Vec<PathBuf>,
+    /// Folder to write the report into.
+    #[arg(long, default_value = "reports/latest")]
+    out: PathBuf,
+    /// Accuracy budget of the advice: the largest drop below FP32 to accept, in percentage
+    /// points.
+    #[arg(long, default_value_t = 1.0)]
+    budget: f64,
 }
 
 #[derive(Args)]
@@ -466,6 +484,7 @@ fn main() -> ExitCode {
         Command::Kernels(args) => cmd_kernels(args),
         Command::Sweep(args) => cmd_sweep(args),
         Command::Results(args) => cmd_results(args),
+        Command::Report(args) => cmd_report(args),
     };
     match result {
         Ok(code) => code,
@@ -510,10 +529,35 @@ fn machine(threads: usize) -> MachineInfo {
     MachineInfo::collect(Path::new("/"), threads, ort_version)
 }
 
-/// Prints a record as it arrives: a JSON line, or a one-line progress note for the table view.
+/// This process's command line, shell-quoted, for the `command` field of the records it prints.
+fn command_line() -> String {
+    std::env::args()
+        .enumerate()
+        // The program as a person types it, not the path it was started by.
+        .map(|(i, a)| if i == 0 { "quench".to_string() } else { a })
+        .map(|a| {
+            let plain = !a.is_empty()
+                && a.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+            if plain {
+                a
+            } else {
+                format!("'{}'", a.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Prints a record as it arrives: a JSON line (with this command line in it), or a one-line
+/// progress note for the table view.
 fn print_progress(record: &Record, json: bool) {
     if json {
-        match serde_json::to_string(record) {
+        let record = Record {
+            command: Some(command_line()),
+            ..record.clone()
+        };
+        match serde_json::to_string(&record) {
             Ok(line) => println!("{line}"),
             Err(e) => eprintln!("quench: cannot serialise a record: {e}"),
         }
@@ -790,7 +834,10 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         .map_or((Precision::Fp32, Method::None), |v| (v.precision, v.method));
     let subject = prepared.subject(&model, precision, method);
     let outcome = run_cell(&subject, &config, reference.as_ref(), &machine);
-    let mut record = outcome.record;
+    let mut record = Record {
+        command: Some(command_line()),
+        ..outcome.record
+    };
     if let Some(v) = &variant {
         record.key.calibrator = v.calibrator.clone();
         record.key.group = v.group;
@@ -1097,4 +1144,33 @@ fn cmd_results(args: ResultsArgs) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn cmd_report(args: ReportArgs) -> Result<ExitCode> {
+    use quench::report::files;
+    let records = files::read_records(&args.results)?;
+    let options = files::Options {
+        out: args.out.clone(),
+        budget_pp: args.budget,
+        sources: args
+            .results
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+    };
+    let written = files::write(&records, &options)?;
+    println!(
+        "quench report: {} record(s) -> {}",
+        records.len(),
+        args.out.display()
+    );
+    println!("  {}", written.html.display());
+    println!("  {}", written.markdown.display());
+    println!("  {}", written.csv.display());
+    println!(
+        "  {} chart(s) in {}",
+        written.charts.len(),
+        args.out.join(files::CHARTS_DIR).display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

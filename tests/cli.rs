@@ -107,6 +107,11 @@ fn eval_json_is_a_full_record() {
     assert!(r["energy"]["headline"]["source"].is_string());
     assert!(r["machine"]["cpu_features"].is_array());
     assert!(r["kernels"][0].as_str().unwrap().starts_with("ort-cpu-"));
+    // The record says how to measure it again, for `quench report`.
+    assert_eq!(
+        r["command"],
+        "quench eval assets/models/mnist-cnn.onnx --runtime ort --limit 500 --seconds 0.2 --json"
+    );
 }
 
 /// A user's own model and data without labels: quench reports agreement with the FP32 model.

@@ -21,6 +21,10 @@ pub const GIT_REVISION: &str = env!("QUENCH_GIT_REV");
 /// Everything a record says about where it was measured.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineInfo {
+    /// Host name (`/proc/sys/kernel/hostname`): what tells devices apart when records from
+    /// several machines are merged into one report. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
     /// CPU model: `model name` in /proc/cpuinfo, or on Arm the core named from `CPU part`
     /// (e.g. `Arm Cortex-A72`), else the `Model` line.
     pub cpu_model: Option<String>,
@@ -87,6 +91,9 @@ impl MachineInfo {
     pub fn collect(root: &Path, threads_used: usize, ort_version: Option<String>) -> Self {
         let cpuinfo = read(root, "proc/cpuinfo").unwrap_or_default();
         Self {
+            hostname: read(root, "proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .filter(|h| !h.is_empty()),
             cpu_model: cpu_model(&cpuinfo),
             board: read(root, "proc/device-tree/model")
                 .map(|m| m.trim_matches(['\0', ' ', '\n']).to_string())
@@ -354,6 +361,7 @@ mod tests {
             ),
             ("proc/sys/kernel/ostype", "Linux\n"),
             ("proc/sys/kernel/osrelease", "6.1.0-18-amd64\n"),
+            ("proc/sys/kernel/hostname", "bench-x86\n"),
             (
                 "etc/os-release",
                 "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n",
@@ -374,6 +382,7 @@ mod tests {
             ("thermal_throttle", 4, None)
         );
         assert_eq!(m.kernel.as_deref(), Some("Linux 6.1.0-18-amd64"));
+        assert_eq!(m.hostname.as_deref(), Some("bench-x86"));
         assert_eq!(m.os.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
         assert_eq!(m.ort_version.as_deref(), Some("1.32.0"));
         assert_eq!(m.quench_version, env!("CARGO_PKG_VERSION"));
@@ -417,6 +426,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = MachineInfo::collect(dir.path(), 1, None);
         assert!(m.cpu_model.is_none() && m.logical_cores.is_none() && m.os.is_none());
+        assert!(m.hostname.is_none());
         assert!(m.frequency.is_none() && m.throttle.is_none() && m.kernel.is_none());
     }
 

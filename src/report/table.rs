@@ -227,7 +227,7 @@ pub fn sweep(records_in: &[Record]) -> String {
 }
 
 /// What an energy figure rests on, in words, without the run-specific numbers.
-fn energy_source_note(e: &crate::measure::power::EnergyReading) -> String {
+pub fn energy_source_note(e: &crate::measure::power::EnergyReading) -> String {
     use crate::measure::power::EnergySource;
     match e.source {
         EnergySource::Measured => format!("measured by {}", e.label),

@@ -148,6 +148,7 @@ pub fn run_cell_with(
             group: None,
         },
         profile_hash: None,
+        command: None,
         status,
         model_file: subject.path.display().to_string(),
         quality: partial.quality,

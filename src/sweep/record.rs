@@ -221,6 +221,10 @@ pub struct Record {
     /// trusts records of the same profile.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile_hash: Option<String>,
+    /// The command line that measured this cell (shell-quoted), so that a report can say how to
+    /// reproduce it; absent when the writer did not know it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
     /// How it ended.
     pub status: Status,
     /// The model file run, as given.
@@ -261,6 +265,7 @@ impl Record {
             schema: SCHEMA_VERSION,
             key,
             profile_hash: None,
+            command: None,
             status,
             model_file,
             quality: None,

@@ -58,7 +58,11 @@ mod tests {
             t1 = cpu_seconds(Scope::Thread).unwrap();
         }
         let wall = start.elapsed().as_secs_f64();
-        assert!(t1 - t0 >= 0.02 && t1 - t0 <= wall + 0.002, "{} in {wall}", t1 - t0);
+        assert!(
+            t1 - t0 >= 0.02 && t1 - t0 <= wall + 0.002,
+            "{} in {wall}",
+            t1 - t0
+        );
         std::thread::sleep(Duration::from_millis(60));
         let t2 = cpu_seconds(Scope::Thread).unwrap();
         assert!(t2 - t1 < 0.005, "{}", t2 - t1);
