@@ -174,6 +174,7 @@ pub fn distinct(records: &[Record], f: impl Fn(&Record) -> String) -> Vec<String
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sweep::record::Precision;
 
     #[test]
     fn variant_labels_name_method_calibrator_and_group() {
