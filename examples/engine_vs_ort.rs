@@ -1,4 +1,6 @@
-//! Native FP32 engine against ONNX Runtime FP32 on the bundled models, batch 1, one thread.
+//! Native engine against ONNX Runtime on the bundled models, batch 1, one thread: the FP32
+//! models, or a quantized variant of one (e.g. the INT8 QDQ model `quench quantize` writes), which
+//! is then also timed against the native engine on the FP32 model.
 //!
 //! The machine this was written on is shared and its speed jumps about 1.5× from minute to
 //! minute, so absolute times from one run say little. Each round therefore times the native
@@ -8,13 +10,18 @@
 //! and the median per-run time (p50 over rounds) of each runtime.
 //!
 //! Before timing, the tool checks that native and ORT agree on the input: max |native − ORT|
-//! divided by the max |ORT output| of the sample must be ≤ 1e-4, else it stops with an error.
+//! divided by the max |ORT output| of the sample must be ≤ 1e-4 (≤ 5e-2 for a quantized
+//! variant, whose integer layers round a few values one step apart), else it stops with an
+//! error.
 //!
 //! The input is the first test sample of each model's manifest (`assets/models/*.toml`),
 //! preprocessed as the manifest says.
 //!
-//! Run: `cargo run --release --example engine_vs_ort [ROUNDS] [MODEL...]` (default 30 rounds,
-//! all three models; `QUENCH_PROFILE_OPS=1` adds the native per-step time table on exit). ONNX
+//! Run: `cargo run --release --example engine_vs_ort [ROUNDS] [MODEL[=VARIANT.onnx]...]` (default
+//! 30 rounds, all three models; `QUENCH_PROFILE_OPS=1` adds the native per-step time table on
+//! exit). A quantized variant, e.g.:
+//! `quench quantize assets/models/mnist-cnn.onnx --precision int8 -o /tmp/cnn-int8.onnx` then
+//! `cargo run --release --example engine_vs_ort 30 mnist-cnn=/tmp/cnn-int8.onnx`. ONNX
 //! Runtime is found as `quench::runtime::ort` finds it: run from the project folder (its
 //! `.venv`), or set `ORT_DYLIB_PATH`.
 
@@ -30,8 +37,10 @@ use quench::runtime::Runtime;
 use quench::tensor::Tensor;
 
 const MODELS: [&str; 3] = ["mnist-mlp", "mnist-cnn", "textdir-cls"];
-/// Largest allowed max |native − ORT| / max |ORT|.
+/// Largest allowed max |native − ORT| / max |ORT| on an FP32 model.
 const TOLERANCE: f64 = 1e-4;
+/// The same on a quantized variant.
+const QUANT_TOLERANCE: f64 = 5e-2;
 /// Time budget of one runtime's share of a round.
 const SHARE_SECONDS: f64 = 0.02;
 
@@ -77,18 +86,27 @@ fn summary(mut v: Vec<f64>) -> Summary {
     }
 }
 
-fn bench(model: &str, rounds: usize) -> Result<()> {
+/// Times `model` (or its quantized `variant`) natively and on ORT, and a variant also against
+/// the native engine on the FP32 model, in interleaved rounds.
+fn bench(model: &str, variant: Option<&Path>, rounds: usize) -> Result<()> {
     let manifest_path = models_dir().join(format!("{model}.toml"));
     let manifest = Manifest::load(&manifest_path)
         .with_context(|| format!("reading {}", manifest_path.display()))?;
     let data = Dataset::load(&manifest.data.test, &manifest.input, Some(1))?;
     let x = data.batch(0..1)?;
     let name = data.input_name().to_string();
-    let graph = quench::onnx::load(&manifest.model.file)?;
-    let mut native = NativeRuntime::new(graph, 1)?;
-    let mut spin = OrtRuntime::from_file(&manifest.model.file, &OrtOptions::new(1))?;
+    let file = variant.unwrap_or(&manifest.model.file);
+    let mut native = NativeRuntime::new(quench::onnx::load(file)?, 1)?;
+    let mut fp32 = match variant {
+        Some(_) => Some(NativeRuntime::new(
+            quench::onnx::load(&manifest.model.file)?,
+            1,
+        )?),
+        None => None,
+    };
+    let mut spin = OrtRuntime::from_file(file, &OrtOptions::new(1))?;
     let mut calm = OrtRuntime::from_file(
-        &manifest.model.file,
+        file,
         &OrtOptions {
             spin: false,
             ..OrtOptions::new(1)
@@ -97,20 +115,33 @@ fn bench(model: &str, rounds: usize) -> Result<()> {
     let n_out = native.run(&[(&name, &x)])?;
     let o_out = spin.run(&[(&name, &x)])?;
     let diff = rel_diff(&n_out[0], &o_out[0])?;
-    if diff > TOLERANCE {
-        bail!("{model}: native and ORT disagree, max rel diff {diff:.2e} > {TOLERANCE:.0e}");
+    let tolerance = if variant.is_some() {
+        QUANT_TOLERANCE
+    } else {
+        TOLERANCE
+    };
+    if diff > tolerance {
+        bail!("{model}: native and ORT disagree, max rel diff {diff:.2e} > {tolerance:.0e}");
     }
     // Warm up and size a round's share to about SHARE_SECONDS.
     let t = time(&mut spin, &name, &x, 20)?;
     time(&mut native, &name, &x, 20)?;
     time(&mut calm, &name, &x, 20)?;
+    if let Some(f) = fp32.as_mut() {
+        time(f, &name, &x, 20)?;
+    }
     let calls = ((SHARE_SECONDS / t) as usize).clamp(5, 10_000);
-    let (mut tn, mut ts, mut tc) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut rs, mut rc) = (Vec::new(), Vec::new());
+    let (mut tn, mut ts, mut tc, mut tf) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut rs, mut rc, mut rf) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         let n = time(&mut native, &name, &x, calls)?;
         let s = time(&mut spin, &name, &x, calls)?;
         let c = time(&mut calm, &name, &x, calls)?;
+        if let Some(f) = fp32.as_mut() {
+            let f = time(f, &name, &x, calls)?;
+            tf.push(f * 1e6);
+            rf.push(n / f);
+        }
         tn.push(n * 1e6);
         ts.push(s * 1e6);
         tc.push(c * 1e6);
@@ -119,10 +150,22 @@ fn bench(model: &str, rounds: usize) -> Result<()> {
     }
     let (rs, rc) = (summary(rs), summary(rc));
     let (tn, ts, tc) = (summary(tn), summary(ts), summary(tc));
-    println!(
+    print!(
         "{model:<12} {:>6.3} [{:.3}-{:.3}] {:>6.3} [{:.3}-{:.3}] {:>9.1} {:>9.1} {:>9.1}   {diff:.1e}  {calls}",
         rs.median, rs.lo, rs.hi, rc.median, rc.lo, rc.hi, tn.median, ts.median, tc.median
     );
+    if variant.is_some() {
+        let (rf, tf) = (summary(rf), summary(tf));
+        print!(
+            "   vs native fp32 {:.3} [{:.3}-{:.3}], native fp32 {:.1} µs ({})",
+            rf.median,
+            rf.lo,
+            rf.hi,
+            tf.median,
+            file.display()
+        );
+    }
+    println!();
     Ok(())
 }
 
@@ -146,7 +189,10 @@ fn main() -> Result<()> {
         "model", "vs ORT spin", "vs ORT no-spin", "native", "ort spin", "ort calm", "rel diff"
     );
     for m in models {
-        bench(m, rounds)?;
+        match m.split_once('=') {
+            Some((model, variant)) => bench(model, Some(Path::new(variant)), rounds)?,
+            None => bench(m, None, rounds)?,
+        }
     }
     Ok(())
 }
