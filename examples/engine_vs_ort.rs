@@ -18,7 +18,9 @@
 //! memory, or `qop` / `dyn-ort` (ORT's own QOperator / quantize_dynamic model from
 //! `assets/quantized`). Native and ORT then run that same quantized model, and each round also
 //! times the native FP32 plan of the model, so the extra column is native variant / native FP32
-//! per round. Quantized outputs may differ from ORT's by a rounding step, so the agreement check
+//! per round. A variant may also be a quantized file, e.g. one `quench quantize` wrote:
+//! `cargo run --release --example engine_vs_ort 30 mnist-cnn:/tmp/cnn-int8.onnx` (INT8 static
+//! needs calibrated ranges, so it is made by `quench quantize`, not here). Quantized outputs may differ from ORT's by a rounding step, so the agreement check
 //! allows a max rel diff of 5e-2 for them.
 //!
 //! Run: `cargo run --release --example engine_vs_ort [ROUNDS] [MODEL[:VARIANT]...]` (default 30
@@ -97,6 +99,9 @@ fn variant_graph(model: &str, graph: &Graph, variant: Option<&str>) -> Result<Gr
         Some("int4-g32") => Scheme::int4(32, true),
         Some("int4-g64") => Scheme::int4(64, true),
         Some("int4-g32-zp") => Scheme::int4(32, false),
+        Some(file) if file.ends_with(".onnx") => {
+            return quench::onnx::load(Path::new(file)).with_context(|| file.to_string());
+        }
         Some(fixture @ ("qop" | "dyn-ort")) => {
             let path = models_dir()
                 .join("../quantized")

@@ -508,8 +508,9 @@ fn probe(
 }
 
 /// Calibrated ranges of every site `scheme` needs, from ORT running the FP32 graph over the
-/// first `samples` of `data`.
-fn calibrate(
+/// first `samples` of `data` (what `quench quantize` exports from; public so that checks can
+/// export the same models).
+pub fn calibrate(
     graph: &Graph,
     scheme: &Scheme,
     data: &Dataset,
