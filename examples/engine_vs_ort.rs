@@ -13,6 +13,9 @@
 //! The input is the first test sample of each model's manifest (`assets/models/*.toml`),
 //! preprocessed as the manifest says.
 //!
+//! With `QUENCH_BENCH_CLOCK=cpu` every time is this process's CPU time instead of wall time:
+//! on a machine shared with other work, time spent preempted then counts for neither side.
+//!
 //! Run: `cargo run --release --example engine_vs_ort [ROUNDS] [MODEL...]` (default 30 rounds,
 //! all three models; `QUENCH_PROFILE_OPS=1` adds the native per-step time table on exit). ONNX
 //! Runtime is found as `quench::runtime::ort` finds it: run from the project folder (its
@@ -23,6 +26,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use quench::eval::{Dataset, Manifest};
+use quench::measure::power::cpu_time::{cpu_seconds, Scope};
 use quench::measure::stats::percentile_sorted;
 use quench::runtime::native::NativeRuntime;
 use quench::runtime::ort::{OrtOptions, OrtRuntime};
@@ -39,13 +43,24 @@ fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models")
 }
 
-/// Seconds per run of `calls` back-to-back runs.
+/// Whether `QUENCH_BENCH_CLOCK=cpu` asked for process CPU time.
+fn cpu_clock() -> bool {
+    std::env::var("QUENCH_BENCH_CLOCK").is_ok_and(|v| v == "cpu")
+}
+
+/// Seconds per run of `calls` back-to-back runs (wall time, or CPU time with [`cpu_clock`]).
 fn time(rt: &mut dyn Runtime, name: &str, x: &Tensor, calls: usize) -> Result<f64> {
-    let start = Instant::now();
+    let cpu = || cpu_seconds(Scope::Process).context("reading CPU time");
+    let (start, cpu0) = (Instant::now(), if cpu_clock() { cpu()? } else { 0.0 });
     for _ in 0..calls {
         std::hint::black_box(rt.run(&[(name, x)])?);
     }
-    Ok(start.elapsed().as_secs_f64() / calls as f64)
+    let spent = if cpu_clock() {
+        cpu()? - cpu0
+    } else {
+        start.elapsed().as_secs_f64()
+    };
+    Ok(spent / calls as f64)
 }
 
 /// max |a − b| / max |b| over the first output.
@@ -138,8 +153,9 @@ fn main() -> Result<()> {
     } else {
         picked.iter().map(String::as_str).collect()
     };
+    let clock = if cpu_clock() { "CPU" } else { "wall" };
     println!(
-        "batch 1, 1 thread, {rounds} rounds; ratio = native/ORT per round: median [min-max]; p50 µs per run"
+        "batch 1, 1 thread, {clock} time, {rounds} rounds; ratio = native/ORT per round: median [min-max]; p50 µs per run"
     );
     println!(
         "{:<12} {:>22} {:>22} {:>9} {:>9} {:>9}   {:>7}  calls/round",

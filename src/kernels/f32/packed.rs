@@ -180,9 +180,14 @@ impl<'a> PanelsMut<'a> {
     /// When `kk >= K` or `row` does not hold N values.
     pub fn set_row(&mut self, kk: usize, row: &[f32]) {
         assert!(kk < self.k && row.len() == self.n, "PanelsMut::set_row");
-        for (p, src) in row.chunks(NR).enumerate() {
-            let at = (p * self.k + kk) * NR;
-            self.data[at..at + src.len()].copy_from_slice(src);
+        // Whole panels as fixed-size array copies (a few vector moves each: a `memcpy` call per
+        // 64 bytes would cost more than the copy), then the last partial panel.
+        let panel_rows = self.data[kk * NR..].chunks_mut(self.k * NR);
+        for (src, dst) in row.chunks(NR).zip(panel_rows) {
+            match (src.first_chunk::<NR>(), dst.first_chunk_mut::<NR>()) {
+                (Some(s), Some(d)) => *d = *s,
+                _ => dst[..src.len()].copy_from_slice(src),
+            }
         }
     }
 
