@@ -20,13 +20,17 @@
 //! times the native FP32 plan of the model, so the extra column is native variant / native FP32
 //! per round. A variant may also be a quantized file, e.g. one `quench quantize` wrote:
 //! `cargo run --release --example engine_vs_ort 30 mnist-cnn:/tmp/cnn-int8.onnx` (INT8 static
-//! needs calibrated ranges, so it is made by `quench quantize`, not here). Quantized outputs may differ from ORT's by a rounding step, so the agreement check
+//! needs calibrated ranges, so it is made by `quench quantize`, not here). Quantized outputs
+//! may differ from ORT's by a rounding step, so the agreement check
 //! allows a max rel diff of 5e-2 for them.
 //!
 //! Run: `cargo run --release --example engine_vs_ort [ROUNDS] [MODEL[:VARIANT]...]` (default 30
 //! rounds, all three models in FP32; `QUENCH_PROFILE_OPS=1` adds the native per-step time table
 //! on exit). ONNX Runtime is found as `quench::runtime::ort` finds it: run from the project
 //! folder (its `.venv`), or set `ORT_DYLIB_PATH`.
+//!
+//! With `QUENCH_BENCH_CLOCK=cpu` every time is this process's CPU time instead of wall time:
+//! on a machine shared with other work, time spent preempted then counts for neither side.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -34,6 +38,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use quench::eval::{Dataset, Manifest};
 use quench::graph::Graph;
+use quench::measure::power::cpu_time::{cpu_seconds, Scope};
 use quench::measure::stats::percentile_sorted;
 use quench::quant::{quantize, Scheme};
 use quench::runtime::native::NativeRuntime;
@@ -53,13 +58,24 @@ fn models_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models")
 }
 
-/// Seconds per run of `calls` back-to-back runs.
+/// Whether `QUENCH_BENCH_CLOCK=cpu` asked for process CPU time.
+fn cpu_clock() -> bool {
+    std::env::var("QUENCH_BENCH_CLOCK").is_ok_and(|v| v == "cpu")
+}
+
+/// Seconds per run of `calls` back-to-back runs (wall time, or CPU time with [`cpu_clock`]).
 fn time(rt: &mut dyn Runtime, name: &str, x: &Tensor, calls: usize) -> Result<f64> {
-    let start = Instant::now();
+    let cpu = || cpu_seconds(Scope::Process).context("reading CPU time");
+    let (start, cpu0) = (Instant::now(), if cpu_clock() { cpu()? } else { 0.0 });
     for _ in 0..calls {
         std::hint::black_box(rt.run(&[(name, x)])?);
     }
-    Ok(start.elapsed().as_secs_f64() / calls as f64)
+    let spent = if cpu_clock() {
+        cpu()? - cpu0
+    } else {
+        start.elapsed().as_secs_f64()
+    };
+    Ok(spent / calls as f64)
 }
 
 /// max |a − b| / max |b| over the first output.
@@ -190,8 +206,9 @@ fn main() -> Result<()> {
     } else {
         picked.iter().map(String::as_str).collect()
     };
+    let clock = if cpu_clock() { "CPU" } else { "wall" };
     println!(
-        "batch 1, 1 thread, {rounds} rounds; ratio = native/ORT per round: median [min-max]; p50 µs per run"
+        "batch 1, 1 thread, {clock} time, {rounds} rounds; ratio = native/ORT per round: median [min-max]; p50 µs per run"
     );
     println!(
         "{:<22} {:>22} {:>22} {:>22} {:>9} {:>9} {:>9} {:>9}   {:>7}  calls/round",

@@ -100,15 +100,16 @@ fn plan_reports_memory_and_kernels_and_reuses_arena() {
     let mut plan = Plan::new(&g, &[("x", vec![1, 3, 8, 8])], 1).unwrap();
     // conv(+bn+relu fused) → maxpool → gemm: three kernel launches, Flatten aliases.
     assert_eq!(plan.step_count(), 3);
-    // Packed conv weights (27 K rows) and fc weights (64 K rows), each in one 16-column panel
-    // of 64-byte rows.
-    assert_eq!(plan.packed_weight_bytes(), (27 + 64) * 16 * 4);
+    // Conv weights row-major, 4 channels × (27 taps + the folded bias); fc weights (64 K rows)
+    // in one 16-column panel of 64-byte rows.
+    assert_eq!(plan.packed_weight_bytes(), (4 * 28 + 64 * 16) * 4);
     assert!(plan
         .kernel_names()
         .contains(&quench::kernels::f32::gemm_kernel_name()));
     // Conv output (256 floats) and pool output (64) are live together; gemm output (10, padded
-    // to 16) reuses the conv region. im2col scratch: 64×27 + max(64×27 patch rows, 64×4).
-    assert_eq!(plan.arena_bytes(), (256 + 64 + 64 * 27 + 64 * 27) * 4);
+    // to 16) reuses the conv region. im2col scratch: the patch matrix in 16-column panels (4
+    // panels × 28 K rows × 16, plus 16 floats of alignment slack) and one 64-value patch row.
+    assert_eq!(plan.arena_bytes(), (256 + 64 + 4 * 28 * 16 + 16 + 64) * 4);
     let a = plan.run(&[("x", &x)]).unwrap();
     let b = plan.run(&[("x", &x)]).unwrap();
     assert_eq!(a, b);

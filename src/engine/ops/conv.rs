@@ -1,10 +1,17 @@
 //! 2-D convolution: a direct kernel for depthwise convolution, im2col + packed GEMM for the rest,
-//! with bias and a Relu/Clip fused into the store.
+//! with bias and a Relu/Clip fused into the GEMM.
+//!
+//! The GEMM runs with the weights as A and the patch matrix as B: `out[Cout × H·W] =
+//! W[Cout × K] · patches[K × H·W]`, which is NCHW as it stands, so no transpose follows. The
+//! patch rows (one per input channel and tap: a shifted copy of the input plane) are written
+//! straight into the GEMM's 16-column panels ([`PanelsMut`]), so the patch matrix is never
+//! materialised row-major and turned around. The bias rides along as one more K step: a column
+//! of A holding the bias and a row of B holding ones.
 
 use rayon::prelude::*;
 
 use crate::graph::shape::{ConvParams, Window2d};
-use crate::kernels::f32::{gemm, gemm_kernel_name, Activation, Epilogue, PackedB};
+use crate::kernels::f32::{gemm_kernel_name, gemm_panels, Activation, Epilogue, PanelsMut};
 
 /// Name reported for the direct depthwise kernel.
 pub const DEPTHWISE_KERNEL: &str = "depthwise-f32-direct";
@@ -22,9 +29,14 @@ pub struct Conv {
 enum ConvKind {
     /// One input channel per group: each output channel is a single-plane filter.
     Depthwise { weights: Vec<f32> },
-    /// im2col into scratch, then one GEMM per group with weights packed as [Cout/g × K].
+    /// Patches into GEMM panels, then one GEMM per group with the weights as A.
     Gemm {
-        packed: Vec<PackedB>,
+        /// Row-major [Cout × kb]: each output channel's K weights, then its bias when there is
+        /// one (`kb` = K + 1).
+        weights: Vec<f32>,
+        /// Row length of `weights` (the GEMM's K).
+        kb: usize,
+        /// A 1×1, stride-1, unpadded window: the patch rows are the input planes.
         pointwise: bool,
     },
 }
@@ -34,7 +46,6 @@ impl Conv {
     pub fn new(p: ConvParams, weights: &[f32], bias: Option<&[f32]>, act: Activation) -> Conv {
         let [kh, kw] = p.window.kernel;
         let cin_g = p.cin / p.group;
-        let cout_g = p.cout / p.group;
         let k = cin_g * kh * kw;
         let kind = if cin_g == 1 && p.group > 1 {
             ConvKind::Depthwise {
@@ -43,12 +54,17 @@ impl Conv {
         } else {
             let w = &p.window;
             let pointwise = w.kernel == [1, 1] && w.strides == [1, 1] && w.pads == [0; 4];
-            let packed = (0..p.group)
-                .map(|g| {
-                    PackedB::from_n_by_k(cout_g, k, &weights[g * cout_g * k..(g + 1) * cout_g * k])
-                })
-                .collect();
-            ConvKind::Gemm { packed, pointwise }
+            let kb = k + usize::from(bias.is_some());
+            let mut folded = Vec::with_capacity(p.cout * kb);
+            for co in 0..p.cout {
+                folded.extend_from_slice(&weights[co * k..(co + 1) * k]);
+                folded.extend(bias.map(|b| b[co]));
+            }
+            ConvKind::Gemm {
+                weights: folded,
+                kb,
+                pointwise,
+            }
         };
         Conv {
             p,
@@ -58,16 +74,13 @@ impl Conv {
         }
     }
 
-    /// Floats of scratch the kernel needs: the im2col matrix, then one region holding first the
-    /// patch rows (before the GEMM) and then the GEMM's channel-last output.
+    /// Floats of scratch the kernel needs: the patch panels, then one patch row.
     pub fn scratch_len(&self) -> usize {
         match &self.kind {
             ConvKind::Depthwise { .. } => 0,
-            ConvKind::Gemm { .. } => {
+            ConvKind::Gemm { kb, .. } => {
                 let hw = self.p.window.output[0] * self.p.window.output[1];
-                let k =
-                    self.p.cin / self.p.group * self.p.window.kernel[0] * self.p.window.kernel[1];
-                hw * k + (hw * k).max(hw * self.p.cout / self.p.group)
+                PanelsMut::scratch_len(*kb, hw) + hw
             }
         }
     }
@@ -75,8 +88,7 @@ impl Conv {
     /// Bytes of packed weights held.
     pub fn packed_bytes(&self) -> usize {
         match &self.kind {
-            ConvKind::Depthwise { weights } => weights.len() * 4,
-            ConvKind::Gemm { packed, .. } => packed.iter().map(PackedB::size_bytes).sum(),
+            ConvKind::Depthwise { weights } | ConvKind::Gemm { weights, .. } => weights.len() * 4,
         }
     }
 
@@ -92,9 +104,11 @@ impl Conv {
     pub fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
         match &self.kind {
             ConvKind::Depthwise { weights } => self.depthwise(x, weights, out),
-            ConvKind::Gemm { packed, pointwise } => {
-                self.im2col_gemm(x, packed, *pointwise, out, scratch)
-            }
+            ConvKind::Gemm {
+                weights,
+                kb,
+                pointwise,
+            } => self.im2col_gemm(x, weights, *kb, *pointwise, out, scratch),
         }
     }
 
@@ -118,7 +132,8 @@ impl Conv {
     fn im2col_gemm(
         &self,
         x: &[f32],
-        packed: &[PackedB],
+        weights: &[f32],
+        kb: usize,
         pointwise: bool,
         out: &mut [f32],
         scratch: &mut [f32],
@@ -129,31 +144,34 @@ impl Conv {
         let cout_g = self.p.cout / self.p.group;
         let k = cin_g * w.kernel[0] * w.kernel[1];
         let in_plane = w.input[0] * w.input[1];
-        let (col, rest) = scratch.split_at_mut(hw * k);
+        let (panels, row) = scratch.split_at_mut(PanelsMut::scratch_len(kb, hw));
+        let row = &mut row[..hw];
         for n in 0..self.p.batch {
-            for (g, pb) in packed.iter().enumerate() {
+            for g in 0..self.p.group {
                 let xg = &x[(n * self.p.cin + g * cin_g) * in_plane..][..cin_g * in_plane];
+                let mut b = PanelsMut::new(kb, hw, panels);
                 if pointwise {
-                    transpose2d(xg, cin_g, hw, col);
+                    for (ch, plane) in xg.chunks_exact(hw).enumerate() {
+                        b.set_row(ch, plane);
+                    }
                 } else {
-                    im2col(w, xg, cin_g, &mut rest[..hw * k], col);
+                    im2col_rows(w, xg, cin_g, row, |kk, r| b.set_row(kk, r));
                 }
-                let cl = &mut rest[..hw * cout_g];
-                let bias = self.bias.as_ref().map(|b| &b[g * cout_g..(g + 1) * cout_g]);
-                gemm(
-                    hw,
-                    col,
-                    k,
-                    pb,
+                if kb > k {
+                    b.fill_row(k, 1.0);
+                }
+                gemm_panels(
+                    cout_g,
+                    &weights[g * cout_g * kb..(g + 1) * cout_g * kb],
+                    kb,
+                    b.panels(),
                     Epilogue {
-                        bias,
+                        bias: None,
                         act: self.act,
                     },
-                    cl,
-                    cout_g,
+                    &mut out[(n * self.p.cout + g * cout_g) * hw..][..cout_g * hw],
+                    hw,
                 );
-                let og = &mut out[(n * self.p.cout + g * cout_g) * hw..][..cout_g * hw];
-                transpose2d(cl, hw, cout_g, og);
             }
         }
     }
@@ -307,17 +325,21 @@ pub(super) fn taps(
     (lo, hi, start)
 }
 
-/// Writes the patch matrix [Hout·Wout × C·kh·kw] of the `c`-channel input `x` into `col`,
-/// going through `rows` ([C·kh·kw × Hout·Wout], as long as `col`): each patch row there is a
-/// run of shifted copies of input rows, then one blocked transpose turns it around. Writing
-/// `col` directly would store 1–kw values at a time.
-fn im2col(w: &Window2d, x: &[f32], c: usize, rows: &mut [f32], col: &mut [f32]) {
+/// Hands each row of the patch matrix [C·kh·kw × Hout·Wout] of the `c`-channel input `x` to
+/// `emit(row_index, row)`, built in `row` (Hout·Wout values): a row is one tap of one channel, a
+/// run of shifted copies of input rows with zeros where the tap falls in the padding.
+fn im2col_rows(
+    w: &Window2d,
+    x: &[f32],
+    c: usize,
+    row: &mut [f32],
+    mut emit: impl FnMut(usize, &[f32]),
+) {
     let (ih, iw) = (w.input[0], w.input[1]);
     let (oh, ow) = (w.output[0], w.output[1]);
     let (kh, kw) = (w.kernel[0], w.kernel[1]);
     let (sx, dx) = (w.strides[1], w.dilations[1]);
     let hw = oh * ow;
-    let k = c * kh * kw;
     // Stride 1 with the output as wide as the input ("same" width): consecutive output rows
     // read consecutive input rows at the same shift, so a tap's whole valid band is one copy,
     // after which the columns the shift wrapped around are zeroed.
@@ -326,9 +348,11 @@ fn im2col(w: &Window2d, x: &[f32], c: usize, rows: &mut [f32], col: &mut [f32]) 
         let plane = &x[ch * ih * iw..][..ih * iw];
         for ky in 0..kh {
             for kx in 0..kw {
-                let dst = &mut rows[((ch * kh + ky) * kw + kx) * hw..][..hw];
+                let kk = (ch * kh + ky) * kw + kx;
+                let dst = &mut row[..hw];
                 if same_width {
                     shifted_band(w, plane, ky, kx, dst);
+                    emit(kk, dst);
                     continue;
                 }
                 // Output columns whose tap kx lands inside the input: ox·sx + kx·dx − pad ∈ [0, iw).
@@ -357,13 +381,13 @@ fn im2col(w: &Window2d, x: &[f32], c: usize, rows: &mut [f32], col: &mut [f32]) 
                         drow[lo..hi].iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
                     }
                 }
+                emit(kk, dst);
             }
         }
     }
-    transpose2d(&rows[..k * hw], k, hw, col);
 }
 
-/// One patch row of [`im2col`] for a stride-1 window whose output is as wide as its input:
+/// One patch row of [`im2col_rows`] for a stride-1 window whose output is as wide as its input:
 /// `dst[oy·w + ox] = plane[(oy + ky·dy − pad_top)·w + ox + kx − pad_left]`, 0 outside the input.
 fn shifted_band(w: &Window2d, plane: &[f32], ky: usize, kx: usize, dst: &mut [f32]) {
     let (ih, iw) = (w.input[0], w.input[1]);
@@ -516,7 +540,7 @@ mod tests {
         Window2d::resolve(&node, input, kernel).unwrap()
     }
 
-    /// The patch matrix computed element by element: what [`im2col`] is tested against.
+    /// The patch matrix computed element by element: what [`im2col_rows`] is tested against.
     fn im2col_reference(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) {
         let (ih, iw) = (w.input[0], w.input[1]);
         let (oh, ow) = (w.output[0], w.output[1]);
@@ -584,9 +608,16 @@ mod tests {
             let xc = rand(c * input[0] * input[1], i as u64 + 3);
             let kk = c * kernel[0] * kernel[1];
             let (mut a, mut b) = (vec![0.0; n * kk], vec![1.0; n * kk]);
-            let mut rows = vec![2.0; n * kk];
-            im2col(&w, &xc, c, &mut rows, &mut a);
+            let mut row = vec![2.0; n];
+            let mut seen = vec![false; kk];
+            im2col_rows(&w, &xc, c, &mut row, |r, vals| {
+                seen[r] = true;
+                for (j, &v) in vals.iter().enumerate() {
+                    a[j * kk + r] = v;
+                }
+            });
             im2col_reference(&w, &xc, c, &mut b);
+            assert!(seen.iter().all(|&s| s));
             assert_eq!(a, b);
         }
         for (rows, cols) in [(1, 1), (8, 8), (9, 17), (16, 3), (31, 40)] {

@@ -1,6 +1,6 @@
 //! x86_64 AVX2 + FMA micro-kernels: up to 6×16 tiles of C in 12 `ymm` accumulators.
 //!
-//! Per K step: two aligned loads of the B panel row, then per row of A one broadcast and two
+//! Per K step: two loads of the B panel row, then per row of A one broadcast and two
 //! FMAs. Short tiles (1–3 rows) keep extra accumulator sets over interleaved K steps so at least
 //! 8 independent FMA chains hide the 4-cycle FMA latency (the 1-row kernel is the GEMV path).
 //! Column tails use masked loads and stores, so C beyond the tile is never touched.
@@ -34,11 +34,11 @@ unsafe fn micro<const R: usize, const U: usize>(t: &MicroTile<'_>) {
     let mut acc = [[[_mm256_setzero_ps(); 2]; R]; U];
     let (a, b) = (t.a, t.b);
     let step = |acc: &mut [[__m256; 2]; R], k: usize| {
-        // SAFETY: k < kc, so row k of the panel slice (16 values, 64-byte aligned) and
+        // SAFETY: k < kc, so row k of the panel slice (16 values) and
         // A[i][k] for i < R are in bounds (the caller's guarantee).
         unsafe {
-            let b0 = _mm256_load_ps(b.add(k * NR));
-            let b1 = _mm256_load_ps(b.add(k * NR + 8));
+            let b0 = _mm256_loadu_ps(b.add(k * NR));
+            let b1 = _mm256_loadu_ps(b.add(k * NR + 8));
             for (i, row) in acc.iter_mut().enumerate() {
                 let av = _mm256_broadcast_ss(&*a.add(i * t.lda + k));
                 row[0] = _mm256_fmadd_ps(av, b0, row[0]);

@@ -19,7 +19,7 @@
 //! Tasks run on rayon when [`crate::kernels::threads`] is more than 1; the plan then makes at least as
 //! many tasks as threads, cutting M when it is tall enough and N panels otherwise.
 
-use super::packed::{PackedB, NR};
+use super::packed::{Panels, NR};
 use super::{panel_bias, Activation, Epilogue};
 use rayon::prelude::*;
 
@@ -50,7 +50,7 @@ pub(super) struct MicroTile<'a> {
     pub a: *const f32,
     /// Row stride of A.
     pub lda: usize,
-    /// Packed B panel slice: `kc × 16` values, rows 64-byte aligned.
+    /// Packed B panel slice: `kc × 16` values (64-byte aligned when the storage is, not relied on).
     pub b: *const f32,
     /// Top-left of the C tile.
     pub c: *mut f32,
@@ -159,7 +159,7 @@ struct Job<'a> {
     plan: Plan,
     a: &'a [f32],
     lda: usize,
-    b: &'a PackedB,
+    b: Panels<'a>,
     epi: Epilogue<'a>,
     c: OutPtr,
     ldc: usize,
@@ -179,7 +179,7 @@ impl Job<'_> {
             let last = kb + 1 == plan.k_blocks;
             for p in p0..p1 {
                 let cols = self.b.panel_cols(p);
-                let b_slice = &self.b.panel(p)[k0..k0 + kc];
+                let b_slice = &self.b.panel(p)[k0 * NR..(k0 + kc) * NR];
                 let finish = last.then(|| Finish {
                     bias: panel_bias(&self.epi, p, cols),
                     act: self.epi.act,
@@ -190,7 +190,7 @@ impl Job<'_> {
                         kc,
                         a: self.a[i0 * self.lda + k0..].as_ptr(),
                         lda: self.lda,
-                        b: b_slice.as_ptr().cast(),
+                        b: b_slice.as_ptr(),
                         c: self.c.0.wrapping_add(i0 * self.ldc + p * NR),
                         ldc: self.ldc,
                         cols,
@@ -216,7 +216,7 @@ pub(super) fn gemm(
     m: usize,
     a: &[f32],
     lda: usize,
-    b: &PackedB,
+    b: Panels<'_>,
     epi: Epilogue<'_>,
     c: &mut [f32],
     ldc: usize,

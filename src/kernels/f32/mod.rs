@@ -1,7 +1,8 @@
 //! f32 GEMM: `C = act(A · B + bias)` with B packed once at plan time.
 //!
 //! This is the baseline every quantized speed-up is measured against, so it has to be a real
-//! GEMM: B is packed once into 16-column panels ([`PackedB`]), A is read in place, and a
+//! GEMM: B is packed once into 16-column panels ([`PackedB`]) or written per call into scratch
+//! in that layout ([`PanelsMut`], a convolution's im2col matrix), A is read in place, and a
 //! register-blocked micro-kernel computes 6×16 tiles of C with the bias and activation fused
 //! into the store (GotoBLAS/BLIS loop order and cache blocking; sizes and measurements in
 //! `driver`). `m == 1` takes a GEMV path that streams each B panel once over the whole K.
@@ -26,7 +27,7 @@ mod scalar;
 #[cfg(test)]
 mod tests;
 
-pub use packed::PackedB;
+pub use packed::{PackedB, Panels, PanelsMut};
 
 use crate::kernels::{isa, Isa};
 use packed::NR;
@@ -78,6 +79,20 @@ pub fn gemm(
     a: &[f32],
     lda: usize,
     b: &PackedB,
+    epi: Epilogue<'_>,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    run(Kernel::selected(), m, a, lda, b.panels(), epi, c, ldc);
+}
+
+/// [`gemm`] with B given as borrowed [`Panels`] (for instance written per call through
+/// [`PanelsMut`]); same kernel, same checks and panics.
+pub fn gemm_panels(
+    m: usize,
+    a: &[f32],
+    lda: usize,
+    b: Panels<'_>,
     epi: Epilogue<'_>,
     c: &mut [f32],
     ldc: usize,
@@ -137,7 +152,7 @@ fn run(
     m: usize,
     a: &[f32],
     lda: usize,
-    b: &PackedB,
+    b: Panels<'_>,
     epi: Epilogue<'_>,
     c: &mut [f32],
     ldc: usize,

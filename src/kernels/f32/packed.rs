@@ -1,23 +1,83 @@
-//! The packed right-hand operand: B in 16-column panels, packed once at plan time.
+//! The right-hand operand in 16-column panels: packed once at plan time ([`PackedB`]), or
+//! written per call into caller scratch ([`PanelsMut`], the im2col matrix of a convolution).
 
 /// Width of a packed-B panel: the columns one micro-kernel call produces.
 pub(super) const NR: usize = 16;
 
-/// One K-row of a B panel: 16 values, one cache line, aligned so SIMD loads never split lines.
-#[derive(Debug, Clone, Copy, PartialEq)]
-#[repr(C, align(64))]
-pub(super) struct PanelRow(pub(super) [f32; NR]);
+/// Floats in 64 bytes: panel storage starts on a cache line so a panel row never splits one.
+const LINE: usize = 16;
 
-/// The right-hand operand B (K×N) in the layout the kernel reads, packed once.
-///
-/// Columns are grouped into panels of 16 (the last zero-padded); panel `p` holds its K rows
-/// contiguously, so a micro-kernel streams one panel front to back. The layout is the same for
-/// every instruction set, so one packing serves the SIMD kernels and their scalar twin.
-#[derive(Debug, Clone)]
+/// The first index of `buf` that is 64-byte aligned (0 when none is, the kernels' loads do not
+/// depend on it for correctness, only for speed).
+fn line_start(buf: &[f32]) -> usize {
+    let off = buf.as_ptr().align_offset(64);
+    if off < LINE {
+        off
+    } else {
+        0
+    }
+}
+
+/// Floats holding `k` rows of every panel of an N-column B.
+fn panels_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * k * NR
+}
+
+/// A borrowed B (K×N) in the kernel's layout: columns grouped into panels of 16 (the last
+/// padded), panel `p` holding its K rows of 16 values contiguously, so a micro-kernel streams one
+/// panel front to back. The layout is the same for every instruction set, so one packing serves
+/// the SIMD kernels and their scalar twin. Padding lanes may hold anything: they only reach
+/// output columns that are never stored.
+#[derive(Debug, Clone, Copy)]
+pub struct Panels<'a> {
+    k: usize,
+    n: usize,
+    data: &'a [f32],
+}
+
+impl<'a> Panels<'a> {
+    /// Inner dimension K.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output columns N.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// Number of 16-column panels.
+    pub(super) fn panels(&self) -> usize {
+        self.n.div_ceil(NR)
+    }
+
+    /// The K rows of panel `p`, 16 values each.
+    pub(super) fn panel(&self, p: usize) -> &'a [f32] {
+        &self.data[p * self.k * NR..(p + 1) * self.k * NR]
+    }
+
+    /// Valid (unpadded) columns of panel `p`.
+    pub(super) fn panel_cols(&self, p: usize) -> usize {
+        NR.min(self.n - p * NR)
+    }
+}
+
+/// The right-hand operand B (K×N) packed once into [`Panels`] layout, on a 64-byte boundary.
+#[derive(Debug)]
 pub struct PackedB {
     k: usize,
     n: usize,
-    rows: Vec<PanelRow>,
+    buf: Vec<f32>,
+    /// Where the panels start in `buf` (its first cache-line boundary).
+    off: usize,
+}
+
+impl Clone for PackedB {
+    fn clone(&self) -> PackedB {
+        // A copied Vec may land on another alignment: lay the panels out afresh.
+        let src = self.panels();
+        PackedB::pack(self.k, self.n, |kk, j| src.panel(j / NR)[kk * NR + j % NR])
+    }
 }
 
 impl PackedB {
@@ -36,19 +96,21 @@ impl PackedB {
 
     /// Builds the panels from `at(kk, j)`, the value of B at row `kk`, column `j`.
     fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> PackedB {
-        let panels = n.div_ceil(NR);
-        let mut rows = vec![PanelRow([0.0; NR]); panels * k];
-        for (p, panel) in rows.chunks_exact_mut(k.max(1)).enumerate().take(panels) {
+        let len = panels_len(k, n);
+        let mut buf = vec![0.0; len + LINE];
+        let off = line_start(&buf);
+        let data = &mut buf[off..off + len];
+        for (p, panel) in data.chunks_exact_mut((k * NR).max(1)).enumerate() {
             // K outer, columns inner: both source layouts are then read as (at most 16)
             // sequential streams.
             let cols = NR.min(n - p * NR);
-            for (kk, row) in panel.iter_mut().enumerate() {
-                for (j, v) in row.0[..cols].iter_mut().enumerate() {
+            for (kk, row) in panel.chunks_exact_mut(NR).enumerate() {
+                for (j, v) in row[..cols].iter_mut().enumerate() {
                     *v = at(kk, p * NR + j);
                 }
             }
         }
-        PackedB { k, n, rows }
+        PackedB { k, n, buf, off }
     }
 
     /// Inner dimension K.
@@ -61,23 +123,92 @@ impl PackedB {
         self.n
     }
 
-    /// Bytes held by the packed form.
+    /// Bytes of the packed panels (the up to 64 bytes of alignment slack before them are not
+    /// counted).
     pub fn size_bytes(&self) -> usize {
-        self.rows.len() * std::mem::size_of::<PanelRow>()
+        panels_len(self.k, self.n) * std::mem::size_of::<f32>()
     }
 
-    /// Number of 16-column panels.
-    pub(super) fn panels(&self) -> usize {
-        self.n.div_ceil(NR)
+    /// The packed panels.
+    pub fn panels(&self) -> Panels<'_> {
+        Panels {
+            k: self.k,
+            n: self.n,
+            data: &self.buf[self.off..self.off + panels_len(self.k, self.n)],
+        }
+    }
+}
+
+/// A B (K×N) written row by row into caller scratch in [`Panels`] layout: the per-call right-hand
+/// operand of a convolution, whose im2col rows are scattered straight into panels.
+#[derive(Debug)]
+pub struct PanelsMut<'a> {
+    k: usize,
+    n: usize,
+    data: &'a mut [f32],
+}
+
+impl<'a> PanelsMut<'a> {
+    /// Floats of scratch [`PanelsMut::new`] needs for a K×N operand (alignment slack included).
+    pub fn scratch_len(k: usize, n: usize) -> usize {
+        panels_len(k, n) + LINE
     }
 
-    /// The K rows of panel `p`.
-    pub(super) fn panel(&self, p: usize) -> &[PanelRow] {
-        &self.rows[p * self.k..(p + 1) * self.k]
+    /// A K×N operand over `scratch`, whose earlier contents are left as they are.
+    ///
+    /// # Panics
+    /// When `scratch` is shorter than [`PanelsMut::scratch_len`] (a caller bug: plans size
+    /// scratch from it).
+    pub fn new(k: usize, n: usize, scratch: &'a mut [f32]) -> PanelsMut<'a> {
+        let need = PanelsMut::scratch_len(k, n);
+        assert!(
+            scratch.len() >= need,
+            "PanelsMut: scratch holds {} floats, {k}×{n} needs {need}",
+            scratch.len()
+        );
+        let off = line_start(scratch);
+        PanelsMut {
+            k,
+            n,
+            data: &mut scratch[off..off + panels_len(k, n)],
+        }
     }
 
-    /// Valid (unpadded) columns of panel `p`.
-    pub(super) fn panel_cols(&self, p: usize) -> usize {
-        NR.min(self.n - p * NR)
+    /// Sets row `kk` of B to `row` (N values).
+    ///
+    /// # Panics
+    /// When `kk >= K` or `row` does not hold N values.
+    pub fn set_row(&mut self, kk: usize, row: &[f32]) {
+        assert!(kk < self.k && row.len() == self.n, "PanelsMut::set_row");
+        // Whole panels as fixed-size array copies (a few vector moves each: a `memcpy` call per
+        // 64 bytes would cost more than the copy), then the last partial panel.
+        let panel_rows = self.data[kk * NR..].chunks_mut(self.k * NR);
+        for (src, dst) in row.chunks(NR).zip(panel_rows) {
+            match (src.first_chunk::<NR>(), dst.first_chunk_mut::<NR>()) {
+                (Some(s), Some(d)) => *d = *s,
+                _ => dst[..src.len()].copy_from_slice(src),
+            }
+        }
+    }
+
+    /// Sets every value of row `kk` to `v`.
+    ///
+    /// # Panics
+    /// When `kk >= K`.
+    pub fn fill_row(&mut self, kk: usize, v: f32) {
+        assert!(kk < self.k, "PanelsMut::fill_row");
+        for p in 0..self.n.div_ceil(NR) {
+            let at = (p * self.k + kk) * NR;
+            self.data[at..at + NR].fill(v);
+        }
+    }
+
+    /// The operand as written so far, for [`super::gemm_panels`].
+    pub fn panels(&self) -> Panels<'_> {
+        Panels {
+            k: self.k,
+            n: self.n,
+            data: self.data,
+        }
     }
 }

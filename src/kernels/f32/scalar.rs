@@ -3,7 +3,7 @@
 //! Per output value: start from the bias, add `a[i,kk]·b[kk,j]` for `kk` ascending (a separate
 //! multiply and add, no fusing), then apply the activation. Serial and plain by design.
 
-use super::packed::{PackedB, NR};
+use super::packed::{Panels, NR};
 use super::{panel_bias, Epilogue};
 
 /// `C = act(A·B + bias)`; operands already checked by the caller.
@@ -11,7 +11,7 @@ pub(super) fn gemm(
     m: usize,
     a: &[f32],
     lda: usize,
-    b: &PackedB,
+    b: Panels<'_>,
     epi: Epilogue<'_>,
     c: &mut [f32],
     ldc: usize,
@@ -25,8 +25,8 @@ pub(super) fn gemm(
             if let Some(bias) = panel_bias(&epi, p, out.len()) {
                 acc[..out.len()].copy_from_slice(bias);
             }
-            for (&av, brow) in arow.iter().zip(b.panel(p)) {
-                for (s, &bv) in acc.iter_mut().zip(&brow.0) {
+            for (&av, brow) in arow.iter().zip(b.panel(p).chunks_exact(NR)) {
+                for (s, &bv) in acc.iter_mut().zip(brow) {
                     *s += av * bv;
                 }
             }

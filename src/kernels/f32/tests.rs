@@ -92,7 +92,7 @@ impl Case {
             self.m,
             &self.a,
             self.lda,
-            &self.packed,
+            self.packed.panels(),
             epi,
             &mut c,
             self.ldc,
@@ -239,8 +239,31 @@ fn empty_k_stores_the_activated_bias() {
             bias: Some(&[1.0, -2.0, 3.0]),
             act: Activation::Relu,
         };
-        run(kernel, 2, &[], 0, &packed, epi, &mut c, 3);
+        run(kernel, 2, &[], 0, packed.panels(), epi, &mut c, 3);
         assert_eq!(c, [1.0, 0.0, 3.0, 1.0, 0.0, 3.0], "{}", kernel.name());
+    }
+}
+
+#[test]
+fn panels_written_row_by_row_match_the_packed_operand() {
+    // Scratch starts as NaN and one float off a cache line, so padding lanes hold garbage and
+    // the operand's start has to be aligned by `PanelsMut::new`.
+    for &(m, n, k) in &[(7, 37, 11), (1, 5, 3), (13, 16, 40)] {
+        let case = Case::new(m, n, k, (2, 3), true, Activation::Relu, false, 99);
+        let mut scratch = vec![f32::NAN; PanelsMut::scratch_len(k, n) + 1];
+        let mut pm = PanelsMut::new(k, n, &mut scratch[1..]);
+        for kk in 0..k {
+            pm.set_row(kk, &case.b[kk * n..(kk + 1) * n]);
+        }
+        let epi = Epilogue {
+            bias: case.bias.as_deref(),
+            act: case.act,
+        };
+        let mut c = vec![SENTINEL; (m - 1) * case.ldc + n];
+        gemm_panels(m, &case.a, case.lda, pm.panels(), epi, &mut c, case.ldc);
+        assert_eq!(c, case.run(Kernel::selected()), "{m}×{n}×{k}");
+        pm.fill_row(0, 1.5);
+        assert!(pm.panels().panel(0)[..NR].iter().all(|&v| v == 1.5));
     }
 }
 

@@ -11,6 +11,10 @@
 //! Each column's bytes are read once per group of up to [`MR`] rows, so M = 1 (GEMV) streams the
 //! packed weights exactly once.
 //!
+//! On AVX-512 VNNI CPUs the Int8 mode runs a different kernel (`q4-*-avx512vnni-i8`) on a copy of
+//! the weights regrouped 16 columns at a time (built on first use), with its own order of
+//! operations and scalar twin: see [`interleave`]. What follows describes the other kernels.
+//!
 //! # Order of operations (shared by every kernel, so results are bit-identical)
 //! K is walked in chunks of 32. A chunk's activations are stored permuted: the 16 even positions
 //! then the 16 odd ones, so that low nibbles meet the first half and high nibbles the second.
@@ -21,6 +25,7 @@
 //! to hide latency). At the end the two accumulators are added lane-wise and the 8 lanes summed as
 //! `((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7))`, then the bias is added.
 
+mod interleave;
 mod pack;
 mod scalar;
 
@@ -28,6 +33,8 @@ mod scalar;
 mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "x86_64")]
+mod vnni;
 
 #[cfg(test)]
 mod tests;
@@ -88,6 +95,11 @@ enum Kernel {
     Scalar,
     #[cfg(target_arch = "x86_64")]
     Avx2,
+    /// AVX-512 VNNI over the interleaved layout in Int8 mode (AVX2 in F32 mode).
+    #[cfg(target_arch = "x86_64")]
+    Vnni,
+    /// The scalar twin of [`Kernel::Vnni`] (Int8 mode; [`Kernel::Scalar`] in F32 mode).
+    Grouped,
     #[cfg(target_arch = "aarch64")]
     Neon,
     #[cfg(target_arch = "aarch64")]
@@ -98,13 +110,34 @@ impl Kernel {
     fn for_isa(isa: Isa) -> Kernel {
         match isa {
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512Vnni => Kernel::Avx2,
+            Isa::Avx2 => Kernel::Avx2,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => Kernel::Vnni,
             #[cfg(target_arch = "aarch64")]
             Isa::Neon => Kernel::Neon,
             #[cfg(target_arch = "aarch64")]
             Isa::NeonDot => Kernel::NeonDot,
             _ => Kernel::Scalar,
         }
+    }
+
+    /// The kernel that runs in `mode`: the grouped kernels serve Int8 only.
+    fn in_mode(self, mode: Q4Mode) -> Kernel {
+        match (self, mode) {
+            #[cfg(target_arch = "x86_64")]
+            (Kernel::Vnni, Q4Mode::F32) => Kernel::Avx2,
+            (Kernel::Grouped, Q4Mode::F32) => Kernel::Scalar,
+            (k, _) => k,
+        }
+    }
+
+    /// Whether the kernel reads the interleaved layout.
+    fn grouped(self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if self == Kernel::Vnni {
+            return true;
+        }
+        self == Kernel::Grouped
     }
 
     /// Whether the Int8 kernel reads `|q|` separately (AVX2's `vpmaddubsw` sign trick).
@@ -119,8 +152,11 @@ impl Kernel {
     fn suffix(self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",
+            Kernel::Grouped => "grouped-scalar",
             #[cfg(target_arch = "x86_64")]
             Kernel::Avx2 => "avx2",
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni => "avx512vnni",
             #[cfg(target_arch = "aarch64")]
             Kernel::Neon => "neon",
             #[cfg(target_arch = "aarch64")]
@@ -132,7 +168,7 @@ impl Kernel {
 /// Name of the 4-bit kernel that [`gemm`] runs for `m` rows in `mode` in this process.
 pub fn kernel_name(m: usize, mode: Q4Mode) -> String {
     let kind = if m == 1 { "gemv" } else { "gemm" };
-    let k = Kernel::for_isa(isa());
+    let k = Kernel::for_isa(isa()).in_mode(mode);
     let suffix = match (k, mode) {
         (Kernel::Scalar, _) => "scalar",
         #[cfg(target_arch = "aarch64")]
@@ -186,6 +222,8 @@ struct Prepared {
     q: Vec<i8>,
     abs: Vec<u8>,
     qscale: Vec<f32>,
+    /// Int8 mode, grouped kernels: `Σ q` per row and block (empty otherwise).
+    qsum: Vec<i32>,
 }
 
 /// Position of value `i` of a chunk in its permuted order (even positions first).
@@ -213,6 +251,16 @@ impl Prepared {
             q: Vec::new(),
             abs: Vec::new(),
             qscale: Vec::new(),
+            qsum: Vec::new(),
+        };
+        // The grouped kernels read activations in natural order, the others permuted per chunk.
+        let natural = kernel.grouped();
+        let pos = |kk: usize| {
+            if natural {
+                kk
+            } else {
+                kk / CHUNK * CHUNK + permuted(kk % CHUNK)
+            }
         };
         match mode {
             Q4Mode::F32 => {
@@ -229,6 +277,9 @@ impl Prepared {
                     p.abs = vec![0; rows * kpad];
                 }
                 p.qscale = vec![0.0; rows * blocks];
+                if natural {
+                    p.qsum = vec![0; rows * blocks];
+                }
                 for i in 0..m {
                     for bl in 0..blocks {
                         let (k0, k1) = (bl * block, ((bl + 1) * block).min(k));
@@ -243,8 +294,11 @@ impl Prepared {
                             } else {
                                 0
                             };
-                            let at = i * kpad + kk / CHUNK * CHUNK + permuted(kk % CHUNK);
+                            let at = i * kpad + pos(kk);
                             p.q[at] = q;
+                            if let Some(sum) = p.qsum.get_mut(i * blocks + bl) {
+                                *sum += i32::from(q);
+                            }
                             if let Some(x) = p.abs.get_mut(at) {
                                 *x = q.unsigned_abs();
                             }
@@ -279,6 +333,76 @@ pub fn gemm(
     ldc: usize,
 ) -> Result<(), Q4Error> {
     gemm_with(Kernel::for_isa(isa()), m, a, lda, b, mode, bias, out, ldc)
+}
+
+/// `R` prepared rows from `row0` against column group `g` of the interleaved weights.
+fn grouped_dot<const R: usize>(
+    kernel: Kernel,
+    p: &Prepared,
+    il: &interleave::Interleaved,
+    row0: usize,
+    g: usize,
+) -> [[f32; interleave::NG]; R] {
+    let rows = interleave::Rows {
+        q: &p.q[row0 * p.kpad..(row0 + R) * p.kpad],
+        qscale: &p.qscale[row0 * p.blocks..(row0 + R) * p.blocks],
+        qsum: &p.qsum[row0 * p.blocks..(row0 + R) * p.blocks],
+        kp: p.kpad,
+    };
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Kernel::Vnni` is chosen only on CPUs with AVX-512 F/BW/VL/VNNI; `rows` holds
+        // R prepared rows of `kpad` values, whose blocks match the group's.
+        Kernel::Vnni => unsafe { vnni::dot_group::<R>(il.group(g), rows) },
+        _ => interleave::dot_group::<R>(il.group(g), rows),
+    }
+}
+
+/// The grouped kernels' driver (Int8 mode): `out` starts at row 0, column 0 and holds exactly
+/// the rows and columns written. M = 1 splits column groups over threads, M > 1 row blocks.
+fn grouped(
+    kernel: Kernel,
+    m: usize,
+    p: &Prepared,
+    b: &PackedQ4,
+    bias: Option<&[f32]>,
+    out: &mut [f32],
+    ldc: usize,
+) {
+    use interleave::NG;
+    let il = b.interleaved();
+    let n = b.n();
+    let bj = |j: usize| bias.map_or(0.0, |bv| bv[j]);
+    if m == 1 {
+        let per = il
+            .groups()
+            .div_ceil(rayon::current_num_threads() * 4)
+            .max(1)
+            * NG;
+        par::for_each_chunk(out, per, |ci, ch| {
+            for (gi, oc) in ch.chunks_mut(NG).enumerate() {
+                let g = ci * per / NG + gi;
+                let y = grouped_dot::<1>(kernel, p, il, 0, g);
+                for (c, o) in oc.iter_mut().enumerate() {
+                    *o = y[0][c] + bj(g * NG + c);
+                }
+            }
+        });
+        return;
+    }
+    par::for_each_chunk(out, MR * ldc, |bi, ch| {
+        let row0 = bi * MR;
+        let rows = MR.min(m - row0);
+        for g in 0..il.groups() {
+            let y = grouped_dot::<MR>(kernel, p, il, row0, g);
+            let j0 = g * NG;
+            for (r, yr) in y.iter().enumerate().take(rows) {
+                for (c, &v) in yr.iter().enumerate().take(NG.min(n - j0)) {
+                    ch[r * ldc + j0 + c] = v + bj(j0 + c);
+                }
+            }
+        }
+    });
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -341,8 +465,13 @@ fn gemm_with(
     if m == 0 || n == 0 {
         return Ok(());
     }
+    let kernel = kernel.in_mode(mode);
     let p = Prepared::new(kernel, mode, m, a, lda, b);
     let used = &mut out[..need(m, ldc, n)];
+    if kernel.grouped() {
+        grouped(kernel, m, &p, b, bias, used, ldc);
+        return Ok(());
+    }
     if m == 1 {
         let per = n.div_ceil(crate::kernels::threads() * 4).max(1);
         par::for_each_chunk(used, per, |ci, ch| {
@@ -432,11 +561,11 @@ fn column_dot<const R: usize>(
                 #[cfg(target_arch = "x86_64")]
                 // SAFETY: AVX2 and FMA were detected (`Isa::Avx2` requires both); `a` holds R rows
                 // of `kp` values matching the column's `kp / 2` bytes.
-                Kernel::Avx2 => unsafe { avx2::dot_f32::<R>(a, kp, col) },
+                Kernel::Avx2 | Kernel::Vnni => unsafe { avx2::dot_f32::<R>(a, kp, col) },
                 #[cfg(target_arch = "aarch64")]
                 // SAFETY: NEON was detected; `a` holds R rows of `kp` values.
                 Kernel::Neon | Kernel::NeonDot => unsafe { neon::dot_f32::<R>(a, kp, col) },
-                Kernel::Scalar => scalar::dot_f32::<R>(a, kp, col),
+                Kernel::Scalar | Kernel::Grouped => scalar::dot_f32::<R>(a, kp, col),
             }
         }
         Q4Mode::Int8 => {
@@ -456,6 +585,9 @@ fn column_dot<const R: usize>(
                 // SAFETY: NEON and dotprod were detected; slices hold R rows.
                 Kernel::NeonDot => unsafe { neon::dot_i8_sdot::<R>(q, s, kp, col) },
                 Kernel::Scalar => scalar::dot_i8::<R>(q, s, kp, col),
+                #[cfg(target_arch = "x86_64")]
+                Kernel::Vnni => unreachable!("grouped kernels run in `grouped`"),
+                Kernel::Grouped => unreachable!("grouped kernels run in `grouped`"),
             }
         }
     }

@@ -6,7 +6,9 @@
 //! `[N · ceil(n_blocks / 2)]` u8, two per byte, low nibble first; absent means 8. A weight is
 //! `(q - zp) · scale`.
 
+use super::interleave::Interleaved;
 use super::Q4Error;
+use std::sync::OnceLock;
 
 /// Group sizes accepted along K.
 pub const BLOCK_SIZES: [usize; 3] = [32, 64, 128];
@@ -22,6 +24,8 @@ pub struct PackedQ4 {
     data: Vec<u8>,
     scales: Vec<f32>,
     zero_points: Option<Vec<u8>>,
+    /// The copy the grouped (AVX-512 VNNI) kernels read, made on their first call.
+    interleaved: OnceLock<Interleaved>,
 }
 
 impl PackedQ4 {
@@ -67,6 +71,7 @@ impl PackedQ4 {
             data: b.to_vec(),
             scales: scales.to_vec(),
             zero_points: zero_points.map(<[u8]>::to_vec),
+            interleaved: OnceLock::new(),
         })
     }
 
@@ -140,6 +145,7 @@ impl PackedQ4 {
             data,
             scales,
             zero_points: zero_points.then_some(zps),
+            interleaved: OnceLock::new(),
         })
     }
 
@@ -173,9 +179,18 @@ impl PackedQ4 {
         self.zero_points.as_deref()
     }
 
-    /// Bytes held: packed values, scales and zero points.
+    /// Bytes held: packed values, scales and zero points, plus the interleaved copy once an
+    /// AVX-512 VNNI Int8 call has made it.
     pub fn size_bytes(&self) -> usize {
-        self.data.len() + self.scales.len() * 4 + self.zero_points.as_ref().map_or(0, Vec::len)
+        self.data.len()
+            + self.scales.len() * 4
+            + self.zero_points.as_ref().map_or(0, Vec::len)
+            + self.interleaved.get().map_or(0, Interleaved::size_bytes)
+    }
+
+    /// The weights regrouped for the grouped kernels, made on first use.
+    pub(super) fn interleaved(&self) -> &Interleaved {
+        self.interleaved.get_or_init(|| Interleaved::new(self))
     }
 
     /// The dequantized weight `(q - zp) · scale` of column `j` at `kk`.

@@ -6,10 +6,14 @@ use proptest::prelude::*;
 
 fn kernels() -> Vec<Kernel> {
     #[allow(unused_mut)]
-    let mut v = vec![Kernel::Scalar];
+    let mut v = vec![Kernel::Scalar, Kernel::Grouped];
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         v.push(Kernel::Avx2);
+    }
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::has_avx512_vnni() {
+        v.push(Kernel::Vnni);
     }
     #[cfg(target_arch = "aarch64")]
     {
@@ -116,8 +120,10 @@ proptest! {
         let b = PackedQ4::quantize(n, k, block, &w, zp).unwrap();
         let bias: Vec<f32> = (0..n).map(|j| j as f32 - 3.0).collect();
         for mode in [Q4Mode::F32, Q4Mode::Int8] {
-            let want = run(Kernel::Scalar, mode, m, &a, &b, &bias);
             for kernel in kernels() {
+                // The grouped kernels have their own twin (and order of operations).
+                let twin = if kernel.in_mode(mode).grouped() { Kernel::Grouped } else { Kernel::Scalar };
+                let want = run(twin, mode, m, &a, &b, &bias);
                 let got = run(kernel, mode, m, &a, &b, &bias);
                 prop_assert_eq!(got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), want.iter().map(|x| x.to_bits()).collect::<Vec<_>>(), "{:?} {:?}", kernel, mode);
             }
@@ -133,6 +139,7 @@ proptest! {
         let bias = vec![0f32; n];
         let f = run(Kernel::Scalar, Q4Mode::F32, m, &a, &b, &bias);
         let q = run(Kernel::Scalar, Q4Mode::Int8, m, &a, &b, &bias);
+        let g = run(Kernel::Grouped, Q4Mode::Int8, m, &a, &b, &bias);
         let (lda, ldc) = (k + 1, n + 2);
         for i in 0..m {
             for j in 0..n {
@@ -149,7 +156,9 @@ proptest! {
                 }
                 let tol = 1e-5 * mag + 1e-30;
                 prop_assert!((f[i * ldc + j] as f64 - y).abs() <= tol, "f32 {} vs {}", f[i * ldc + j], y);
-                prop_assert!((q[i * ldc + j] as f64 - y).abs() <= qerr * 1.001 + 2.0 * tol, "i8 {} vs {} (err bound {})", q[i * ldc + j], y, qerr);
+                for q in [&q, &g] {
+                    prop_assert!((q[i * ldc + j] as f64 - y).abs() <= qerr * 1.001 + 2.0 * tol, "i8 {} vs {} (err bound {})", q[i * ldc + j], y, qerr);
+                }
             }
         }
     }
