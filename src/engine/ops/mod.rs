@@ -35,6 +35,7 @@ pub mod nbits;
 pub mod norm;
 pub mod pool;
 pub mod qlinear;
+pub mod quantized;
 
 use crate::graph::shape::{
     constant_value, infer_node, matmul_shapes, norm_axis, pool_window, reduce_axes, shape_value,
@@ -54,6 +55,7 @@ use nbits::MatMulNBits;
 use norm::{ChannelAffine, LayerNorm, ReduceMean, Softmax};
 use pool::{Pool, PoolKind};
 use qlinear::{Grid, QLinear};
+use quantized::QKernel;
 
 /// One compiled operator.
 #[derive(Debug, Clone)]
@@ -92,6 +94,9 @@ pub enum Kernel {
     LayerNorm(LayerNorm),
     /// BatchNormalization left unfolded.
     BatchNorm(ChannelAffine),
+    /// QuantizeLinear/DequantizeLinear, integer MaxPool and fused integer layers, on u8/i8
+    /// values stored packed in the arena.
+    Quantized(Box<QKernel>),
     /// A dynamic INT8 MatMul or Conv chain folded into one node ([`integer`]).
     DynamicQuant(Box<DynamicQuant>),
     /// `com.microsoft::MatMulNBits`, 4-bit weights ([`nbits`]).
@@ -191,6 +196,12 @@ impl Kernel {
                 .map(|t| t.shape.as_slice())
                 .ok_or_else(|| node.error(format!("missing input {i}")))
         };
+        if let Some(q) = QKernel::compile(node, types, consts)? {
+            if act != Activation::None {
+                return Err(node.error("a quantized op takes no fused activation"));
+            }
+            return Ok(Kernel::Quantized(Box::new(q)));
+        }
         let x_type = || {
             types
                 .first()
@@ -454,6 +465,7 @@ impl Kernel {
         match self {
             Kernel::Conv(c) => c.scratch_len(),
             Kernel::MatMul(m) => m.scratch_len(),
+            Kernel::Quantized(q) => q.scratch_len(),
             Kernel::DynamicQuant(d) => d.scratch_len(),
             Kernel::QLinear(q) => q.scratch_len(),
             _ => 0,
@@ -465,6 +477,7 @@ impl Kernel {
         match self {
             Kernel::Conv(c) => c.packed_bytes(),
             Kernel::MatMul(m) => m.packed_bytes(),
+            Kernel::Quantized(q) => q.packed_bytes(),
             Kernel::DynamicQuant(d) => d.packed_bytes(),
             Kernel::MatMulNBits(m) => m.packed_bytes(),
             Kernel::QLinear(q) => q.packed_bytes(),
@@ -488,6 +501,7 @@ impl Kernel {
             | Kernel::Softmax(_)
             | Kernel::LayerNorm(_)
             | Kernel::BatchNorm(_) => "f32-norm-direct".into(),
+            Kernel::Quantized(q) => q.kernel_name(),
             Kernel::DynamicQuant(d) => d.kernel_name(),
             Kernel::MatMulNBits(m) => m.kernel_name(),
             Kernel::QLinear(q) => q.kernel_name(),
@@ -512,6 +526,7 @@ impl Kernel {
             Kernel::Softmax(s) => s.run(x, out),
             Kernel::LayerNorm(l) => l.run(x, out),
             Kernel::BatchNorm(b) => b.run(x, out),
+            Kernel::Quantized(q) => q.run(x, out, scratch),
             Kernel::DynamicQuant(d) => d.run(x, out, scratch),
             Kernel::MatMulNBits(m) => m.run(x, out),
             Kernel::QLinear(q) => q.run(x, out, scratch),
@@ -561,6 +576,9 @@ pub fn eval_node(
             return Ok(vec![shape_value(node, t.shape())?]);
         }
         _ => {}
+    }
+    if let Some(t) = quantized::eval(node, inputs)? {
+        return Ok(vec![t]);
     }
     let outs = infer_node(node, opset, &type_refs, inputs)?;
     let out_t = outs.first().ok_or_else(|| node.error("no output"))?;
