@@ -164,9 +164,11 @@ impl Plan {
     ) -> Result<Plan, EngineError> {
         let mut g = graph.clone();
         remove_passthrough(&mut g);
-        fuse_qdq(&mut g)?;
+        // The dynamic and QOperator forms first: their DequantizeLinear/QuantizeLinear nodes
+        // belong to those chains, not to QDQ pairs.
         super::fuse_int::fuse_integer(&mut g)?;
         super::fuse_qop::carry_qoperator(&mut g)?;
+        fuse_qdq(&mut g)?;
         fold_constants(&mut g, inputs, &eval_node)?;
         fold_batchnorm(&mut g)?;
         fold_conv_bias_add(&mut g)?;

@@ -24,7 +24,8 @@ use std::cell::RefCell;
 use crate::graph::shape::{matmul_shapes, ConvParams, ValueType};
 use crate::graph::{GraphError, Node};
 use crate::kernels::i8::{
-    gemm, im2col, Activations, Conv2d, Dequantize, Output, PackedI8, Scale, WeightZeroPoint,
+    gemm, im2col, Activations, Conv2d, Dequantize, I8Error, Output, PackedI8, Scale,
+    WeightZeroPoint,
 };
 use crate::tensor::{Tensor, TensorData};
 
@@ -125,6 +126,54 @@ pub(super) enum Geometry {
     },
 }
 
+/// Whether a convolution takes its patches from a padded HWC copy ([`hwc_patches`]): when its
+/// width dilation is 1, so that each kernel row of a patch is one contiguous run.
+fn hwc(conv: &Conv2d) -> bool {
+    conv.dilation[1] == 1
+}
+
+/// Padded height and width of the HWC copy.
+fn padded(conv: &Conv2d) -> (usize, usize) {
+    (
+        conv.height + conv.pads[0] + conv.pads[2],
+        conv.width + conv.pads[1] + conv.pads[3],
+    )
+}
+
+/// Writes image `x` (C×H×W) into `xp` as HWC with `pad` (the zero point) around it.
+fn pad_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
+    let (_, wp) = padded(g);
+    let (c, h, w) = (g.channels, g.height, g.width);
+    xp.fill(pad);
+    for y in 0..h {
+        for xx in 0..w {
+            let at = ((y + g.pads[0]) * wp + xx + g.pads[1]) * c;
+            for (ci, d) in xp[at..at + c].iter_mut().enumerate() {
+                *d = x[(ci * h + y) * w + xx];
+            }
+        }
+    }
+}
+
+/// The patches of the padded HWC image `xp` as rows of `out` (`OH·OW` rows of `kh·kw·C`, ordered
+/// kernel row, kernel column, channel): each kernel row is one copy of `kw·C` values.
+fn hwc_patches<T: Copy>(g: &Conv2d, ow: usize, xp: &[T], out: &mut [T]) {
+    let (_, wp) = padded(g);
+    let run = g.kernel[1] * g.channels;
+    let k = g.kernel[0] * run;
+    if k == 0 {
+        return;
+    }
+    for (p, row) in out.chunks_exact_mut(k).enumerate() {
+        let (oy, ox) = (p / ow, p % ow);
+        for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
+            let iy = oy * g.stride[0] + ky * g.dilation[0];
+            let at = (iy * wp + ox * g.stride[1]) * g.channels;
+            dst.copy_from_slice(&xp[at..at + run]);
+        }
+    }
+}
+
 impl Geometry {
     /// A Conv of input shape `x` and weight shape `w`; returns it and the output channels.
     pub(super) fn conv(
@@ -192,12 +241,69 @@ impl Geometry {
         }
     }
 
-    /// Elements of the im2col buffer (0 for a MatMul).
+    /// Elements of the im2col buffer plus the padded HWC copy (0 for a MatMul).
     pub(super) fn cols_len(&self) -> usize {
         match *self {
             Geometry::MatMul { .. } => 0,
-            Geometry::Conv { conv, pixels, .. } => pixels * conv.patch_len(),
+            Geometry::Conv { conv, pixels, .. } => {
+                let (hp, wp) = padded(&conv);
+                let copy = if hwc(&conv) {
+                    hp * wp * conv.channels
+                } else {
+                    0
+                };
+                pixels * conv.patch_len() + copy
+            }
         }
+    }
+
+    /// Conv weights `[OC][C][kh][kw]` in the order of this geometry's patches (kernel row,
+    /// kernel column, channel when they come from an HWC copy). A MatMul's stay as they are.
+    pub(super) fn order_weights(&self, w: Vec<i8>) -> Vec<i8> {
+        let Geometry::Conv { conv, .. } = *self else {
+            return w;
+        };
+        if !hwc(&conv) {
+            return w;
+        }
+        let (c, kh, kw) = (conv.channels, conv.kernel[0], conv.kernel[1]);
+        let k = c * kh * kw;
+        let mut out = vec![0i8; w.len()];
+        for (o, dst) in out.chunks_exact_mut(k.max(1)).enumerate() {
+            for ci in 0..c {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        dst[(ky * kw + kx) * c + ci] = w[o * k + (ci * kh + ky) * kw + kx];
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The GEMM rows of one image `x` (C×H×W) of a Conv into `buf` (at least
+    /// [`Geometry::cols_len`] long); returns them.
+    pub(super) fn patches<'b, T: Copy + Send + Sync>(
+        &self,
+        x: &[T],
+        pad: T,
+        buf: &'b mut [T],
+    ) -> Result<&'b [T], I8Error> {
+        let Geometry::Conv { conv, pixels, .. } = *self else {
+            return Ok(&buf[..0]);
+        };
+        let k = conv.patch_len();
+        let (cols, copy) = buf.split_at_mut(pixels * k);
+        if hwc(&conv) {
+            let [_, ow] = conv.output_size()?;
+            let (hp, wp) = padded(&conv);
+            let copy = &mut copy[..hp * wp * conv.channels];
+            pad_hwc(&conv, x, pad, copy);
+            hwc_patches(&conv, ow, copy, cols);
+        } else {
+            im2col(&conv, x, pad, cols)?;
+        }
+        Ok(cols)
     }
 
     /// The kernel name for records.
@@ -346,7 +452,8 @@ impl DynamicQuant {
         };
         let k = geometry.k();
         let zp = constant(node, consts, 2, "the weight zero point")?;
-        let iw = IntWeight::new(node, w, zp, n)?;
+        let mut iw = IntWeight::new(node, w, zp, n)?;
+        iw.values = geometry.order_weights(std::mem::take(&mut iw.values));
         let packed = if conv {
             PackedI8::from_n_by_k(n, k, &iw.values, iw.zero_point())
         } else {
@@ -437,11 +544,11 @@ impl DynamicQuant {
                     conv,
                     pixels,
                 } => {
-                    let cols = &mut cols[..cols_len];
                     let tmp = &mut rest[..pixels * self.n];
                     let image = q.len() / batch.max(1);
                     for b in 0..batch {
-                        im2col(&conv, &q[b * image..(b + 1) * image], zp, cols)?;
+                        let g = &self.geometry;
+                        let cols = g.patches(&q[b * image..(b + 1) * image], zp, cols)?;
                         let a = Activations::U8 {
                             data: cols,
                             zero_point: zp,
@@ -459,6 +566,52 @@ impl DynamicQuant {
             // Shapes and parameters were checked when the node was compiled.
             debug_assert!(false, "dynamic INT8 kernel refused a checked shape: {e}");
             out.fill(f32::NAN);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hwc_patches_meet_reordered_weights_as_kernel_patches_meet_the_weights() {
+        let cases = [
+            (1, 5, 7, [3, 3], [1, 1], [1, 1, 1, 1]),
+            (3, 6, 5, [2, 3], [2, 1], [0, 1, 2, 0]),
+            (4, 4, 4, [1, 1], [1, 1], [0, 0, 0, 0]),
+            (2, 7, 6, [3, 2], [1, 2], [2, 0, 1, 1]),
+        ];
+        for (c, h, w, kernel, stride, pads) in cases {
+            let g = Conv2d {
+                channels: c,
+                height: h,
+                width: w,
+                kernel,
+                stride,
+                dilation: [2, 1],
+                pads,
+            };
+            let x: Vec<u8> = (0..c * h * w).map(|i| (i * 37 % 251) as u8).collect();
+            let [oh, ow] = g.output_size().unwrap();
+            let k = g.patch_len();
+            let mut want = vec![0u8; oh * ow * k];
+            im2col(&g, &x, 9, &mut want).unwrap();
+            let geo = Geometry::Conv {
+                batch: 1,
+                conv: g,
+                pixels: oh * ow,
+            };
+            let mut buf = vec![0u8; geo.cols_len()];
+            let got = geo.patches(&x, 9, &mut buf).unwrap().to_vec();
+            let wt: Vec<i8> = (0..k).map(|i| (i as i8).wrapping_mul(29)).collect();
+            let wr = geo.order_weights(wt.clone());
+            let dot = |rows: &[u8], w: &[i8]| -> Vec<i32> {
+                rows.chunks_exact(k)
+                    .map(|r| r.iter().zip(w).map(|(&a, &b)| a as i32 * b as i32).sum())
+                    .collect()
+            };
+            assert_eq!(dot(&got, &wr), dot(&want, &wt), "{g:?}");
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::graph::shape::{GemmParams, ValueType};
 use crate::graph::shape_int::{QGEMM, QLINEAR_CONV};
 use crate::graph::{GraphError, Node};
 use crate::kernels::i8::{
-    gemm, im2col, Activations, Dequantize, I8Error, Output, PackedI8, Requantize, Scale,
+    gemm, Activations, Dequantize, I8Error, Output, PackedI8, Requantize, Scale,
 };
 use crate::tensor::{Tensor, TensorData};
 
@@ -142,12 +142,13 @@ impl QLinear {
             need(node, consts, 1, "the input scale")?,
             constant(node, consts, 2, "the input zero point")?,
         )?;
-        let iw = IntWeight::new(
+        let mut iw = IntWeight::new(
             node,
             w,
             constant(node, consts, 5, "the weight zero point")?,
             n,
         )?;
+        iw.values = geometry.order_weights(std::mem::take(&mut iw.values));
         let packed = if trans_b {
             PackedI8::from_n_by_k(n, k, &iw.values, iw.zero_point())
         } else {
@@ -256,12 +257,14 @@ impl QLinear {
                 pixels,
             } => {
                 let k = conv.patch_len();
-                let mut cols = vec![T::default(); pixels * k];
+                let mut buf = vec![T::default(); self.geometry.cols_len()];
                 let image = q.len() / batch.max(1);
                 let tmp = &mut scratch[..pixels * self.n];
                 for b in 0..batch {
-                    im2col(&conv, &q[b * image..(b + 1) * image], zp, &mut cols)?;
-                    self.product(pixels, acts(&cols, zp), k, tmp)?;
+                    let cols =
+                        self.geometry
+                            .patches(&q[b * image..(b + 1) * image], zp, &mut buf)?;
+                    self.product(pixels, acts(cols, zp), k, tmp)?;
                     let o = &mut out[b * pixels * self.n..(b + 1) * pixels * self.n];
                     transpose2d(tmp, pixels, self.n, o);
                 }
