@@ -28,6 +28,7 @@
 pub mod bench;
 pub mod engine;
 pub mod eval;
+pub mod explore;
 pub mod graph;
 pub mod kernels;
 pub mod measure;

@@ -44,6 +44,9 @@ enum Command {
     /// Quantize a model (calibrating or training on its calibration split), write it, and print
     /// size, test accuracy on ONNX Runtime, agreement with FP32 and per-layer error.
     Quantize(Box<QuantizeArgs>),
+    /// Rank the quantizable layers by how much quantizing each alone costs (and how much
+    /// keeping each alone in FP32 recovers), on held-out data, with per-layer SQNR.
+    Sensitivity(Box<SensitivityArgs>),
     /// Time quench's FP32, INT8, 4-bit and binary kernels against ONNX Runtime on single-op
     /// models of the same shapes, with this machine's peaks measured in the same run.
     Kernels(KernelsArgs),
@@ -267,6 +270,49 @@ struct QuantizeArgs {
     json: bool,
 }
 
+/// What the exploration commands share: the model, its data, calibration and held-out samples.
+#[derive(Args)]
+struct ExploreArgs {
+    /// The FP32 .onnx model (with a manifest beside it, or --manifest).
+    model: PathBuf,
+    /// Manifest giving the model's data (default: the .toml beside the model).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Activation range rule (default minmax); ranges are calibrated once for every variant.
+    #[arg(long, value_enum)]
+    calibrator: Option<CalibratorArg>,
+    /// Calibration-split samples the ranges are found on.
+    #[arg(long, default_value_t = quench::quant::pipeline::DEFAULT_CALIB_SAMPLES)]
+    calib_samples: usize,
+    /// Held-out (validation) samples each variant is scored on (default 2000, at most the split).
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Seed choosing the held-out samples when fewer than the split holds are used.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Variants scored in parallel (default: one per core; capped by available memory).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SensitivityArgs {
+    #[command(flatten)]
+    explore: ExploreArgs,
+    /// Precision each layer is tried at.
+    #[arg(long, value_enum)]
+    precision: QuantPrecisionArg,
+    /// int8: static (default) or dynamic; int4: weight-only; binary: static.
+    #[arg(long, value_enum)]
+    method: Option<QuantMethodArg>,
+    /// Skip the every-layer-but-this-one variants (halves the work).
+    #[arg(long)]
+    no_all_but: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum QuantPrecisionArg {
     Int8,
@@ -324,6 +370,7 @@ fn main() -> ExitCode {
         Command::Repeat(args) => cmd_repeat(args),
         Command::Quantize(args) => cmd_quantize(*args),
         Command::Kernels(args) => cmd_kernels(args),
+        Command::Sensitivity(args) => cmd_sensitivity(*args),
     };
     match result {
         Ok(code) => code,
@@ -717,29 +764,140 @@ fn cmd_repeat(args: RepeatArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {
-    use quench::quant::pipeline::{self as qp, CalibratorKind, Method as M, Target};
-    use quench::quant::qat::QatEvent;
-    let manifest = match &args.manifest {
-        Some(path) => Manifest::load(path)?,
-        None => manifest_beside(&args.model)?.ok_or_else(|| {
+/// `--manifest`, else the manifest beside the model.
+fn model_manifest(model: &Path, manifest: Option<&Path>) -> Result<Manifest> {
+    match manifest {
+        Some(path) => Ok(Manifest::load(path)?),
+        None => manifest_beside(model)?.ok_or_else(|| {
             anyhow!(
                 "{}: no manifest beside the model; give --manifest FILE",
-                args.model.display()
+                model.display()
             )
-        })?,
+        }),
+    }
+}
+
+impl From<QuantPrecisionArg> for quench::quant::pipeline::Target {
+    fn from(p: QuantPrecisionArg) -> Self {
+        use quench::quant::pipeline::Target;
+        match p {
+            QuantPrecisionArg::Int8 => Target::Int8,
+            QuantPrecisionArg::Int4 => Target::Int4,
+            QuantPrecisionArg::Binary => Target::Binary,
+        }
+    }
+}
+
+impl From<QuantMethodArg> for quench::quant::pipeline::Method {
+    fn from(m: QuantMethodArg) -> Self {
+        use quench::quant::pipeline::Method as M;
+        match m {
+            QuantMethodArg::Dynamic => M::Dynamic,
+            QuantMethodArg::Static => M::Static,
+            QuantMethodArg::WeightOnly => M::WeightOnly,
+            QuantMethodArg::Qat => M::Qat,
+        }
+    }
+}
+
+impl From<CalibratorArg> for quench::quant::pipeline::CalibratorKind {
+    fn from(c: CalibratorArg) -> Self {
+        use quench::quant::pipeline::CalibratorKind;
+        match c {
+            CalibratorArg::Minmax => CalibratorKind::MinMax,
+            CalibratorArg::Percentile => CalibratorKind::Percentile,
+            CalibratorArg::Entropy => CalibratorKind::Entropy,
+            CalibratorArg::Mse => CalibratorKind::Mse,
+        }
+    }
+}
+
+/// Prints exploration progress on stderr.
+fn print_explore_event(e: &quench::explore::ExploreEvent) {
+    use quench::explore::ExploreEvent as E;
+    match e {
+        E::Step { message } => eprintln!("{message}"),
+        E::LayersStarted {
+            total,
+            layers,
+            samples,
+        } => eprintln!("{total} variants of {layers} layers, {samples} held-out samples each"),
+        E::LayerScored {
+            done,
+            total,
+            layer,
+            variant,
+            drop,
+        } => eprintln!(
+            "[{done}/{total}] {layer} {variant}: {} pts",
+            quench::report::explore::drop_points(*drop)
+        ),
+        E::CandidateTried {
+            index,
+            assignment,
+            drop,
+            feasible,
+            objective,
+        } => eprintln!(
+            "#{index} {assignment}: {} pts{}{}",
+            quench::report::explore::drop_points(*drop),
+            if *feasible { "" } else { " (over budget)" },
+            objective.map_or(String::new(), |o| format!(", objective {o:.4}"))
+        ),
+        E::NewBest {
+            index,
+            path,
+            objective,
+        } => eprintln!("best so far: #{index} (objective {objective:.4}) written to {path}"),
+        E::Warning { message } => eprintln!("warning: {message}"),
+    }
+}
+
+/// The shared setup of the exploration commands.
+fn explore_setup(args: &ExploreArgs) -> Result<quench::explore::Setup> {
+    use quench::explore::{Setup, SetupConfig};
+    let config = SetupConfig {
+        model: args.model.clone(),
+        manifest: model_manifest(&args.model, args.manifest.as_deref())?,
+        calibrator: args
+            .calibrator
+            .map_or(quench::quant::pipeline::CalibratorKind::MinMax, Into::into),
+        calib_samples: args.calib_samples,
+        samples: args.samples,
+        seed: args.seed,
     };
-    let precision = match args.precision {
-        QuantPrecisionArg::Int8 => Target::Int8,
-        QuantPrecisionArg::Int4 => Target::Int4,
-        QuantPrecisionArg::Binary => Target::Binary,
+    Ok(Setup::prepare(&config, &|m| eprintln!("{m}"))?)
+}
+
+fn cmd_sensitivity(args: SensitivityArgs) -> Result<ExitCode> {
+    use quench::explore::sensitivity::{self, SensitivityConfig};
+    let setup = explore_setup(&args.explore)?;
+    let (precision, label) = sensitivity::precision_for(
+        args.precision.into(),
+        args.method.map(Into::into),
+        setup.calibration,
+    )?;
+    let config = SensitivityConfig {
+        precision,
+        label,
+        all_but: !args.no_all_but,
+        jobs: args.explore.jobs,
     };
-    let method = args.method.map(|m| match m {
-        QuantMethodArg::Dynamic => M::Dynamic,
-        QuantMethodArg::Static => M::Static,
-        QuantMethodArg::WeightOnly => M::WeightOnly,
-        QuantMethodArg::Qat => M::Qat,
-    });
+    let report = sensitivity::run(&setup, &config, &print_explore_event)?;
+    if args.explore.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", quench::report::explore::sensitivity(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {
+    use quench::quant::pipeline::{self as qp, Target};
+    use quench::quant::qat::QatEvent;
+    let manifest = model_manifest(&args.model, args.manifest.as_deref())?;
+    let precision: Target = args.precision.into();
+    let method = args.method.map(Into::into);
     let out = args.out.clone().unwrap_or_else(|| {
         qp::default_output(
             &args.model,
@@ -752,12 +910,7 @@ fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {
         manifest,
         precision,
         method,
-        calibrator: args.calibrator.map(|c| match c {
-            CalibratorArg::Minmax => CalibratorKind::MinMax,
-            CalibratorArg::Percentile => CalibratorKind::Percentile,
-            CalibratorArg::Entropy => CalibratorKind::Entropy,
-            CalibratorArg::Mse => CalibratorKind::Mse,
-        }),
+        calibrator: args.calibrator.map(Into::into),
         per_tensor: args.per_tensor,
         group: args.group,
         calib_samples: args.calib_samples,

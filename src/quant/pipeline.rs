@@ -440,7 +440,8 @@ fn ort_options() -> OrtOptions {
     }
 }
 
-fn session(graph: &Graph) -> Result<OrtRuntime, PipelineError> {
+/// An ONNX Runtime session (one thread, no spinning) on `graph` held in memory.
+pub fn session(graph: &Graph) -> Result<OrtRuntime, PipelineError> {
     let bytes = crate::onnx::to_bytes(graph)?;
     Ok(OrtRuntime::from_bytes(&bytes, &ort_options())?)
 }
@@ -473,7 +474,7 @@ fn probe(
 
 /// Calibrated ranges of every site `scheme` needs, from ORT running the FP32 graph over the
 /// first `samples` of `data`.
-fn calibrate(
+pub fn calibrate(
     graph: &Graph,
     scheme: &Scheme,
     data: &Dataset,
