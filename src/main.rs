@@ -47,6 +47,10 @@ enum Command {
     /// Rank the quantizable layers by how much quantizing each alone costs (and how much
     /// keeping each alone in FP32 recovers), on held-out data, with per-layer SQNR.
     Sensitivity(Box<SensitivityArgs>),
+    /// Find the per-layer FP32/INT8/4-bit/binary assignment that stays within an accuracy
+    /// budget on held-out data and minimises measured size, latency or energy; write it as
+    /// ONNX and print the Pareto front of what was tried.
+    Search(Box<SearchArgs>),
     /// Time quench's FP32, INT8, 4-bit and binary kernels against ONNX Runtime on single-op
     /// models of the same shapes, with this machine's peaks measured in the same run.
     Kernels(KernelsArgs),
@@ -313,6 +317,88 @@ struct SensitivityArgs {
     no_all_but: bool,
 }
 
+#[derive(Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    explore: ExploreArgs,
+    /// Largest held-out accuracy drop in percentage points, e.g. 0.5% (without labels: top-1
+    /// disagreement with FP32).
+    #[arg(long, value_parser = parse_budget)]
+    budget: f64,
+    /// What to minimise, measured.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Size)]
+    objective: ObjectiveArg,
+    /// Stop after this long, e.g. 90s, 10m, 1h (the best model so far is already written).
+    #[arg(long, value_parser = parse_duration)]
+    time_budget: Option<std::time::Duration>,
+    /// Levels a layer may take (FP32 is always allowed).
+    #[arg(long, value_delimiter = ',', value_parser = parse_level, default_value = "int8,int4,binary")]
+    levels: Vec<quench::explore::Level>,
+    /// Runtime latency/energy are timed on (auto: native when it runs every level, else ORT).
+    #[arg(long, value_enum, default_value_t = SearchRuntimeArg::Auto)]
+    runtime: SearchRuntimeArg,
+    /// Compute threads of the timed runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Batch size of the timed runs.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Interleaved FP32/candidate timing rounds per candidate.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Score the chosen model on the first N test samples only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Output model (default: <model stem>.search-<objective>.onnx here); holds the best model
+    /// so far while the search runs.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ObjectiveArg {
+    Size,
+    Latency,
+    Energy,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SearchRuntimeArg {
+    Auto,
+    Native,
+    Ort,
+}
+
+fn parse_budget(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%');
+    match number.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..100.0).contains(&v) => Ok(v / 100.0),
+        _ => Err(format!(
+            "`{text}` is not a budget in percentage points, e.g. 0.5%"
+        )),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| c.is_alphabetic()).unwrap_or(t.len()));
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("`{text}`: use s, m or h, e.g. 10m")),
+    };
+    match number.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(std::time::Duration::from_secs_f64(v * scale)),
+        _ => Err(format!("`{text}` is not a duration, e.g. 90s or 10m")),
+    }
+}
+
+fn parse_level(text: &str) -> Result<quench::explore::Level, String> {
+    quench::explore::Level::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a level (fp32, int8, int4, binary)"))
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum QuantPrecisionArg {
     Int8,
@@ -371,6 +457,7 @@ fn main() -> ExitCode {
         Command::Quantize(args) => cmd_quantize(*args),
         Command::Kernels(args) => cmd_kernels(args),
         Command::Sensitivity(args) => cmd_sensitivity(*args),
+        Command::Search(args) => cmd_search(*args),
     };
     match result {
         Ok(code) => code,
@@ -888,6 +975,49 @@ fn cmd_sensitivity(args: SensitivityArgs) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", quench::report::explore::sensitivity(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_search(args: SearchArgs) -> Result<ExitCode> {
+    use quench::explore::objective::Objective;
+    use quench::explore::search::{self, RuntimeChoice, SearchConfig};
+    let objective = match args.objective {
+        ObjectiveArg::Size => Objective::Size,
+        ObjectiveArg::Latency => Objective::Latency,
+        ObjectiveArg::Energy => Objective::Energy,
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .explore
+            .model
+            .file_stem()
+            .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from(format!("{stem}.search-{}.onnx", objective.name()))
+    });
+    let setup = explore_setup(&args.explore)?;
+    let config = SearchConfig {
+        budget: args.budget,
+        objective,
+        levels: args.levels.clone(),
+        time_budget: args.time_budget,
+        out,
+        runtime: match args.runtime {
+            SearchRuntimeArg::Auto => RuntimeChoice::Auto,
+            SearchRuntimeArg::Native => RuntimeChoice::Fixed(RuntimeKind::Native),
+            SearchRuntimeArg::Ort => RuntimeChoice::Fixed(RuntimeKind::Ort),
+        },
+        threads: args.threads,
+        batch: args.batch,
+        rounds: args.rounds,
+        jobs: args.explore.jobs,
+        test_limit: args.limit,
+    };
+    let report = search::run(&setup, &config, &print_explore_event)?;
+    if args.explore.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", quench::report::explore::search(&report));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -8,11 +8,15 @@
 //!   when every layer but it is, ranked, with the layer's SQNR (`quench sensitivity`).
 //! * [`search`]: greedy lowering of per-layer precision from the sensitivity ranking, verified
 //!   on held-out data, then refinement, with the objective measured (`quench search`).
+//! * [`objective`]: the measured objective (bytes, or latency/energy timed against FP32 in
+//!   interleaved rounds).
 //! * [`drift`]: per-layer outputs of the native engine against ONNX Runtime on the same inputs,
 //!   flagging the first layer where they part (`quench drift`).
 //! * [`event`]: the progress stream these long jobs publish.
 
 pub mod event;
+pub mod objective;
+pub mod search;
 
 pub mod sensitivity;
 pub mod setup;
