@@ -51,6 +51,9 @@ enum Command {
     /// budget on held-out data and minimises measured size, latency or energy; write it as
     /// ONNX and print the Pareto front of what was tried.
     Search(Box<SearchArgs>),
+    /// Run a model on the native engine and on ONNX Runtime with the same inputs, compare every
+    /// intermediate tensor, and flag the first layer where the two part.
+    Drift(DriftArgs),
     /// Time quench's FP32, INT8, 4-bit and binary kernels against ONNX Runtime on single-op
     /// models of the same shapes, with this machine's peaks measured in the same run.
     Kernels(KernelsArgs),
@@ -355,6 +358,28 @@ struct SearchArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(Args)]
+struct DriftArgs {
+    /// The .onnx model (FP32 or quantized).
+    model: PathBuf,
+    /// Manifest giving the data (default: the .toml beside the model); its validation split is
+    /// used, else calibration, else test.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Samples in the compared batch.
+    #[arg(long, default_value_t = 8)]
+    samples: usize,
+    /// SQNR (dB) of native against ORT below which a tensor counts as parted.
+    #[arg(long, default_value_t = quench::explore::drift::DEFAULT_THRESHOLD_DB)]
+    threshold_db: f64,
+    /// Compute threads of both runtimes.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum ObjectiveArg {
     Size,
@@ -458,6 +483,7 @@ fn main() -> ExitCode {
         Command::Kernels(args) => cmd_kernels(args),
         Command::Sensitivity(args) => cmd_sensitivity(*args),
         Command::Search(args) => cmd_search(*args),
+        Command::Drift(args) => cmd_drift(args),
     };
     match result {
         Ok(code) => code,
@@ -1020,6 +1046,39 @@ fn cmd_search(args: SearchArgs) -> Result<ExitCode> {
         print!("{}", quench::report::explore::search(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_drift(args: DriftArgs) -> Result<ExitCode> {
+    let manifest = model_manifest(&args.model, args.manifest.as_deref())?;
+    let d = &manifest.data;
+    let split = d
+        .validation
+        .as_ref()
+        .or(d.calibration.as_ref())
+        .unwrap_or(&d.test);
+    if args.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    let data = quench::eval::Dataset::load(split, &manifest.input, Some(args.samples))?;
+    let batch = data.batch(0..data.len())?;
+    let graph = quench::onnx::load(&args.model)?;
+    let report = quench::explore::drift::drift(
+        &graph,
+        data.input_name(),
+        &batch,
+        args.threads,
+        args.threshold_db,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", quench::report::explore::drift(&report));
+    }
+    Ok(if report.first_parting.is_some() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {

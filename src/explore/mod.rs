@@ -14,6 +14,7 @@
 //!   flagging the first layer where they part (`quench drift`).
 //! * [`event`]: the progress stream these long jobs publish.
 
+pub mod drift;
 pub mod event;
 pub mod objective;
 pub mod search;

@@ -94,7 +94,8 @@ pub struct Candidate {
     pub feasible: bool,
     /// Bytes of the exported model file.
     pub bytes: u64,
-    /// Timing against FP32 (latency and energy objectives).
+    /// Timing against FP32: every candidate under a timed objective; under the size
+    /// objective, the chosen one and all-INT8 (timed after the search).
     pub timed: Option<Timed>,
     /// The objective value (bytes, or the ratio to FP32).
     pub objective: f64,
@@ -134,8 +135,8 @@ pub struct SearchReport {
     pub split: String,
     /// How the activation ranges were found (once).
     pub ranges: String,
-    /// Where latency/energy were timed, with the reason for a fallback.
-    pub runtime: Option<RuntimeKind>,
+    /// Where latency/energy were timed.
+    pub runtime: RuntimeKind,
     /// Why the native engine was not used, when it was not.
     pub runtime_note: Option<String>,
     /// Layer names, in assignment order.
@@ -165,7 +166,9 @@ struct State<'a> {
     setup: &'a Setup,
     config: &'a SearchConfig,
     on_event: &'a (dyn Fn(&ExploreEvent) + Sync),
-    timer: Option<Timer>,
+    timer: Timer,
+    /// Whether every candidate is timed (a timed objective).
+    timed: bool,
     scratch: PathBuf,
     candidates: Vec<Candidate>,
     seen: BTreeMap<Vec<Level>, usize>,
@@ -205,9 +208,10 @@ impl State<'_> {
         let score = self.setup.score(&graph)?;
         save_synced(&graph, &self.scratch)?;
         let bytes = file_bytes(&self.scratch)?;
-        let timed = match &mut self.timer {
-            Some(t) => Some(t.time(&self.scratch)?),
-            None => None,
+        let timed = if self.timed {
+            Some(self.timer.time(&self.scratch)?)
+        } else {
+            None
         };
         let objective = match (self.config.objective, &timed) {
             (Objective::Size, _) | (_, None) => bytes as f64,
@@ -472,35 +476,31 @@ fn search(
         sensitivity[l].insert(v, s.kl);
     }
 
-    // The timer, when the objective is timed.
+    // The timer: it times every candidate for a timed objective, and the chosen model and
+    // all-INT8 at the end whatever the objective, so every report carries measured latency.
     let input = setup.data.batch(0..config.batch.min(setup.data.len()))?;
-    let (timer, runtime, runtime_note) = match config.objective {
-        Objective::Size => (None, None, None),
-        _ => {
-            step("choosing the runtime to time on");
-            let (kind, note) = pick_runtime(setup, config, scratch, &input)?;
-            if let Some(n) = &note {
-                on_event(&ExploreEvent::Warning {
-                    message: format!("timing on ONNX Runtime: {n}"),
-                });
-            }
-            let timer = Timer::new(
-                kind,
-                &setup.model,
-                config.threads,
-                config.rounds,
-                config.objective == Objective::Energy,
-                setup.data.input_name(),
-                input,
-            )?;
-            (Some(timer), Some(kind), note)
-        }
-    };
+    step("choosing the runtime to time on");
+    let (runtime, runtime_note) = pick_runtime(setup, config, scratch, &input)?;
+    if let Some(n) = &runtime_note {
+        on_event(&ExploreEvent::Warning {
+            message: format!("timing on ONNX Runtime: {n}"),
+        });
+    }
+    let timer = Timer::new(
+        runtime,
+        &setup.model,
+        config.threads,
+        config.rounds,
+        config.objective == Objective::Energy,
+        setup.data.input_name(),
+        input,
+    )?;
     let mut st = State {
         setup,
         config,
         on_event,
         timer,
+        timed: config.objective != Objective::Size,
         scratch: scratch.to_path_buf(),
         candidates: Vec::new(),
         seen: BTreeMap::new(),
@@ -586,6 +586,14 @@ fn search(
         ExploreError::Invalid("no candidate was within the budget (FP32 always is)".into())
     })?;
     let seconds = started.elapsed().as_secs_f64();
+    for i in std::iter::once(chosen).chain(all_int8) {
+        if st.candidates[i].timed.is_none() {
+            step(&format!("timing candidate #{i}"));
+            let graph = setup.quantize(&setup.scheme(&st.candidates[i].levels))?;
+            save_synced(&graph, scratch)?;
+            st.candidates[i].timed = Some(st.timer.time(scratch)?);
+        }
+    }
     step("scoring the chosen model on the test split");
     let chosen_graph = crate::onnx::load(&config.out)?;
     let int8_graph = match all_int8 {

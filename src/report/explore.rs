@@ -1,6 +1,7 @@
 //! Text views of the exploration results: the sensitivity ranking and the search's Pareto
 //! front and choice. Pure functions of the reports the `explore` module returns.
 
+use crate::explore::drift::DriftReport;
 use crate::explore::objective::Objective;
 use crate::explore::search::{Candidate, SearchReport};
 use crate::explore::sensitivity::SensitivityReport;
@@ -77,17 +78,20 @@ pub fn sensitivity(r: &SensitivityReport) -> String {
 /// The search result: the runtime note, the Pareto front of what was tried, the chosen
 /// assignment beside all-INT8, and the chosen model on the test split.
 pub fn search(r: &SearchReport) -> String {
-    let objective = |c: &Candidate| match (r.objective, &c.timed) {
-        (Objective::Size, _) | (_, None) => bytes(c.bytes),
-        (Objective::Latency, Some(t)) => format!(
-            "{:.3}x fp32 ({})",
-            t.latency_ratio,
-            duration_ms(t.latency_ms)
-        ),
-        (Objective::Energy, Some(t)) => match (t.energy_ratio, t.joules) {
-            (Some(ratio), Some(j)) => format!("{ratio:.3}x fp32 ({})", joules(j)),
-            _ => "-".into(),
-        },
+    let latency = |c: &Candidate| {
+        c.timed.as_ref().map_or("-".into(), |t| {
+            format!(
+                "{:.3}x fp32 ({})",
+                t.latency_ratio,
+                duration_ms(t.latency_ms)
+            )
+        })
+    };
+    let energy = |c: &Candidate| match c.timed.as_ref().map(|t| (t.energy_ratio, t.joules)) {
+        Some((Some(ratio), Some(j))) if r.objective == Objective::Energy => {
+            format!(", energy {ratio:.3}x fp32 ({}/inference)", joules(j))
+        }
+        _ => String::new(),
     };
     let mut out = format!(
         "{}: search minimising {} within {} pts of FP32 ({}; ranges: {})\n",
@@ -97,16 +101,16 @@ pub fn search(r: &SearchReport) -> String {
         r.split,
         r.ranges
     );
-    if let Some(kind) = r.runtime {
-        out += &format!(
-            "timed on {kind}{}\n",
-            r.runtime_note
-                .as_ref()
-                .map_or(String::new(), |n| format!(" ({n})"))
-        );
-    }
+    out += &format!(
+        "timed on {} (interleaved rounds against FP32){}\n",
+        r.runtime,
+        r.runtime_note
+            .as_ref()
+            .map_or(String::new(), |n| format!("; not native: {n}"))
+    );
+    let with_energy = r.objective == Objective::Energy;
     let row = |t: &mut Table, c: &Candidate, mark: &str| {
-        t.row([
+        let mut cells = vec![
             format!("{}{mark}", c.index),
             c.step.to_string(),
             c.assignment.clone(),
@@ -114,10 +118,19 @@ pub fn search(r: &SearchReport) -> String {
             drop_points(c.score.drop),
             format!("{:.2e}", c.score.kl),
             bytes(c.bytes),
-            objective(c),
-        ]);
+            latency(c),
+        ];
+        if with_energy {
+            cells.push(
+                c.timed
+                    .as_ref()
+                    .and_then(|t| t.joules)
+                    .map_or("-".into(), joules),
+            );
+        }
+        t.row(cells);
     };
-    let header = [
+    let mut header = vec![
         "#",
         "step",
         "assignment",
@@ -125,8 +138,11 @@ pub fn search(r: &SearchReport) -> String {
         "Δ pts",
         "KL",
         "size",
-        r.objective.name(),
+        "latency",
     ];
+    if with_energy {
+        header.push("J/inference");
+    }
     let mut t = Table::new(header);
     for &i in &r.front {
         let mark = if i == r.chosen { " *" } else { "" };
@@ -143,12 +159,14 @@ pub fn search(r: &SearchReport) -> String {
     if let Some(i) = r.all_int8 {
         let c = &r.candidates[i];
         out += &format!(
-            "all-INT8 (#{}): {}, {}; chosen: {}, {}\n",
+            "all-INT8 (#{}): {}, {}{}; chosen: {}, {}{}\n",
             c.index,
             bytes(c.bytes),
-            objective(c),
+            latency(c),
+            energy(c),
             bytes(chosen.bytes),
-            objective(chosen)
+            latency(chosen),
+            energy(chosen),
         );
     }
     let t = &r.test;
@@ -173,5 +191,40 @@ pub fn search(r: &SearchReport) -> String {
     if let Some(s) = &r.stopped {
         out += &format!("stopped early: {s}\n");
     }
+    out
+}
+
+/// The drift report: every compared tensor with its SQNR and largest difference, the first
+/// parting one marked.
+pub fn drift(r: &DriftReport) -> String {
+    let mut out = format!(
+        "native vs ONNX Runtime on {} sample(s); a tensor parts below {:.1} dB SQNR ({} non-f32 \
+         tensors not compared)\n",
+        r.samples, r.threshold_db, r.skipped
+    );
+    let mut t = Table::new(["tensor", "node", "op", "SQNR dB", "cosine", "max |Δ|", ""]);
+    for (i, d) in r.tensors.iter().enumerate() {
+        t.row([
+            d.tensor.clone(),
+            d.node.clone(),
+            d.op_type.clone(),
+            format!("{:.1}", d.sqnr_db),
+            format!("{:.6}", d.cosine),
+            format!("{:.3e}", d.max_abs),
+            if Some(i) == r.first_parting {
+                "<< first parting".to_string()
+            } else {
+                String::new()
+            },
+        ]);
+    }
+    out += &t.render();
+    out += &match r.first_parting.map(|i| &r.tensors[i]) {
+        Some(d) => format!(
+            "the runtimes part at `{}` (node `{}`, {}): {:.1} dB\n",
+            d.tensor, d.node, d.op_type, d.sqnr_db
+        ),
+        None => "no parting: every compared tensor agrees above the threshold\n".to_string(),
+    };
     out
 }
