@@ -375,6 +375,10 @@ struct DriftArgs {
     /// Compute threads of both runtimes.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    /// In a quantized model, also compare the f32 tensors inside layers (this stops the
+    /// runtimes fusing those layers into integer kernels).
+    #[arg(long)]
+    all_tensors: bool,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -1068,6 +1072,7 @@ fn cmd_drift(args: DriftArgs) -> Result<ExitCode> {
         &batch,
         args.threads,
         args.threshold_db,
+        args.all_tensors,
     )?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);

@@ -181,10 +181,13 @@ fn drift_of_fp32_mnist_cnn_shows_no_parting() {
         &first_batch(&s, 8),
         1,
         quench::explore::drift::DEFAULT_THRESHOLD_DB,
+        false,
     )
     .unwrap();
     assert_eq!(r.first_parting, None);
-    assert_eq!(r.tensors.len(), s.graph.nodes.len());
+    assert!(r.native_kernels_unchanged);
+    // Every node's output but conv1/conv2/fc1's, which a Relu reads (and the engine fuses).
+    assert_eq!(r.tensors.len(), s.graph.nodes.len() - 3);
     assert!(
         r.tensors.iter().all(|t| t.sqnr_db > 80.0),
         "{:?}",
@@ -211,4 +214,48 @@ fn drift_exposes_only_f32_tensors_of_a_qdq_graph() {
         .unwrap();
     assert_eq!(outs.len(), rt.output_names().len());
     assert!(outs.iter().all(|t| t.as_f32().is_ok()));
+}
+
+/// An all-INT8 CNN on the native integer kernels against ORT: every quantized layer's integer
+/// output is compared, exposing them leaves the native kernels as they were, and nothing parts.
+#[test]
+fn drift_of_an_int8_cnn_compares_integer_layer_outputs() {
+    let s = setup("mnist-cnn", 16, 0);
+    let q = s.quantize(&s.scheme(&[Level::Int8; 4])).unwrap();
+    let r = quench::explore::drift::drift(
+        &q,
+        s.data.input_name(),
+        &first_batch(&s, 8),
+        1,
+        quench::explore::drift::DEFAULT_THRESHOLD_DB,
+        false,
+    )
+    .unwrap();
+    assert!(r.native_kernels_unchanged);
+    let quantize_outputs = r
+        .tensors
+        .iter()
+        .filter(|t| t.op_type == "QuantizeLinear")
+        .count();
+    assert!(quantize_outputs >= 5, "{:?}", r.tensors);
+    assert_eq!(r.first_parting, None, "{:?}", r.tensors);
+}
+
+/// With `Auto`, a latency search times on the native engine when it runs the levels (INT8 QDQ
+/// here), and every candidate carries its measured timing.
+#[test]
+fn latency_search_times_every_candidate_on_the_native_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup("mnist-mlp", 300, 0);
+    let mut config = search_config(dir.path().join("mlp.onnx"), 0.01, vec![Level::Int8]);
+    config.objective = Objective::Latency;
+    config.runtime = RuntimeChoice::Auto;
+    config.test_limit = Some(500);
+    let r = search_checked(&s, &config);
+    assert_eq!(r.runtime, RuntimeKind::Native, "{:?}", r.runtime_note);
+    assert!(r.candidates.iter().all(|c| c.timed.is_some()));
+    assert!(r
+        .candidates
+        .iter()
+        .all(|c| c.objective == c.timed.as_ref().unwrap().latency_ratio));
 }

@@ -166,9 +166,8 @@ struct State<'a> {
     setup: &'a Setup,
     config: &'a SearchConfig,
     on_event: &'a (dyn Fn(&ExploreEvent) + Sync),
-    timer: Timer,
-    /// Whether every candidate is timed (a timed objective).
-    timed: bool,
+    /// Times every candidate under a timed objective; `None` under the size objective.
+    timer: Option<Timer>,
     scratch: PathBuf,
     candidates: Vec<Candidate>,
     seen: BTreeMap<Vec<Level>, usize>,
@@ -208,10 +207,9 @@ impl State<'_> {
         let score = self.setup.score(&graph)?;
         save_synced(&graph, &self.scratch)?;
         let bytes = file_bytes(&self.scratch)?;
-        let timed = if self.timed {
-            Some(self.timer.time(&self.scratch)?)
-        } else {
-            None
+        let timed = match &mut self.timer {
+            Some(t) => Some(t.time(&self.scratch)?),
+            None => None,
         };
         let objective = match (self.config.objective, &timed) {
             (Objective::Size, _) | (_, None) => bytes as f64,
@@ -333,49 +331,98 @@ pub fn pareto_front(candidates: &[Candidate]) -> Vec<usize> {
     front
 }
 
-/// The runtime to time on and, when it is not the native engine under `Auto`, why.
+/// The first of `assignments` (after FP32) the native engine cannot run, with its error.
+fn native_refuses(
+    setup: &Setup,
+    config: &SearchConfig,
+    scratch: &Path,
+    input: &crate::tensor::Tensor,
+    assignments: &[Vec<Level>],
+) -> Result<Option<(usize, String)>, ExploreError> {
+    let name = setup.data.input_name();
+    let native = RuntimeKind::Native;
+    if let Err(e) = open_checked(native, &setup.model, config.threads, name, input) {
+        return Ok(Some((usize::MAX, format!("FP32: {e}"))));
+    }
+    for (i, levels) in assignments.iter().enumerate() {
+        save_synced(&setup.quantize(&setup.scheme(levels))?, scratch)?;
+        if let Err(e) = open_checked(native, scratch, config.threads, name, input) {
+            return Ok(Some((i, e.to_string())));
+        }
+    }
+    Ok(None)
+}
+
+/// Every layer that takes `level` at it, the others FP32.
+fn uniform(setup: &Setup, level: Level) -> Vec<Level> {
+    setup
+        .layers
+        .iter()
+        .map(|l| {
+            if level.applies_to(&l.op_type) {
+                level
+            } else {
+                Level::Fp32
+            }
+        })
+        .collect()
+}
+
+/// For a timed objective: the runtime every candidate is timed on, the levels the search may
+/// use, and a note when `Auto` did not get the native engine with every level. Under `Auto`
+/// the native engine is kept when it runs FP32 and at least one lower level; levels it cannot
+/// run are dropped (and named), since timing candidates on two runtimes would compare unlike
+/// things.
 fn pick_runtime(
     setup: &Setup,
     config: &SearchConfig,
     scratch: &Path,
     input: &crate::tensor::Tensor,
-) -> Result<(RuntimeKind, Option<String>), ExploreError> {
-    let kind = match config.runtime {
-        RuntimeChoice::Fixed(k) => return Ok((k, None)),
-        RuntimeChoice::Auto => RuntimeKind::Native,
-    };
-    let name = setup.data.input_name();
-    if let Err(e) = open_checked(kind, &setup.model, config.threads, name, input) {
-        return Ok((
-            RuntimeKind::Ort,
-            Some(format!("native engine cannot run FP32: {e}")),
-        ));
+) -> Result<(RuntimeKind, Vec<Level>, Option<String>), ExploreError> {
+    if let RuntimeChoice::Fixed(k) = config.runtime {
+        return Ok((k, config.levels.clone(), None));
     }
-    // Every level the search may assign, each on every layer that takes it.
-    for level in config.levels.iter().filter(|l| **l != Level::Fp32) {
-        let levels: Vec<Level> = setup
-            .layers
-            .iter()
-            .map(|l| {
-                if level.applies_to(&l.op_type) {
-                    *level
-                } else {
-                    Level::Fp32
-                }
-            })
-            .collect();
-        save_synced(&setup.quantize(&setup.scheme(&levels))?, scratch)?;
-        if let Err(e) = open_checked(kind, scratch, config.threads, name, input) {
-            return Ok((
-                RuntimeKind::Ort,
-                Some(format!(
-                    "native engine cannot run the {} model: {e}",
-                    level.name()
-                )),
-            ));
+    let lower: Vec<Level> = config
+        .levels
+        .iter()
+        .copied()
+        .filter(|l| *l != Level::Fp32)
+        .collect();
+    let mut kept = Vec::new();
+    let mut refused = Vec::new();
+    for &level in &lower {
+        match native_refuses(setup, config, scratch, input, &[uniform(setup, level)])? {
+            Some((usize::MAX, e)) => {
+                return Ok((
+                    RuntimeKind::Ort,
+                    config.levels.clone(),
+                    Some(format!("native engine cannot run {e}")),
+                ))
+            }
+            Some((_, e)) => refused.push(format!("{} ({e})", level.name())),
+            None => kept.push(level),
         }
     }
-    Ok((kind, None))
+    match (kept.is_empty(), refused.is_empty()) {
+        (_, true) => Ok((RuntimeKind::Native, config.levels.clone(), None)),
+        (true, false) => Ok((
+            RuntimeKind::Ort,
+            config.levels.clone(),
+            Some(format!(
+                "native engine cannot run any lower level: {}",
+                refused.join("; ")
+            )),
+        )),
+        (false, false) => Ok((
+            RuntimeKind::Native,
+            kept,
+            Some(format!(
+                "levels left out because the native engine cannot run them (--runtime ort \
+                 includes them): {}",
+                refused.join("; ")
+            )),
+        )),
+    }
 }
 
 /// Runs the search (see the module doc). `on_event` hears every step and candidate.
@@ -425,8 +472,38 @@ fn search(
         })
     };
     let n = setup.layers.len();
+    // The runtime first: under a timed objective it can narrow the levels.
+    let input = setup.data.batch(0..config.batch.min(setup.data.len()))?;
+    let timed = config.objective != Objective::Size;
+    let (runtime, search_levels, mut runtime_note) = if timed {
+        step("choosing the runtime to time on");
+        pick_runtime(setup, config, scratch, &input)?
+    } else {
+        (RuntimeKind::Ort, config.levels.clone(), None)
+    };
+    if let Some(n) = &runtime_note {
+        on_event(&ExploreEvent::Warning {
+            message: format!("timing on {runtime}: {n}"),
+        });
+    }
+    let new_timer = |kind: RuntimeKind, input: crate::tensor::Tensor| {
+        Timer::new(
+            kind,
+            &setup.model,
+            config.threads,
+            config.rounds,
+            config.objective == Objective::Energy,
+            setup.data.input_name(),
+            input,
+        )
+    };
+    let timer = if timed {
+        Some(new_timer(runtime, input.clone())?)
+    } else {
+        None
+    };
     let allowed = |l: usize, v: Level| {
-        v == Level::Fp32 || (config.levels.contains(&v) && v.applies_to(&setup.layers[l].op_type))
+        v == Level::Fp32 || (search_levels.contains(&v) && v.applies_to(&setup.layers[l].op_type))
     };
     let lower = |l: usize, v: Level| {
         let mut v = v.lower(&setup.layers[l].op_type);
@@ -451,7 +528,7 @@ fn search(
 
     // Step 1: only-this-layer sensitivity at every allowed lower level.
     let tasks: Vec<(usize, Level)> = (0..n)
-        .flat_map(|l| config.levels.iter().map(move |&v| (l, v)))
+        .flat_map(|l| search_levels.iter().map(move |&v| (l, v)))
         .filter(|&(l, v)| v != Level::Fp32 && allowed(l, v))
         .collect();
     on_event(&ExploreEvent::LayersStarted {
@@ -476,31 +553,11 @@ fn search(
         sensitivity[l].insert(v, s.kl);
     }
 
-    // The timer: it times every candidate for a timed objective, and the chosen model and
-    // all-INT8 at the end whatever the objective, so every report carries measured latency.
-    let input = setup.data.batch(0..config.batch.min(setup.data.len()))?;
-    step("choosing the runtime to time on");
-    let (runtime, runtime_note) = pick_runtime(setup, config, scratch, &input)?;
-    if let Some(n) = &runtime_note {
-        on_event(&ExploreEvent::Warning {
-            message: format!("timing on ONNX Runtime: {n}"),
-        });
-    }
-    let timer = Timer::new(
-        runtime,
-        &setup.model,
-        config.threads,
-        config.rounds,
-        config.objective == Objective::Energy,
-        setup.data.input_name(),
-        input,
-    )?;
     let mut st = State {
         setup,
         config,
         on_event,
         timer,
-        timed: config.objective != Objective::Size,
         scratch: scratch.to_path_buf(),
         candidates: Vec::new(),
         seen: BTreeMap::new(),
@@ -586,12 +643,40 @@ fn search(
         ExploreError::Invalid("no candidate was within the budget (FP32 always is)".into())
     })?;
     let seconds = started.elapsed().as_secs_f64();
+    // Under the size objective, time the chosen model and all-INT8 now: on the native engine
+    // when it runs both (and `Auto`), else on the runtime asked for or ORT.
+    let runtime = match (&st.timer, config.runtime) {
+        (Some(_), _) => runtime,
+        (None, RuntimeChoice::Fixed(k)) => k,
+        (None, RuntimeChoice::Auto) => {
+            let timed: Vec<Vec<Level>> = std::iter::once(chosen)
+                .chain(all_int8)
+                .map(|i| st.candidates[i].levels.clone())
+                .collect();
+            match native_refuses(setup, config, scratch, &input, &timed)? {
+                None => RuntimeKind::Native,
+                Some((i, e)) => {
+                    let what = match i {
+                        usize::MAX => "FP32".to_string(),
+                        0 => "the chosen model".to_string(),
+                        _ => "the all-INT8 model".to_string(),
+                    };
+                    runtime_note = Some(format!("native engine cannot run {what}: {e}"));
+                    RuntimeKind::Ort
+                }
+            }
+        }
+    };
+    let mut timer = match st.timer.take() {
+        Some(t) => t,
+        None => new_timer(runtime, input)?,
+    };
     for i in std::iter::once(chosen).chain(all_int8) {
         if st.candidates[i].timed.is_none() {
-            step(&format!("timing candidate #{i}"));
+            step(&format!("timing candidate #{i} on {runtime}"));
             let graph = setup.quantize(&setup.scheme(&st.candidates[i].levels))?;
             save_synced(&graph, scratch)?;
-            st.candidates[i].timed = Some(st.timer.time(scratch)?);
+            st.candidates[i].timed = Some(timer.time(scratch)?);
         }
     }
     step("scoring the chosen model on the test split");

@@ -106,7 +106,7 @@ pub fn search(r: &SearchReport) -> String {
         r.runtime,
         r.runtime_note
             .as_ref()
-            .map_or(String::new(), |n| format!("; not native: {n}"))
+            .map_or(String::new(), |n| format!("; {n}"))
     );
     let with_energy = r.objective == Objective::Energy;
     let row = |t: &mut Table, c: &Candidate, mark: &str| {
@@ -198,10 +198,14 @@ pub fn search(r: &SearchReport) -> String {
 /// parting one marked.
 pub fn drift(r: &DriftReport) -> String {
     let mut out = format!(
-        "native vs ONNX Runtime on {} sample(s); a tensor parts below {:.1} dB SQNR ({} non-f32 \
-         tensors not compared)\n",
-        r.samples, r.threshold_db, r.skipped
+        "native vs ONNX Runtime on {} sample(s), comparing {} ({} other tensors not compared); a \
+         tensor parts below {:.1} dB SQNR\n",
+        r.samples, r.compared, r.skipped, r.threshold_db
     );
+    if !r.native_kernels_unchanged {
+        out += "note: exposing these tensors changed the native engine's kernels (it fused less), \
+                so this compares another path than the model's own\n";
+    }
     let mut t = Table::new(["tensor", "node", "op", "SQNR dB", "cosine", "max |Δ|", ""]);
     for (i, d) in r.tensors.iter().enumerate() {
         t.row([
