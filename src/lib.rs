@@ -26,6 +26,7 @@
 //!   quantization-aware training ([`quant::qat`]).
 //! * [`sweep`] measures cells (a model variant on a runtime) into [`sweep::record::Record`]s,
 //!   the one source of truth that every view reads.
+//! * [`hash`] is the stable content hash behind profile hashes and cache keys.
 //! * [`report`] turns records into tables (and reports) for people.
 
 pub mod bench;
@@ -33,6 +34,7 @@ pub mod engine;
 pub mod eval;
 pub mod explore;
 pub mod graph;
+pub mod hash;
 pub mod kernels;
 pub mod measure;
 pub mod onnx;
