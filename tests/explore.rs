@@ -91,7 +91,11 @@ fn search_checked(s: &Setup, config: &SearchConfig) -> SearchReport {
     assert!(*bests.lock().unwrap() >= 1);
     let chosen = &report.candidates[report.chosen];
     assert!(chosen.feasible && chosen.score.drop <= config.budget);
-    assert!(report.front.contains(&report.chosen));
+    // Exact sizes: the chosen one is on the front (timed objectives keep an incumbent that a
+    // candidate beats only within the noise margin, which may then sit off the front).
+    if config.objective == Objective::Size {
+        assert!(report.front.contains(&report.chosen));
+    }
     let on_disk = std::fs::metadata(&config.out).unwrap().len();
     assert_eq!(on_disk, chosen.bytes, "the written model is the chosen one");
     let t = chosen.timed.as_ref().expect("the chosen model is timed");

@@ -148,10 +148,16 @@ pub fn search(r: &SearchReport) -> String {
         let mark = if i == r.chosen { " *" } else { "" };
         row(&mut t, &r.candidates[i], mark);
     }
+    if !r.front.contains(&r.chosen) {
+        // Kept over a front point that beat it by less than the objective's noise margin.
+        row(&mut t, &r.candidates[r.chosen], " *");
+    }
     out += &format!(
-        "Pareto front of the {} candidates tried (held-out drop vs {}; * chosen):\n",
+        "Pareto front of the {} candidates tried (held-out drop vs {}; * chosen, listed even \
+         when a front point beat it only within the {:.0}% noise margin):\n",
         r.candidates.len(),
-        r.objective.name()
+        r.objective.name(),
+        r.objective.margin() * 100.0
     );
     out += &t.render();
     let chosen = &r.candidates[r.chosen];
