@@ -18,6 +18,9 @@
 //! * [`runtime`] puts the native engine and ONNX Runtime behind one `Runtime` trait.
 //! * [`eval`] reads datasets (IDX, NPY/NPZ) and model manifests and computes accuracy and
 //!   agreement metrics.
+//! * [`explore`] answers "which layer breaks accuracy?" (per-layer sensitivity), finds the
+//!   best mixed-precision model within an accuracy budget (search), and compares the native
+//!   engine with ONNX Runtime tensor by tensor (drift).
 //! * [`measure`] times runtimes and reads memory, power and the machine description.
 //! * [`quant`] quantizes models: schemes, calibrators, exports ONNX Runtime runs, and
 //!   quantization-aware training ([`quant::qat`]).
@@ -29,6 +32,7 @@
 pub mod bench;
 pub mod engine;
 pub mod eval;
+pub mod explore;
 pub mod graph;
 pub mod hash;
 pub mod kernels;

@@ -49,6 +49,16 @@ enum Command {
     Sweep(SweepArgs),
     /// Work with results files (results.jsonl).
     Results(ResultsArgs),
+    /// Rank the quantizable layers by how much quantizing each alone costs (and how much
+    /// keeping each alone in FP32 recovers), on held-out data, with per-layer SQNR.
+    Sensitivity(Box<SensitivityArgs>),
+    /// Find the per-layer FP32/INT8/4-bit/binary assignment that stays within an accuracy
+    /// budget on held-out data and minimises measured size, latency or energy; write it as
+    /// ONNX and print the Pareto front of what was tried.
+    Search(Box<SearchArgs>),
+    /// Run a model on the native engine and on ONNX Runtime with the same inputs, compare every
+    /// intermediate tensor, and flag the first layer where the two part.
+    Drift(DriftArgs),
     /// Time quench's FP32, INT8, 4-bit and binary kernels against ONNX Runtime on single-op
     /// models of the same shapes, with this machine's peaks measured in the same run.
     Kernels(KernelsArgs),
@@ -357,18 +367,9 @@ impl VariantArgs {
         limit: Option<usize>,
         out: Option<PathBuf>,
     ) -> Option<quench::quant::pipeline::QuantizeConfig> {
-        use quench::quant::pipeline::{self as qp, CalibratorKind, Method as M, Target};
-        let precision = match self.precision? {
-            QuantPrecisionArg::Int8 => Target::Int8,
-            QuantPrecisionArg::Int4 => Target::Int4,
-            QuantPrecisionArg::Binary => Target::Binary,
-        };
-        let method = self.method.map(|m| match m {
-            QuantMethodArg::Dynamic => M::Dynamic,
-            QuantMethodArg::Static => M::Static,
-            QuantMethodArg::WeightOnly => M::WeightOnly,
-            QuantMethodArg::Qat => M::Qat,
-        });
+        use quench::quant::pipeline::{self as qp, Target};
+        let precision: Target = self.precision?.into();
+        let method = self.method.map(Into::into);
         let out = out.unwrap_or_else(|| {
             qp::default_output(
                 model,
@@ -381,12 +382,7 @@ impl VariantArgs {
             manifest,
             precision,
             method,
-            calibrator: self.calibrator.map(|c| match c {
-                CalibratorArg::Minmax => CalibratorKind::MinMax,
-                CalibratorArg::Percentile => CalibratorKind::Percentile,
-                CalibratorArg::Entropy => CalibratorKind::Entropy,
-                CalibratorArg::Mse => CalibratorKind::Mse,
-            }),
+            calibrator: self.calibrator.map(Into::into),
             per_tensor: self.per_tensor,
             group: self.group,
             calib_samples: self.calib_samples,
@@ -423,6 +419,157 @@ fn print_qat(e: &quench::quant::qat::QatEvent) {
         ),
         _ => {}
     }
+}
+
+/// What the exploration commands share: the model, its data, calibration and held-out samples.
+#[derive(Args)]
+struct ExploreArgs {
+    /// The FP32 .onnx model (with a manifest beside it, or --manifest).
+    model: PathBuf,
+    /// Manifest giving the model's data (default: the .toml beside the model).
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Activation range rule (default minmax); ranges are calibrated once for every variant.
+    #[arg(long, value_enum)]
+    calibrator: Option<CalibratorArg>,
+    /// Calibration-split samples the ranges are found on.
+    #[arg(long, default_value_t = quench::quant::pipeline::DEFAULT_CALIB_SAMPLES)]
+    calib_samples: usize,
+    /// Held-out (validation) samples each variant is scored on (default 2000, at most the split).
+    #[arg(long)]
+    samples: Option<usize>,
+    /// Seed choosing the held-out samples when fewer than the split holds are used.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Variants scored in parallel (default: one per core; capped by available memory).
+    #[arg(long)]
+    jobs: Option<usize>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct SensitivityArgs {
+    #[command(flatten)]
+    explore: ExploreArgs,
+    /// Precision each layer is tried at.
+    #[arg(long, value_enum)]
+    precision: QuantPrecisionArg,
+    /// int8: static (default) or dynamic; int4: weight-only; binary: static.
+    #[arg(long, value_enum)]
+    method: Option<QuantMethodArg>,
+    /// Skip the every-layer-but-this-one variants (halves the work).
+    #[arg(long)]
+    no_all_but: bool,
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    #[command(flatten)]
+    explore: ExploreArgs,
+    /// Largest held-out accuracy drop in percentage points, e.g. 0.5% (without labels: top-1
+    /// disagreement with FP32).
+    #[arg(long, value_parser = parse_budget)]
+    budget: f64,
+    /// What to minimise, measured.
+    #[arg(long, value_enum, default_value_t = ObjectiveArg::Size)]
+    objective: ObjectiveArg,
+    /// Stop after this long, e.g. 90s, 10m, 1h (the best model so far is already written).
+    #[arg(long, value_parser = parse_duration)]
+    time_budget: Option<std::time::Duration>,
+    /// Levels a layer may take (FP32 is always allowed).
+    #[arg(long, value_delimiter = ',', value_parser = parse_level, default_value = "int8,int4,binary")]
+    levels: Vec<quench::explore::Level>,
+    /// Runtime latency/energy are timed on (auto: native when it runs every level, else ORT).
+    #[arg(long, value_enum, default_value_t = SearchRuntimeArg::Auto)]
+    runtime: SearchRuntimeArg,
+    /// Compute threads of the timed runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Batch size of the timed runs.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// Interleaved FP32/candidate timing rounds per candidate.
+    #[arg(long, default_value_t = 5)]
+    rounds: usize,
+    /// Score the chosen model on the first N test samples only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Output model (default: <model stem>.search-<objective>.onnx here); holds the best model
+    /// so far while the search runs.
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct DriftArgs {
+    /// The .onnx model (FP32 or quantized).
+    model: PathBuf,
+    /// Manifest giving the data (default: the .toml beside the model); its validation split is
+    /// used, else calibration, else test.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    /// Samples in the compared batch.
+    #[arg(long, default_value_t = 8)]
+    samples: usize,
+    /// SQNR (dB) of native against ORT below which a tensor counts as parted.
+    #[arg(long, default_value_t = quench::explore::drift::DEFAULT_THRESHOLD_DB)]
+    threshold_db: f64,
+    /// Compute threads of both runtimes.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// In a quantized model, also compare the f32 tensors inside layers (this stops the
+    /// runtimes fusing those layers into integer kernels).
+    #[arg(long)]
+    all_tensors: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ObjectiveArg {
+    Size,
+    Latency,
+    Energy,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SearchRuntimeArg {
+    Auto,
+    Native,
+    Ort,
+}
+
+fn parse_budget(text: &str) -> Result<f64, String> {
+    let number = text.trim().trim_end_matches('%');
+    match number.parse::<f64>() {
+        Ok(v) if v.is_finite() && (0.0..100.0).contains(&v) => Ok(v / 100.0),
+        _ => Err(format!(
+            "`{text}` is not a budget in percentage points, e.g. 0.5%"
+        )),
+    }
+}
+
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let (number, unit) = t.split_at(t.find(|c: char| c.is_alphabetic()).unwrap_or(t.len()));
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(format!("`{text}`: use s, m or h, e.g. 10m")),
+    };
+    match number.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(std::time::Duration::from_secs_f64(v * scale)),
+        _ => Err(format!("`{text}` is not a duration, e.g. 90s or 10m")),
+    }
+}
+
+fn parse_level(text: &str) -> Result<quench::explore::Level, String> {
+    quench::explore::Level::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a level (fp32, int8, int4, binary)"))
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -482,6 +629,9 @@ fn main() -> ExitCode {
         Command::Repeat(args) => cmd_repeat(args),
         Command::Quantize(args) => cmd_quantize(*args),
         Command::Kernels(args) => cmd_kernels(args),
+        Command::Sensitivity(args) => cmd_sensitivity(*args),
+        Command::Search(args) => cmd_search(*args),
+        Command::Drift(args) => cmd_drift(args),
         Command::Sweep(args) => cmd_sweep(args),
         Command::Results(args) => cmd_results(args),
         Command::Report(args) => cmd_report(args),
@@ -958,6 +1108,211 @@ fn cmd_repeat(args: RepeatArgs) -> Result<ExitCode> {
     );
     print!("{}", table.render());
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--manifest`, else the manifest beside the model.
+fn model_manifest(model: &Path, manifest: Option<&Path>) -> Result<Manifest> {
+    match manifest {
+        Some(path) => Ok(Manifest::load(path)?),
+        None => manifest_beside(model)?.ok_or_else(|| {
+            anyhow!(
+                "{}: no manifest beside the model; give --manifest FILE",
+                model.display()
+            )
+        }),
+    }
+}
+
+impl From<QuantPrecisionArg> for quench::quant::pipeline::Target {
+    fn from(p: QuantPrecisionArg) -> Self {
+        use quench::quant::pipeline::Target;
+        match p {
+            QuantPrecisionArg::Int8 => Target::Int8,
+            QuantPrecisionArg::Int4 => Target::Int4,
+            QuantPrecisionArg::Binary => Target::Binary,
+        }
+    }
+}
+
+impl From<QuantMethodArg> for quench::quant::pipeline::Method {
+    fn from(m: QuantMethodArg) -> Self {
+        use quench::quant::pipeline::Method as M;
+        match m {
+            QuantMethodArg::Dynamic => M::Dynamic,
+            QuantMethodArg::Static => M::Static,
+            QuantMethodArg::WeightOnly => M::WeightOnly,
+            QuantMethodArg::Qat => M::Qat,
+        }
+    }
+}
+
+impl From<CalibratorArg> for quench::quant::pipeline::CalibratorKind {
+    fn from(c: CalibratorArg) -> Self {
+        use quench::quant::pipeline::CalibratorKind;
+        match c {
+            CalibratorArg::Minmax => CalibratorKind::MinMax,
+            CalibratorArg::Percentile => CalibratorKind::Percentile,
+            CalibratorArg::Entropy => CalibratorKind::Entropy,
+            CalibratorArg::Mse => CalibratorKind::Mse,
+        }
+    }
+}
+
+/// Prints exploration progress on stderr.
+fn print_explore_event(e: &quench::explore::ExploreEvent) {
+    use quench::explore::ExploreEvent as E;
+    match e {
+        E::Step { message } => eprintln!("{message}"),
+        E::LayersStarted {
+            total,
+            layers,
+            samples,
+        } => eprintln!("{total} variants of {layers} layers, {samples} held-out samples each"),
+        E::LayerScored {
+            done,
+            total,
+            layer,
+            variant,
+            drop,
+        } => eprintln!(
+            "[{done}/{total}] {layer} {variant}: {} pts",
+            quench::report::explore::drop_points(*drop)
+        ),
+        E::CandidateTried {
+            index,
+            assignment,
+            drop,
+            feasible,
+            objective,
+        } => eprintln!(
+            "#{index} {assignment}: {} pts{}{}",
+            quench::report::explore::drop_points(*drop),
+            if *feasible { "" } else { " (over budget)" },
+            objective.map_or(String::new(), |o| format!(", objective {o:.4}"))
+        ),
+        E::NewBest {
+            index,
+            path,
+            objective,
+        } => eprintln!("best so far: #{index} (objective {objective:.4}) written to {path}"),
+        E::Warning { message } => eprintln!("warning: {message}"),
+    }
+}
+
+/// The shared setup of the exploration commands.
+fn explore_setup(args: &ExploreArgs) -> Result<quench::explore::Setup> {
+    use quench::explore::{Setup, SetupConfig};
+    let config = SetupConfig {
+        model: args.model.clone(),
+        manifest: model_manifest(&args.model, args.manifest.as_deref())?,
+        calibrator: args
+            .calibrator
+            .map_or(quench::quant::pipeline::CalibratorKind::MinMax, Into::into),
+        calib_samples: args.calib_samples,
+        samples: args.samples,
+        seed: args.seed,
+    };
+    Ok(Setup::prepare(&config, &|m| eprintln!("{m}"))?)
+}
+
+fn cmd_sensitivity(args: SensitivityArgs) -> Result<ExitCode> {
+    use quench::explore::sensitivity::{self, SensitivityConfig};
+    let setup = explore_setup(&args.explore)?;
+    let (precision, label) = sensitivity::precision_for(
+        args.precision.into(),
+        args.method.map(Into::into),
+        setup.calibration,
+    )?;
+    let config = SensitivityConfig {
+        precision,
+        label,
+        all_but: !args.no_all_but,
+        jobs: args.explore.jobs,
+    };
+    let report = sensitivity::run(&setup, &config, &print_explore_event)?;
+    if args.explore.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", quench::report::explore::sensitivity(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_search(args: SearchArgs) -> Result<ExitCode> {
+    use quench::explore::objective::Objective;
+    use quench::explore::search::{self, RuntimeChoice, SearchConfig};
+    let objective = match args.objective {
+        ObjectiveArg::Size => Objective::Size,
+        ObjectiveArg::Latency => Objective::Latency,
+        ObjectiveArg::Energy => Objective::Energy,
+    };
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .explore
+            .model
+            .file_stem()
+            .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+        PathBuf::from(format!("{stem}.search-{}.onnx", objective.name()))
+    });
+    let setup = explore_setup(&args.explore)?;
+    let config = SearchConfig {
+        budget: args.budget,
+        objective,
+        levels: args.levels.clone(),
+        time_budget: args.time_budget,
+        out,
+        runtime: match args.runtime {
+            SearchRuntimeArg::Auto => RuntimeChoice::Auto,
+            SearchRuntimeArg::Native => RuntimeChoice::Fixed(RuntimeKind::Native),
+            SearchRuntimeArg::Ort => RuntimeChoice::Fixed(RuntimeKind::Ort),
+        },
+        threads: args.threads,
+        batch: args.batch,
+        rounds: args.rounds,
+        jobs: args.explore.jobs,
+        test_limit: args.limit,
+    };
+    let report = search::run(&setup, &config, &print_explore_event)?;
+    if args.explore.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", quench::report::explore::search(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_drift(args: DriftArgs) -> Result<ExitCode> {
+    let manifest = model_manifest(&args.model, args.manifest.as_deref())?;
+    let d = &manifest.data;
+    let split = d
+        .validation
+        .as_ref()
+        .or(d.calibration.as_ref())
+        .unwrap_or(&d.test);
+    if args.samples == 0 {
+        bail!("--samples must be at least 1");
+    }
+    let data = quench::eval::Dataset::load(split, &manifest.input, Some(args.samples))?;
+    let batch = data.batch(0..data.len())?;
+    let graph = quench::onnx::load(&args.model)?;
+    let report = quench::explore::drift::drift(
+        &graph,
+        data.input_name(),
+        &batch,
+        args.threads,
+        args.threshold_db,
+        args.all_tensors,
+    )?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", quench::report::explore::drift(&report));
+    }
+    Ok(if report.first_parting.is_some() {
+        ExitCode::from(3)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {

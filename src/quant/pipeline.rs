@@ -476,7 +476,8 @@ fn ort_options() -> OrtOptions {
     }
 }
 
-fn session(graph: &Graph) -> Result<OrtRuntime, PipelineError> {
+/// An ONNX Runtime session (one thread, no spinning) on `graph` held in memory.
+pub fn session(graph: &Graph) -> Result<OrtRuntime, PipelineError> {
     let bytes = crate::onnx::to_bytes(graph)?;
     Ok(OrtRuntime::from_bytes(&bytes, &ort_options())?)
 }

@@ -9,9 +9,11 @@
 //! - [`charts`]: the charts, as PNG (embedded font) and SVG.
 //! - [`columns`]: the cell table's columns, shared by [`tabular`] (CSV, Markdown) and [`html`].
 //! - [`files`]: reading results files and writing a report folder.
+//! - [`explore`]: text tables of `quench sensitivity`, `search` and `drift`.
 
 pub mod charts;
 pub mod columns;
+pub mod explore;
 pub mod files;
 pub mod html;
 pub mod pareto;

@@ -1,0 +1,87 @@
+//! `quench sensitivity`, `quench search` and `quench drift` as a user runs them, on the bundled
+//! mnist-mlp with small sample counts.
+
+use std::process::{Command, Output};
+
+fn quench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_quench"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("the quench binary starts")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\n{}\n{}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn sensitivity_prints_a_ranking_of_both_layers() {
+    let o = quench(&[
+        "sensitivity",
+        "assets/models/mnist-mlp.onnx",
+        "--precision",
+        "int4",
+        "--samples",
+        "200",
+        "--calib-samples",
+        "200",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("rank") && t.contains("SQNR dB"), "{t}");
+    assert!(t.contains("fc0") && t.contains("fc1"), "{t}");
+    assert!(t.contains("validation split, 200 of 2000 samples"), "{t}");
+}
+
+#[test]
+fn search_writes_the_model_and_prints_the_front() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("mlp-search.onnx");
+    let o = quench(&[
+        "search",
+        "assets/models/mnist-mlp.onnx",
+        "--budget",
+        "1%",
+        "--samples",
+        "300",
+        "--calib-samples",
+        "200",
+        "--levels",
+        "int8,int4",
+        "--runtime",
+        "ort",
+        "--rounds",
+        "1",
+        "--limit",
+        "500",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("Pareto front") && t.contains("chosen:"), "{t}");
+    assert!(t.contains("test split (500 samples"), "{t}");
+    assert!(t.contains("timed on ort"), "{t}");
+    quench::onnx::load(&out).unwrap();
+}
+
+#[test]
+fn search_refuses_a_budget_that_is_not_a_percentage() {
+    let o = quench(&["search", "assets/models/mnist-mlp.onnx", "--budget", "abc"]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("not a budget"), "{}", text(&o));
+}
+
+#[test]
+fn drift_of_the_fp32_mlp_finds_no_parting() {
+    let o = quench(&["drift", "assets/models/mnist-mlp.onnx", "--samples", "4"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("no parting"), "{t}");
+}
