@@ -24,6 +24,8 @@
 //! * [`sweep`] measures cells (a model variant on a runtime) into [`sweep::record::Record`]s,
 //!   the one source of truth that every view reads.
 //! * [`report`] turns records into tables (and reports) for people.
+//! * [`tui`] is the terminal UI: the live matrix, detail, trade-off plot and per-layer views of
+//!   the same records.
 
 pub mod bench;
 pub mod engine;
@@ -37,3 +39,4 @@ pub mod report;
 pub mod runtime;
 pub mod sweep;
 pub mod tensor;
+pub mod tui;

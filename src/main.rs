@@ -47,6 +47,17 @@ enum Command {
     /// Time quench's FP32, INT8, 4-bit and binary kernels against ONNX Runtime on single-op
     /// models of the same shapes, with this machine's peaks measured in the same run.
     Kernels(KernelsArgs),
+    /// Open the terminal UI on past results (a results.jsonl).
+    Tui(TuiArgs),
+}
+
+#[derive(Args)]
+struct TuiArgs {
+    /// A results.jsonl of past records.
+    target: PathBuf,
+    /// Folder the `e` key writes reports to.
+    #[arg(long, default_value = "reports")]
+    report_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -324,6 +335,7 @@ fn main() -> ExitCode {
         Command::Repeat(args) => cmd_repeat(args),
         Command::Quantize(args) => cmd_quantize(*args),
         Command::Kernels(args) => cmd_kernels(args),
+        Command::Tui(args) => cmd_tui(args),
     };
     match result {
         Ok(code) => code,
@@ -865,5 +877,25 @@ fn cmd_kernels(args: KernelsArgs) -> Result<ExitCode> {
     } else {
         print!("{}", quench::bench::render(&report));
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_tui(args: TuiArgs) -> Result<ExitCode> {
+    use quench::tui::{self, App, NoSweep, Options, Theme};
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        bail!("quench tui needs a terminal on stdout");
+    }
+    let records = tui::results::load(&args.target)?;
+    let app = App::with_records(
+        args.target.display().to_string(),
+        records,
+        Theme::from_env(),
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = Options {
+        report_dir: args.report_dir,
+    };
+    tui::run(app, tx, rx, &mut NoSweep, &options)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,0 +1,113 @@
+//! The event loop: keys (from an input thread) and sweep messages arrive on one channel, go
+//! through [`update`], and the frame is redrawn by [`draw`] at most every [`FRAME`]; commands
+//! the app returns go to the sweep runner through [`Control`].
+
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use ratatui::crossterm::event::{self, Event as TermEvent, KeyEventKind};
+
+use super::app::{update, App, Command, Msg};
+use super::draw::draw;
+use super::export::write_report;
+use super::terminal::TerminalGuard;
+
+/// Shortest time between two frames drawn for sweep events.
+pub const FRAME: Duration = Duration::from_millis(100);
+
+/// The sweep runner as the TUI drives it.
+pub trait Control {
+    /// Carries out a run-control command ([`Command::Export`] never comes here); the answer, or
+    /// why it could not be done, is shown in the status line.
+    fn command(&mut self, cmd: &Command) -> Result<String, String>;
+}
+
+/// The control of past results: there is no sweep to drive.
+pub struct NoSweep;
+
+impl Control for NoSweep {
+    fn command(&mut self, _cmd: &Command) -> Result<String, String> {
+        Err("no sweep is attached to these results".into())
+    }
+}
+
+/// Where [`Command::Export`] writes its report.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Folder of exported reports.
+    pub report_dir: PathBuf,
+}
+
+/// Runs the app full-screen until it quits: `tx` and `rx` are the two ends of the app's
+/// channel, on which the caller's sweep worker sends [`Msg::Sweep`] (and [`Msg::SweepFailed`]).
+/// The terminal is restored whatever happens. Returns the app as it ended.
+pub fn run(
+    mut app: App,
+    tx: Sender<Msg>,
+    rx: Receiver<Msg>,
+    control: &mut dyn Control,
+    options: &Options,
+) -> std::io::Result<App> {
+    let (_guard, mut term) = TerminalGuard::enter()?;
+    spawn_input(tx);
+    term.draw(|f| draw(&app, f))?;
+    let mut last = Instant::now();
+    let mut dirty = false;
+    while !app.quit {
+        // While a cell is timed nothing is drawn unless a key asks for it, so the loop sleeps
+        // in `recv` and takes no CPU from the measurement.
+        let msg = if dirty && !app.timing() {
+            match rx.recv_timeout(FRAME.saturating_sub(last.elapsed())) {
+                Ok(m) => Some(m),
+                Err(RecvTimeoutError::Timeout) => None,
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(m) => Some(m),
+                Err(_) => break,
+            }
+        };
+        let mut now = false;
+        if let Some(m) = msg {
+            now = matches!(m, Msg::Key(_) | Msg::Resize);
+            if let Some(cmd) = update(&mut app, m) {
+                let answer = match &cmd {
+                    Command::Export(keys) => write_report(&app, keys, &options.report_dir)
+                        .map(|p| format!("report written to {}", p.display())),
+                    other => control.command(other),
+                };
+                update(&mut app, Msg::Notice(answer.unwrap_or_else(|e| e)));
+            }
+            dirty = true;
+        }
+        if dirty && (now || (!app.timing() && last.elapsed() >= FRAME)) {
+            term.draw(|f| draw(&app, f))?;
+            last = Instant::now();
+            dirty = false;
+        }
+    }
+    if app.live && app.running.is_some() {
+        let _ = control.command(&Command::Cancel);
+    }
+    Ok(app)
+}
+
+/// Reads terminal events on their own thread and sends key presses and resizes to the app.
+fn spawn_input(tx: Sender<Msg>) {
+    std::thread::spawn(move || loop {
+        let msg = match event::read() {
+            Ok(TermEvent::Key(k)) if k.kind == KeyEventKind::Press => Msg::Key(k),
+            Ok(TermEvent::Resize(..)) => Msg::Resize,
+            Ok(_) => continue,
+            Err(e) => {
+                let _ = tx.send(Msg::Notice(format!("terminal input failed: {e}")));
+                return;
+            }
+        };
+        if tx.send(msg).is_err() {
+            return;
+        }
+    });
+}
