@@ -40,10 +40,12 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         return;
     };
     let lat = rec.latency.as_ref().map(|l| &l.latency_ms);
-    let chart_w = if lat.is_some() && area.width >= 78 {
-        37
-    } else {
-        0
+    // Wide: bars with their values; narrow: bars only (the values are in the text beside).
+    let chart_w = match area.width {
+        _ if lat.is_none() => 0,
+        100.. => 37,
+        76..=99 => 27,
+        _ => 0,
     };
     let [text_area, chart_area] =
         Layout::horizontal([Constraint::Min(30), Constraint::Length(chart_w)]).areas(area);
@@ -79,65 +81,61 @@ fn figures(r: &Record, t: Theme) -> Vec<Line<'static>> {
     if let Some(q) = &r.quality {
         let acc = match super::grid::score(r) {
             Some(Score::Accuracy(a)) => format!("{} top-1", percent(a)),
-            Some(Score::Agreement(a)) => format!("{} agreement (no labels)", percent(a)),
+            Some(Score::Agreement(a)) => format!("{} agreement", percent(a)),
             None => q.accuracy.map_or("-".into(), percent),
         };
         let fp32 = q
             .expected_fp32_accuracy
-            .map(|e| format!("  (FP32 manifest {})", percent(e)))
+            .map(|e| format!(" (FP32 {})", percent(e)))
             .unwrap_or_default();
         out.push(Line::from(vec![
             label("accuracy"),
-            Span::raw(format!("{acc} on {} {}{fp32}", q.samples, q.split)),
+            Span::raw(format!("{acc} on {}{fp32}", q.samples)),
         ]));
         if let Some(a) = &q.agreement {
             out.push(Line::from(vec![
                 label("agreement"),
-                Span::raw(format!(
-                    "{} top-1, KL {:.2e} vs {}",
-                    percent(a.top1),
-                    a.kl,
-                    a.reference
-                )),
+                Span::raw(format!("{} top-1, KL {:.2e}", percent(a.top1), a.kl)),
+            ]));
+            out.push(Line::from(vec![
+                label(""),
+                Span::styled(format!("vs {}", a.reference), t.muted()),
             ]));
         }
     }
     if let Some(l) = &r.latency {
         let s = &l.latency_ms;
+        let pair = |a: &str, x: f64, b: &str, y: f64| {
+            Span::raw(format!("{a} {:<10}{b} {}", duration_ms(x), duration_ms(y)))
+        };
         out.push(Line::from(vec![
             label("latency"),
-            Span::raw(format!(
-                "p50 {}  p90 {}  p99 {}",
-                duration_ms(s.p50),
-                duration_ms(s.p90),
-                duration_ms(s.p99)
-            )),
+            pair("p50", s.p50, "p90", s.p90),
         ]));
         out.push(Line::from(vec![
             label(""),
-            Span::raw(format!(
-                "min {}  max {}  mean {}  sd {}",
-                duration_ms(s.min),
-                duration_ms(s.max),
-                duration_ms(s.mean),
-                duration_ms(s.sd)
-            )),
+            pair("p99", s.p99, "max", s.max),
         ]));
-        let noisy = if s.noisy {
-            Span::styled("  NOISY: repeat before trusting", t.error())
-        } else {
-            Span::raw("  steady")
-        };
+        out.push(Line::from(vec![
+            label(""),
+            pair("min", s.min, "mean", s.mean),
+        ]));
         out.push(Line::from(vec![
             label("CI95 p50"),
             Span::raw(format!(
-                "{} – {} (±{:.1}%)",
+                "{} – {} (±{:.1}%), sd {}",
                 duration_ms(s.median_ci95.low),
                 duration_ms(s.median_ci95.high),
-                s.ci_half_width * 100.0
+                s.ci_half_width * 100.0,
+                duration_ms(s.sd)
             )),
-            noisy,
         ]));
+        if s.noisy {
+            out.push(Line::from(vec![
+                label(""),
+                Span::styled("NOISY: repeat before trusting", t.error()),
+            ]));
+        }
         let cpu = l
             .cpu_share
             .map(|c| format!(", {:.0}% of a core", c * 100.0))
@@ -145,8 +143,8 @@ fn figures(r: &Record, t: Theme) -> Vec<Line<'static>> {
         out.push(Line::from(vec![
             label("runs"),
             Span::raw(format!(
-                "{} in {:.2} s, {:.0}/s, batch {}, {} thr{cpu}",
-                l.runs, l.loop_seconds, l.throughput_per_s, l.batch_size, l.threads
+                "{} in {:.2} s ({:.0}/s){cpu}",
+                l.runs, l.loop_seconds, l.throughput_per_s
             )),
         ]));
     }
@@ -174,17 +172,20 @@ fn figures(r: &Record, t: Theme) -> Vec<Line<'static>> {
         Some(h) => {
             let source = match h.source {
                 EnergySource::Measured => "measured",
-                EnergySource::Estimated => "ESTIMATED",
-                EnergySource::Model => "MODELLED",
+                EnergySource::Estimated => "estimated",
+                EnergySource::Model => "modelled",
             };
             out.push(Line::from(vec![
                 label("energy"),
                 Span::raw(format!(
-                    "{}/inf, {:.2} W ({source}: {})",
+                    "{}/inf, {:.2} W {source}",
                     joules(h.joules_per_inference),
-                    h.average_watts,
-                    h.label
+                    h.average_watts
                 )),
+            ]));
+            out.push(Line::from(vec![
+                label(""),
+                Span::styled(h.label.clone(), t.muted()),
             ]));
         }
         None => out.push(Line::from(vec![label("energy"), Span::raw("-")])),
@@ -243,19 +244,25 @@ fn draw_latency_chart(s: &Summary, samples: Option<&[f64]>, t: Theme, f: &mut Fr
         ("p99", s.p99),
         ("max", s.max),
     ];
+    let with_values = area.width >= 37;
+    let bar_width = if with_values { 7 } else { 5 };
     let bars: Vec<Bar> = points
         .iter()
         .map(|&(name, ms)| {
             Bar::default()
                 .value((ms * 1000.0).max(0.0) as u64)
                 .label(Line::from(name))
-                .text_value(duration_ms(ms).replace(' ', ""))
+                .text_value(if with_values {
+                    duration_ms(ms).replace(' ', "")
+                } else {
+                    String::new()
+                })
         })
         .collect();
     let chart = BarChart::default()
         .block(Block::bordered().title("latency percentiles"))
         .data(BarGroup::default().bars(&bars))
-        .bar_width(7)
+        .bar_width(bar_width)
         .bar_gap(0)
         .bar_style(t.accent());
     f.render_widget(chart, bar_area);

@@ -44,7 +44,7 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
         .collect();
     let selected = Screen::ALL.iter().position(|&s| s == app.screen);
     let [tabs_area, title_area] =
-        Layout::horizontal([Constraint::Length(46), Constraint::Min(10)]).areas(area);
+        Layout::horizontal([Constraint::Length(39), Constraint::Min(10)]).areas(area);
     let tabs = Tabs::new(titles)
         .select(selected)
         .highlight_style(t.accent().add_modifier(ratatui::style::Modifier::REVERSED))
@@ -53,7 +53,10 @@ fn draw_top(app: &App, f: &mut Frame, area: Rect) {
     f.render_widget(tabs, tabs_area);
     let title = Paragraph::new(Line::from(vec![
         Span::styled("quench ", t.accent()),
-        Span::raw(app.title.clone()),
+        Span::raw(tail(
+            &app.title,
+            usize::from(title_area.width).saturating_sub(7),
+        )),
     ]))
     .alignment(ratatui::layout::Alignment::Right);
     f.render_widget(title, title_area);
@@ -81,14 +84,14 @@ fn sweep_line(app: &App) -> Vec<Span<'static>> {
                 ),
                 t.accent(),
             ));
-            if let Some(n) = &run.note {
-                spans.push(Span::raw(format!(" ({n})")));
+            if app.pause_requested {
+                spans.push(Span::styled(" · pausing after this cell", t.header()));
             }
             if app.timing() {
                 spans.push(Span::styled(" · display still while timing", t.muted()));
             }
-            if app.pause_requested {
-                spans.push(Span::styled(" · pausing after this cell", t.header()));
+            if let Some(n) = &run.note {
+                spans.push(Span::raw(format!(" ({n})")));
             }
         }
         (SweepState::Idle, None) if app.live => {
@@ -188,4 +191,16 @@ fn draw_help(app: &App, f: &mut Frame, body: Rect) {
         ),
         area,
     );
+}
+
+/// The end of `text` in at most `width` columns, `…` marking a cut.
+fn tail(text: &str, width: usize) -> String {
+    let n = text.chars().count();
+    if n <= width {
+        return text.to_string();
+    }
+    let keep = width.saturating_sub(1);
+    std::iter::once('…')
+        .chain(text.chars().skip(n - keep))
+        .collect()
 }
