@@ -90,6 +90,7 @@ pub struct Graph {
 pub mod attrs;
 pub mod fold;
 pub mod inputs;
+pub mod qdq;
 pub mod shape;
 pub mod simplify;
 pub mod stats;

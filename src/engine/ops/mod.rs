@@ -32,6 +32,7 @@ pub mod layout;
 pub mod matmul;
 pub mod norm;
 pub mod pool;
+pub mod quantized;
 
 use crate::graph::shape::{
     constant_value, infer_node, matmul_shapes, norm_axis, pool_window, reduce_axes, shape_value,
@@ -47,6 +48,7 @@ use layout::{Concat, Gather, Slice, Transpose};
 use matmul::MatMul;
 use norm::{ChannelAffine, LayerNorm, ReduceMean, Softmax};
 use pool::{Pool, PoolKind};
+use quantized::QKernel;
 
 /// One compiled operator.
 #[derive(Debug, Clone)]
@@ -85,6 +87,9 @@ pub enum Kernel {
     LayerNorm(LayerNorm),
     /// BatchNormalization left unfolded.
     BatchNorm(ChannelAffine),
+    /// QuantizeLinear/DequantizeLinear, integer MaxPool and fused integer layers, on u8/i8
+    /// values stored packed in the arena.
+    Quantized(Box<QKernel>),
 }
 
 /// The activation a Relu or Clip node applies, when it can be fused into a GEMM store (Clip
@@ -176,6 +181,12 @@ impl Kernel {
                 .map(|t| t.shape.as_slice())
                 .ok_or_else(|| node.error(format!("missing input {i}")))
         };
+        if let Some(q) = QKernel::compile(node, types, consts)? {
+            if act != Activation::None {
+                return Err(node.error("a quantized op takes no fused activation"));
+            }
+            return Ok(Kernel::Quantized(Box::new(q)));
+        }
         if !node.domain.is_empty() && node.domain != "ai.onnx" {
             return Err(node.unsupported());
         }
@@ -387,6 +398,7 @@ impl Kernel {
         match self {
             Kernel::Conv(c) => c.scratch_len(),
             Kernel::MatMul(m) => m.scratch_len(),
+            Kernel::Quantized(q) => q.scratch_len(),
             _ => 0,
         }
     }
@@ -396,6 +408,7 @@ impl Kernel {
         match self {
             Kernel::Conv(c) => c.packed_bytes(),
             Kernel::MatMul(m) => m.packed_bytes(),
+            Kernel::Quantized(q) => q.packed_bytes(),
             _ => 0,
         }
     }
@@ -416,6 +429,7 @@ impl Kernel {
             | Kernel::Softmax(_)
             | Kernel::LayerNorm(_)
             | Kernel::BatchNorm(_) => "f32-norm-direct".into(),
+            Kernel::Quantized(q) => q.kernel_name(),
         }
     }
 
@@ -436,6 +450,7 @@ impl Kernel {
             Kernel::Softmax(s) => s.run(x, out),
             Kernel::LayerNorm(l) => l.run(x, out),
             Kernel::BatchNorm(b) => b.run(x, out),
+            Kernel::Quantized(q) => q.run(x, out, scratch),
             _ => {
                 let handled = self.run_generic(ins, out);
                 debug_assert!(handled, "every kernel runs on f32");
@@ -481,6 +496,9 @@ pub fn eval_node(
             return Ok(vec![shape_value(node, t.shape())?]);
         }
         _ => {}
+    }
+    if let Some(t) = quantized::eval(node, inputs)? {
+        return Ok(vec![t]);
     }
     let outs = infer_node(node, opset, &type_refs, inputs)?;
     let out_t = outs.first().ok_or_else(|| node.error("no output"))?;
