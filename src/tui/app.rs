@@ -231,6 +231,13 @@ impl App {
         app
     }
 
+    /// Shows `keys` as planned cells (dots) before the sweep starts.
+    pub fn plan<'a>(&mut self, keys: impl IntoIterator<Item = &'a CellKey>) {
+        for k in keys {
+            self.grid.plan(k);
+        }
+    }
+
     /// The matrix.
     pub fn grid(&self) -> &Grid {
         &self.grid
@@ -471,9 +478,7 @@ impl App {
                 ..
             } => {
                 self.title = format!("profile {profile}");
-                for k in &cells {
-                    self.grid.plan(k);
-                }
+                self.plan(&cells);
                 if !dropped.is_empty() {
                     self.notice = Some(format!(
                         "{} combinations left out of the plan (see help)",

@@ -55,19 +55,16 @@ pub fn run(
     let mut last = Instant::now();
     let mut dirty = false;
     while !app.quit {
-        // While a cell is timed nothing is drawn unless a key asks for it, so the loop sleeps
-        // in `recv` and takes no CPU from the measurement.
-        let msg = if dirty && !app.timing() {
-            match rx.recv_timeout(FRAME.saturating_sub(last.elapsed())) {
+        let msg = match wait(dirty, app.timing(), last.elapsed()) {
+            Some(timeout) => match rx.recv_timeout(timeout) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => break,
-            }
-        } else {
-            match rx.recv() {
+            },
+            None => match rx.recv() {
                 Ok(m) => Some(m),
                 Err(_) => break,
-            }
+            },
         };
         let mut now = false;
         if let Some(m) = msg {
@@ -82,7 +79,7 @@ pub fn run(
             }
             dirty = true;
         }
-        if dirty && (now || (!app.timing() && last.elapsed() >= FRAME)) {
+        if should_draw(dirty, now, app.timing(), last.elapsed()) {
             term.draw(|f| draw(&app, f))?;
             last = Instant::now();
             dirty = false;
@@ -92,6 +89,18 @@ pub fn run(
         let _ = control.command(&Command::Cancel);
     }
     Ok(app)
+}
+
+/// How long the loop may wait for the next message: `None` (block) when nothing is pending or a
+/// cell is being timed, else until the next frame is due.
+fn wait(dirty: bool, timing: bool, since_draw: Duration) -> Option<Duration> {
+    (dirty && !timing).then(|| FRAME.saturating_sub(since_draw))
+}
+
+/// Whether to draw now: the user asked (a key or a resize), or changes are pending, no cell is
+/// being timed, and the last frame is at least [`FRAME`] old.
+fn should_draw(dirty: bool, user: bool, timing: bool, since_draw: Duration) -> bool {
+    dirty && (user || (!timing && since_draw >= FRAME))
 }
 
 /// Reads terminal events on their own thread and sends key presses and resizes to the app.
@@ -110,4 +119,34 @@ fn spawn_input(tx: Sender<Msg>) {
             return;
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn sweep_events_are_drawn_at_most_once_a_frame() {
+        assert!(!should_draw(true, false, false, 30 * MS));
+        assert_eq!(wait(true, false, 30 * MS), Some(70 * MS));
+        assert!(should_draw(true, false, false, FRAME));
+        assert!(
+            !should_draw(false, false, false, FRAME),
+            "nothing new, nothing drawn"
+        );
+        assert_eq!(wait(false, false, FRAME), None, "idle: block");
+    }
+
+    #[test]
+    fn nothing_is_drawn_for_events_while_a_cell_is_timed() {
+        assert!(!should_draw(true, false, true, 10 * FRAME));
+        assert_eq!(
+            wait(true, true, 10 * FRAME),
+            None,
+            "blocks until the next message"
+        );
+        assert!(should_draw(true, true, true, MS), "a key still draws");
+    }
 }
