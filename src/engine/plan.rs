@@ -165,6 +165,8 @@ impl Plan {
         let mut g = graph.clone();
         remove_passthrough(&mut g);
         fuse_qdq(&mut g)?;
+        super::fuse_int::fuse_integer(&mut g)?;
+        super::fuse_qop::carry_qoperator(&mut g)?;
         fold_constants(&mut g, inputs, &eval_node)?;
         fold_batchnorm(&mut g)?;
         fold_conv_bias_add(&mut g)?;

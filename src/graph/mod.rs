@@ -92,6 +92,7 @@ pub mod fold;
 pub mod inputs;
 pub mod qdq;
 pub mod shape;
+pub mod shape_int;
 pub mod simplify;
 pub mod stats;
 

@@ -693,6 +693,9 @@ pub fn infer_node(
     if let Some(t) = super::qdq::infer(node, types, consts)? {
         return Ok(t);
     }
+    if let Some(r) = super::shape_int::infer_quantized(node, types) {
+        return r;
+    }
     if !(node.domain.is_empty() || node.domain == "ai.onnx") {
         return Err(node.unsupported());
     }

@@ -37,10 +37,10 @@ impl RowKey {
 
     /// `mnist-cnn int8 static minmax`, `mnist-mlp int4 static g32`, `mnist-cnn fp32`.
     pub fn label(&self) -> String {
-        let mut s = format!("{} {}", self.model, precision_name(self.precision));
+        let mut s = format!("{} {}", self.model, self.precision.name());
         if self.method != Method::None {
             s.push(' ');
-            s.push_str(method_name(self.method));
+            s.push_str(self.method.name());
         }
         if let Some(c) = &self.calibrator {
             s.push(' ');
@@ -106,26 +106,6 @@ fn fp32_twin(key: &CellKey) -> CellKey {
         calibrator: None,
         group: None,
         ..key.clone()
-    }
-}
-
-/// Lowercase name of a precision, as in records.
-pub fn precision_name(p: Precision) -> &'static str {
-    match p {
-        Precision::Fp32 => "fp32",
-        Precision::Int8 => "int8",
-        Precision::Int4 => "int4",
-        Precision::Binary => "binary",
-    }
-}
-
-/// Lowercase name of a method, as in records.
-pub fn method_name(m: Method) -> &'static str {
-    match m {
-        Method::None => "none",
-        Method::Dynamic => "dynamic",
-        Method::Static => "static",
-        Method::Qat => "qat",
     }
 }
 
