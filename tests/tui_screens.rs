@@ -16,7 +16,9 @@ use ratatui::style::Color;
 use ratatui::Terminal;
 
 fn fixture() -> Vec<Record> {
-    quench::tui::results::load(Path::new("tests/fixtures/tui-results.jsonl")).unwrap()
+    let loaded = quench::sweep::store::read(Path::new("tests/fixtures/tui-results.jsonl")).unwrap();
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+    loaded.records
 }
 
 fn past() -> App {

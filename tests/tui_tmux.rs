@@ -162,5 +162,47 @@ fn tui_refuses_a_broken_results_file_without_touching_the_terminal() {
     let t = Tmux::start(&cmd, 100, 10);
     let s = t.wait_for("QUENCH-EXIT=");
     assert!(s.contains("QUENCH-EXIT=2"), "{s}");
-    assert!(s.contains("results.jsonl:1: not a quench record"), "{s}");
+    assert!(s.contains("no records to show"), "{s}");
+    assert!(
+        s.contains("results.jsonl:1: skipped a line that is not a record"),
+        "{s}"
+    );
+}
+
+#[test]
+fn tui_runs_a_small_sweep_into_the_matrix() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out");
+    let profile = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/profiles/tui.toml");
+    let cmd = format!(
+        "{} tui {} --out {}; echo QUENCH-EXIT=$?; sleep 60",
+        quoted(&quench()),
+        quoted(&profile),
+        quoted(&out)
+    );
+    let t = Tmux::start(&cmd, 100, 30);
+    let s = t.wait_for("not started: press s");
+    assert!(
+        s.contains("0/4 cells"),
+        "the plan is shown before it runs: {s}"
+    );
+    assert!(s.contains("mnist-mlp int8 dynamic"), "{s}");
+    t.keys(&["s"]);
+    let s = t.wait_for("finished in");
+    assert!(s.contains("4/4 cells"), "{s}");
+    assert!(s.contains("4 ok"), "{s}");
+    assert!(!s.contains('·'), "no planned cell left: {s}");
+
+    t.keys(&["j", "Enter"]);
+    let s = t.wait_for("mnist-mlp int8 dynamic on native t1");
+    assert!(s.contains("CI95 p50"), "{s}");
+    t.keys(&["?"]);
+    t.wait_for("keys (Esc or ? closes)");
+    t.keys(&["q"]);
+    let s = t.wait_for("QUENCH-EXIT=");
+    assert!(s.contains("QUENCH-EXIT=0"), "{s}");
+    assert!(s.contains("results: "), "{s}");
+    assert_eq!(t.pane("#{alternate_on}"), "0");
+    let body = std::fs::read_to_string(out.join("results.jsonl")).unwrap();
+    assert_eq!(body.lines().count(), 4);
 }

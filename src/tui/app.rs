@@ -56,6 +56,8 @@ pub enum Msg {
     SweepFailed(String),
     /// The terminal changed size (the next frame fits the new size; the state is unchanged).
     Resize,
+    /// A signal (SIGTERM, SIGHUP, SIGINT) asked the program to end: quit as `q` does.
+    Quit,
 }
 
 /// What the app asks the shell (and through it the sweep runner) to do.
@@ -225,10 +227,15 @@ impl App {
         theme: Theme,
     ) -> App {
         let mut app = App::new(title, false, theme);
-        for r in records {
-            app.grid.record(r);
-        }
+        app.add_records(records);
         app
+    }
+
+    /// Adds past records (the latest record of a key wins).
+    pub fn add_records(&mut self, records: impl IntoIterator<Item = Record>) {
+        for r in records {
+            self.grid.record(r);
+        }
     }
 
     /// Shows `keys` as planned cells (dots) before the sweep starts.
@@ -479,7 +486,7 @@ impl App {
             } => {
                 self.title = format!("profile {profile}");
                 self.plan(&cells);
-                if !dropped.is_empty() {
+                if !dropped.is_empty() && self.dropped.is_empty() {
                     self.notice = Some(format!(
                         "{} combinations left out of the plan (see help)",
                         dropped.len()
@@ -566,5 +573,9 @@ pub fn update(app: &mut App, msg: Msg) -> Option<Command> {
             None
         }
         Msg::Resize => None,
+        Msg::Quit => {
+            app.quit = true;
+            None
+        }
     }
 }

@@ -12,7 +12,7 @@
 //! * [`draw`]: the frame; one module per screen: [`matrix`], [`detail`], [`plot`], [`layers`].
 //! * [`theme`]: colours that follow the terminal's palette and honour `NO_COLOR`.
 //! * [`terminal`]: raw mode and alternate screen, always restored; [`shell`]: the event loop;
-//!   [`export`]: the report of what is on screen; [`results`]: reading a `results.jsonl`.
+//!   [`export`]: the report of what is on screen; [`live`]: a sweep run from the UI.
 //!
 //! ## Not disturbing the measurement
 //! The sweep runs on its own thread; the UI thread sleeps on one channel. Frames for sweep
@@ -33,9 +33,9 @@ pub mod export;
 pub mod grid;
 pub mod input;
 pub mod layers;
+pub mod live;
 pub mod matrix;
 pub mod plot;
-pub mod results;
 pub mod shell;
 pub mod terminal;
 pub mod theme;

@@ -41,7 +41,8 @@ pub struct Options {
 
 /// Runs the app full-screen until it quits: `tx` and `rx` are the two ends of the app's
 /// channel, on which the caller's sweep worker sends [`Msg::Sweep`] (and [`Msg::SweepFailed`]).
-/// The terminal is restored whatever happens. Returns the app as it ended.
+/// The terminal is restored whatever happens. Returns the app as it ended; stopping a sweep
+/// that still runs is the caller's (see [`super::live::LiveSweep::shutdown`]).
 pub fn run(
     mut app: App,
     tx: Sender<Msg>,
@@ -50,6 +51,7 @@ pub fn run(
     options: &Options,
 ) -> std::io::Result<App> {
     let (_guard, mut term) = TerminalGuard::enter()?;
+    spawn_signals(tx.clone())?;
     spawn_input(tx);
     term.draw(|f| draw(&app, f))?;
     let mut last = Instant::now();
@@ -85,9 +87,6 @@ pub fn run(
             dirty = false;
         }
     }
-    if app.live && app.running.is_some() {
-        let _ = control.command(&Command::Cancel);
-    }
     Ok(app)
 }
 
@@ -101,6 +100,27 @@ fn wait(dirty: bool, timing: bool, since_draw: Duration) -> Option<Duration> {
 /// being timed, and the last frame is at least [`FRAME`] old.
 fn should_draw(dirty: bool, user: bool, timing: bool, since_draw: Duration) -> bool {
     dirty && (user || (!timing && since_draw >= FRAME))
+}
+
+/// Turns SIGINT, SIGTERM and SIGHUP into [`Msg::Quit`], so the loop ends and the terminal is
+/// restored (raw mode delivers Ctrl-C as a key; these come from `kill` or a closed session).
+/// A second signal restores the terminal and exits at once with status 130, as `quench sweep`
+/// does, even while a running cell is being waited for.
+fn spawn_signals(tx: Sender<Msg>) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::spawn(move || {
+        let mut first = true;
+        for _ in signals.forever() {
+            if !first {
+                super::terminal::restore();
+                std::process::exit(130);
+            }
+            first = false;
+            let _ = tx.send(Msg::Quit);
+        }
+    });
+    Ok(())
 }
 
 /// Reads terminal events on their own thread and sends key presses and resizes to the app.

@@ -55,7 +55,7 @@ impl Drop for TerminalGuard {
 
 /// Leaves raw mode and the alternate screen and shows the cursor; errors are ignored (there is
 /// nothing better to do with a terminal that cannot be written to).
-fn restore() {
+pub(crate) fn restore() {
     let _ = disable_raw_mode();
     let _ = execute!(io::stdout(), LeaveAlternateScreen, Show);
 }
