@@ -1,5 +1,6 @@
 //! Export of what is on screen: the records of the shown cells, written with
-//! [`crate::report::table::records`] (the same table `quench compare` prints) to a text file.
+//! [`crate::report::table::sweep`] (the table `quench sweep` prints) to a text file. (PNG and
+//! HTML reports are not in this build yet; the notice says so.)
 
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -22,7 +23,7 @@ pub fn write_report(app: &App, keys: &[CellKey], dir: &Path) -> Result<PathBuf, 
         "quench {}: {} records\n\n{}",
         app.title,
         records.len(),
-        crate::report::table::records(&records)
+        crate::report::table::sweep(&records)
     );
     std::fs::create_dir_all(dir)
         .and_then(|()| std::fs::write(&path, text))

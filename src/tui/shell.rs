@@ -73,8 +73,14 @@ pub fn run(
             now = matches!(m, Msg::Key(_) | Msg::Resize);
             if let Some(cmd) = update(&mut app, m) {
                 let answer = match &cmd {
-                    Command::Export(keys) => write_report(&app, keys, &options.report_dir)
-                        .map(|p| format!("report written to {}", p.display())),
+                    Command::Export(keys) => {
+                        write_report(&app, keys, &options.report_dir).map(|p| {
+                            format!(
+                                "text report written to {} (PNG/HTML reports: not available yet)",
+                                p.display()
+                            )
+                        })
+                    }
                     other => control.command(other),
                 };
                 update(&mut app, Msg::Notice(answer.unwrap_or_else(|e| e)));
