@@ -28,6 +28,8 @@
 //!   the one source of truth that every view reads.
 //! * [`hash`] is the stable content hash behind profile hashes and cache keys.
 //! * [`report`] turns records into tables (and reports) for people.
+//! * [`tui`] is the terminal UI: the live matrix, detail, trade-off plot and per-layer views of
+//!   the same records.
 
 pub mod bench;
 pub mod engine;
@@ -43,3 +45,4 @@ pub mod report;
 pub mod runtime;
 pub mod sweep;
 pub mod tensor;
+pub mod tui;

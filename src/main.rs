@@ -21,11 +21,14 @@ use quench::tensor::Tensor;
 
 /// quench: see what quantization does to a model.
 #[derive(Parser)]
-#[command(version, about, long_about = None, arg_required_else_help = true)]
+#[command(version, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
+
+/// The profile a bare `quench` opens in the terminal UI.
+const QUICKSTART: &str = "profiles/quickstart.toml";
 
 #[derive(Subcommand)]
 enum Command {
@@ -65,6 +68,9 @@ enum Command {
     /// Turn sweep records (results.jsonl files, from one machine or several) into a report
     /// folder: PNG charts, one self-contained HTML file, CSV and Markdown tables.
     Report(ReportArgs),
+    /// Open the terminal UI: run a sweep profile (.toml) live, or browse past results (a
+    /// results.jsonl). A bare `quench` opens it on profiles/quickstart.toml.
+    Tui(TuiArgs),
 }
 
 #[derive(Args)]
@@ -80,6 +86,22 @@ struct ReportArgs {
     /// points.
     #[arg(long, default_value_t = 1.0)]
     budget: f64,
+}
+
+#[derive(Args)]
+struct TuiArgs {
+    /// A sweep profile (.toml; press s to run it), or a results.jsonl of past records.
+    target: PathBuf,
+    /// Output folder of a profile's sweep (default reports/<profile file name>); a
+    /// results.jsonl already there is shown and resumed.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Folder of trained QAT models shared between sweeps (default OUT/cache).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+    /// Folder the `e` key writes reports to.
+    #[arg(long, default_value = "reports")]
+    report_dir: PathBuf,
 }
 
 #[derive(Args)]
@@ -621,7 +643,10 @@ fn parse_input(text: &str) -> Result<(String, PathBuf), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        return bare();
+    };
+    let result = match command {
         Command::Compare(args) => cmd_compare(*args),
         Command::Inspect(args) => cmd_inspect(args),
         Command::Eval(args) => cmd_eval(*args),
@@ -632,10 +657,16 @@ fn main() -> ExitCode {
         Command::Sensitivity(args) => cmd_sensitivity(*args),
         Command::Search(args) => cmd_search(*args),
         Command::Drift(args) => cmd_drift(args),
+        Command::Tui(args) => cmd_tui(args),
         Command::Sweep(args) => cmd_sweep(args),
         Command::Results(args) => cmd_results(args),
         Command::Report(args) => cmd_report(args),
     };
+    finish(result)
+}
+
+/// The exit code of a command, its error printed.
+fn finish(result: Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
@@ -1418,6 +1449,20 @@ fn cmd_sweep(args: SweepArgs) -> Result<ExitCode> {
     use std::sync::atomic::AtomicBool;
     use std::sync::Arc;
 
+    if !args.headless && std::io::stdout().is_terminal() {
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| default_out(&args.profile));
+        let live = LiveArgs {
+            out,
+            cache: args.cache,
+            resume: args.resume,
+            start: true,
+            report_dir: PathBuf::from("reports"),
+        };
+        return tui_profile(&args.profile, live);
+    }
     let cancel = Arc::new(AtomicBool::new(false));
     for signal in [
         signal_hook::consts::SIGINT,
@@ -1428,22 +1473,15 @@ fn cmd_sweep(args: SweepArgs) -> Result<ExitCode> {
         signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&cancel))?;
         signal_hook::flag::register(signal, Arc::clone(&cancel))?;
     }
-    let stdout_is_terminal = std::io::stdout().is_terminal();
-    if !args.headless && stdout_is_terminal {
-        eprintln!("quench sweep: the terminal UI is not built yet; printing progress lines");
-    }
-    let out = args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .profile
-            .file_stem()
-            .map_or_else(|| "sweep".into(), |s| s.to_string_lossy().into_owned());
-        Path::new("reports").join(stem)
-    });
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| default_out(&args.profile));
     let options = RunOptions {
-        out,
         resume: args.resume,
         cancel: Arc::clone(&cancel),
         cache: args.cache.clone(),
+        ..RunOptions::new(out)
     };
     let (tx, rx) = std::sync::mpsc::channel::<Event>();
     let profile = args.profile.clone();
@@ -1527,5 +1565,149 @@ fn cmd_report(args: ReportArgs) -> Result<ExitCode> {
         written.charts.len(),
         args.out.join(files::CHARTS_DIR).display()
     );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `quench` alone: the terminal UI on the bundled quickstart profile when stdout is a terminal
+/// and the profile is here, else the list of commands.
+fn bare() -> ExitCode {
+    use clap::CommandFactory;
+    use std::io::IsTerminal;
+    let profile = Path::new(QUICKSTART);
+    if std::io::stdout().is_terminal() && profile.is_file() {
+        let live = LiveArgs {
+            out: default_out(profile),
+            cache: None,
+            resume: true,
+            start: false,
+            report_dir: PathBuf::from("reports"),
+        };
+        return finish(tui_profile(profile, live));
+    }
+    eprintln!("{}", Cli::command().render_help());
+    ExitCode::from(2)
+}
+
+/// The output folder of a profile's sweep when none is given: reports/<profile file name>.
+fn default_out(profile: &Path) -> PathBuf {
+    let stem = profile
+        .file_stem()
+        .map_or_else(|| "sweep".into(), |s| s.to_string_lossy().into_owned());
+    Path::new("reports").join(stem)
+}
+
+fn cmd_tui(args: TuiArgs) -> Result<ExitCode> {
+    use quench::tui::{self, App, NoSweep, Options, Theme};
+    use std::io::IsTerminal;
+    if !std::io::stdout().is_terminal() {
+        bail!(
+            "quench tui needs a terminal on stdout (quench sweep --headless prints progress lines)"
+        );
+    }
+    if args.target.extension().is_some_and(|e| e == "toml") {
+        let live = LiveArgs {
+            out: args.out.unwrap_or_else(|| default_out(&args.target)),
+            cache: args.cache,
+            resume: true,
+            start: false,
+            report_dir: args.report_dir,
+        };
+        return tui_profile(&args.target, live);
+    }
+    let loaded = quench::sweep::store::read(&args.target)?;
+    if loaded.records.is_empty() {
+        bail!(
+            "{}: no records to show{}",
+            args.target.display(),
+            loaded
+                .warnings
+                .iter()
+                .map(|w| format!("\n  {w}"))
+                .collect::<String>()
+        );
+    }
+    let mut app = App::with_records(
+        args.target.display().to_string(),
+        loaded.records,
+        Theme::from_env(),
+    );
+    app.notice = warnings_notice(&loaded.warnings);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let options = Options {
+        report_dir: args.report_dir,
+    };
+    tui::run(app, tx, rx, &mut NoSweep, &options)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The first warning of reading a results file, and how many more there are.
+fn warnings_notice(warnings: &[String]) -> Option<String> {
+    let first = warnings.first()?;
+    Some(match warnings.len() {
+        1 => first.clone(),
+        n => format!("{first} (and {} more warnings)", n - 1),
+    })
+}
+
+/// How the terminal UI runs a profile.
+struct LiveArgs {
+    out: PathBuf,
+    cache: Option<PathBuf>,
+    resume: bool,
+    /// Start the sweep at once (`quench sweep`) instead of waiting for `s`.
+    start: bool,
+    report_dir: PathBuf,
+}
+
+/// The terminal UI on a profile: its plan shown at once (with the records of an earlier run of
+/// it when resuming), the sweep on a worker thread, stopped after its running cell on quit.
+fn tui_profile(path: &Path, args: LiveArgs) -> Result<ExitCode> {
+    use quench::sweep::runner::RunOptions;
+    use quench::sweep::{plan, profile, store};
+    use quench::tui::live::LiveSweep;
+    use quench::tui::{self, App, Control, Msg, Options, Theme};
+    let profile = profile::load(path)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let plan = plan::plan(&profile, cores)?;
+    let mut app = App::new(format!("profile {}", profile.name), true, Theme::from_env());
+    app.plan(plan.cells.iter().map(|c| &c.key));
+    app.dropped = plan.dropped.clone();
+    let results = args.out.join(store::RESULTS_FILE);
+    if args.resume && results.is_file() {
+        let loaded = store::read(&results)?;
+        let hash = Some(profile.hash.as_str());
+        app.add_records(
+            loaded
+                .records
+                .into_iter()
+                .filter(|r| r.profile_hash.as_deref() == hash),
+        );
+        app.notice = warnings_notice(&loaded.warnings);
+    }
+    let options = RunOptions {
+        resume: args.resume,
+        cache: args.cache,
+        ..RunOptions::new(&args.out)
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut live = LiveSweep::new(profile, plan, options, tx.clone());
+    if args.start {
+        let answer = live.command(&quench::tui::Command::Start);
+        let _ = tx.send(Msg::Notice(answer.unwrap_or_else(|e| e)));
+    }
+    let options = Options {
+        report_dir: args.report_dir,
+    };
+    let ended = tui::run(app, tx, rx, &mut live, &options);
+    if live.busy() {
+        eprintln!(
+            "quench: stopping the sweep after its running cell (a second Ctrl-C stops at once)"
+        );
+    }
+    live.shutdown();
+    ended?;
+    if results.is_file() {
+        println!("results: {}", results.display());
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,7 +27,7 @@ use crate::sweep::event::{Event, Phase};
 use crate::sweep::model::PreparedModel;
 use crate::sweep::plan::{self, Plan, PlannedCell, VariantSpec};
 use crate::sweep::profile::{self, Profile};
-use crate::sweep::record::{LayerRecord, Method, Record, Status};
+use crate::sweep::record::{CellKey, LayerRecord, Method, Record, Status};
 use crate::sweep::store::ResultsWriter;
 use crate::sweep::SweepError;
 use crate::tensor::Tensor;
@@ -43,6 +43,36 @@ pub struct RunOptions {
     pub cancel: Arc<AtomicBool>,
     /// Folder of trained QAT models reused across sweeps (`None`: `out/cache`).
     pub cache: Option<PathBuf>,
+    /// Live control by a listener (the TUI): pause between cells, runtimes turned off.
+    pub control: Arc<RunControl>,
+    /// Cells run again even when `resume` finds them recorded ok (the TUI's re-run).
+    pub rerun: Vec<CellKey>,
+}
+
+/// Run control shared with a listener while the sweep runs; checked before each cell.
+#[derive(Debug, Default)]
+pub struct RunControl {
+    /// While set, the runner waits before starting its next cell (cancel still stops it).
+    pub pause: AtomicBool,
+    /// Runtimes turned off: their cells are recorded as skipped, saying so, and a later
+    /// `--resume` runs them.
+    pub off: std::sync::Mutex<Vec<crate::runtime::RuntimeKind>>,
+}
+
+impl RunControl {
+    /// Why `key` is not to run now, when its runtime is turned off.
+    fn skip_reason(&self, key: &CellKey) -> Option<String> {
+        let off = self.off.lock().unwrap_or_else(|p| p.into_inner());
+        off.contains(&key.runtime)
+            .then(|| format!("{} turned off during the sweep", key.runtime))
+    }
+
+    /// Waits while paused, unless `cancel` is set.
+    fn wait_while_paused(&self, cancel: &AtomicBool) {
+        while self.pause.load(Ordering::SeqCst) && !cancel.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 impl RunOptions {
@@ -53,6 +83,8 @@ impl RunOptions {
             resume: false,
             cancel: Arc::new(AtomicBool::new(false)),
             cache: None,
+            control: Arc::default(),
+            rerun: Vec::new(),
         }
     }
 }
@@ -149,6 +181,7 @@ pub fn run_plan(
     };
     let total = plan.cells.len();
     for (index, cell) in plan.cells.iter().enumerate() {
+        options.control.wait_while_paused(&options.cancel);
         if options.cancel.load(Ordering::SeqCst) {
             summary.cancelled += plan.cells[index..]
                 .iter()
@@ -156,7 +189,10 @@ pub fn run_plan(
                 .count();
             break;
         }
-        if let Some(record) = done.get(&cell.key) {
+        if let Some(record) = done
+            .get(&cell.key)
+            .filter(|_| !options.rerun.contains(&cell.key))
+        {
             summary.ok += 1;
             summary.records.push(record.clone());
             sink(Event::CellResumed {
@@ -170,7 +206,10 @@ pub fn run_plan(
             total,
             key: cell.key.clone(),
         });
-        let mut record = runner.run(index, cell, sink);
+        let mut record = match options.control.skip_reason(&cell.key) {
+            Some(reason) => runner.skipped(cell, reason),
+            None => runner.run(index, cell, sink),
+        };
         record.key = cell.key.clone();
         record.profile_hash = Some(profile.hash.clone());
         writer.append(&record)?;
@@ -237,6 +276,18 @@ fn cell_config(profile: &Profile, cell: &PlannedCell, prepared: &PreparedModel) 
 }
 
 impl Runner<'_> {
+    /// The record of a cell not run because its runtime was turned off.
+    fn skipped(&self, cell: &PlannedCell, reason: String) -> Record {
+        let variant = &self.plan.variants[cell.variant];
+        let model = &self.profile.models[variant.model];
+        Record::unmeasured(
+            cell.key.clone(),
+            Status::Skipped { reason },
+            model.manifest.model.file.display().to_string(),
+            &self.machine,
+        )
+    }
+
     /// Runs one cell and returns its record (its key and profile hash are set by the caller).
     fn run(&mut self, index: usize, cell: &PlannedCell, sink: &mut dyn FnMut(Event)) -> Record {
         let (profile, plan) = (self.profile, self.plan);
