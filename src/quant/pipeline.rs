@@ -28,8 +28,6 @@ use crate::tensor::Tensor;
 pub const DEFAULT_CALIB_SAMPLES: usize = 1000;
 /// Calibration samples the per-layer errors are measured on.
 pub const LAYER_SAMPLES: usize = 100;
-/// What is said about running the quantized model on quench's own engine.
-pub const NATIVE_NOTE: &str = "not yet (the engine runs FP32 graphs only)";
 /// Batch size of the ORT passes.
 const BATCH: usize = 100;
 
@@ -250,6 +248,41 @@ pub struct TestResults {
     pub kl: f64,
 }
 
+/// The quantized model on quench's own engine, over the same test samples as ORT.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum NativeResults {
+    /// The engine ran it.
+    Ran {
+        /// Top-1 accuracy (with labels).
+        accuracy: Option<f64>,
+        /// Fraction of samples whose top-1 class is the one ORT gives on the same model.
+        ort_agreement: f64,
+    },
+    /// The engine refused or failed it (e.g. an operator it does not run yet).
+    Failed {
+        /// The engine's error.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for NativeResults {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NativeResults::Ran {
+                accuracy,
+                ort_agreement,
+            } => {
+                if let Some(a) = accuracy {
+                    write!(f, "quantized {:.2}%; ", a * 100.0)?;
+                }
+                write!(f, "top-1 agreement with ORT {:.2}%", ort_agreement * 100.0)
+            }
+            NativeResults::Failed { reason } => write!(f, "does not run ({reason})"),
+        }
+    }
+}
+
 /// One quantizable layer's output in the quantized model against the original FP32 model
 /// (errors accumulate: the layer sees its quantized predecessors' outputs; after QAT they also
 /// include the fine-tuned weights' departure from the FP32 ones).
@@ -316,8 +349,8 @@ pub struct QuantizeSummary {
     pub layers: Vec<LayerReport>,
     /// Training, with `--method qat`.
     pub qat: Option<QatSummary>,
-    /// Quench's own engine on the quantized model.
-    pub native: &'static str,
+    /// Quench's own engine on the quantized model (same test samples as [`Self::test`]).
+    pub native: NativeResults,
 }
 
 /// `<model stem>.<precision>-<method>.onnx`, in the current directory.
@@ -598,6 +631,27 @@ fn test_pass(
     Ok(evaluate(&mut rt, test, BATCH, out)?)
 }
 
+/// The model at `path` on the native engine (one thread) over `test`, against ORT's outputs.
+fn native_pass(
+    path: &Path,
+    manifest: &Manifest,
+    test: &Dataset,
+    ort: &crate::eval::EvalResult,
+) -> NativeResults {
+    let ran = || -> Result<NativeResults, PipelineError> {
+        let mut rt = crate::runtime::open(crate::runtime::RuntimeKind::Native, path, 1)?;
+        let out = output_index(&manifest.output, rt.output_names())?;
+        let native = evaluate(rt.as_mut(), test, BATCH, out)?;
+        Ok(NativeResults::Ran {
+            accuracy: native.accuracy,
+            ort_agreement: metrics::agreement(&ort.outputs, &native.outputs)?,
+        })
+    };
+    ran().unwrap_or_else(|e| NativeResults::Failed {
+        reason: e.to_string(),
+    })
+}
+
 /// Ranges for a static export from QAT's EMA ranges, widened to include 0 as training did.
 fn qat_ranges(ranges: &BTreeMap<String, (f32, f32)>) -> BTreeMap<String, CalibratedRange> {
     ranges
@@ -808,6 +862,7 @@ pub fn run(
     let test = Dataset::load(&config.manifest.data.test, input, config.limit)?;
     let fp32 = test_pass(&config.model, &config.manifest, &test)?;
     let q = test_pass(&config.out, &config.manifest, &test)?;
+    let native = native_pass(&config.out, &config.manifest, &test, &q);
     let test_results = TestResults {
         samples: test.len(),
         fp32_accuracy: fp32.accuracy,
@@ -828,7 +883,7 @@ pub fn run(
         layer_samples: variant.layer_samples,
         layers: variant.layers,
         qat: variant.qat,
-        native: NATIVE_NOTE,
+        native,
     })
 }
 

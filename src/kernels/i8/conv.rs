@@ -106,20 +106,32 @@ pub fn im2col<T: Copy + Send + Sync>(
     if k == 0 {
         return Ok(());
     }
+    let (kh, kw) = (g.kernel[0], g.kernel[1]);
+    let plane_len = g.height * g.width;
     par::for_each_chunk(out, k, |p, row| {
         let (oy, ox) = (p / ow, p % ow);
+        // A pixel whose kernel columns all fall inside the image with unit dilation copies each
+        // kernel row as one contiguous slice.
+        let x0 = (ox * g.stride[1]).checked_sub(g.pads[1]);
+        let span = x0.filter(|&x0| g.dilation[1] == 1 && x0 + kw <= g.width);
         let mut at = 0;
         for c in 0..g.channels {
-            let plane = &x[c * g.height * g.width..(c + 1) * g.height * g.width];
-            for ky in 0..g.kernel[0] {
-                let iy = g.in_y(oy, ky);
-                for kx in 0..g.kernel[1] {
-                    row[at] = match (iy, g.in_x(ox, kx)) {
-                        (Some(y), Some(xx)) => plane[y * g.width + xx],
-                        _ => pad,
-                    };
-                    at += 1;
+            let plane = &x[c * plane_len..(c + 1) * plane_len];
+            for ky in 0..kh {
+                let dst = &mut row[at..at + kw];
+                match (g.in_y(oy, ky), span) {
+                    (None, _) => dst.fill(pad),
+                    (Some(y), Some(x0)) => dst.copy_from_slice(&plane[y * g.width + x0..][..kw]),
+                    (Some(y), None) => {
+                        for (kx, d) in dst.iter_mut().enumerate() {
+                            *d = match g.in_x(ox, kx) {
+                                Some(xx) => plane[y * g.width + xx],
+                                None => pad,
+                            };
+                        }
+                    }
                 }
+                at += kw;
             }
         }
     });
