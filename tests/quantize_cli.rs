@@ -53,7 +53,13 @@ fn int8_static_writes_a_model_ort_runs_at_fp32_accuracy() {
     assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
     let q = percent_after(&stdout, "test (1000 samples", "quantized");
     assert!(q >= 98.5, "{stdout}");
-    assert!(stdout.contains("native: not yet"), "{stdout}");
+    let native = percent_after(&stdout, "native:", "quantized");
+    assert!(
+        (native - q).abs() <= 0.5,
+        "native {native}% vs ORT {q}%:\n{stdout}"
+    );
+    let agreement = percent_after(&stdout, "native:", "agreement with ORT");
+    assert!(agreement >= 99.5, "{stdout}");
     for layer in ["conv1", "conv2", "fc1", "fc2"] {
         assert!(
             stdout
