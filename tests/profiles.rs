@@ -192,6 +192,22 @@ fn out_of_range_values_are_refused() {
 }
 
 #[test]
+fn a_qat_import_must_name_a_listed_model_and_an_existing_file() {
+    let (_, text) = error_of(&format!(
+        "{GOOD}\n[qat.import]\nmnist-cnn = {{ file = \"x.onnx\", precision = \"int8\" }}\n"
+    ));
+    assert!(text.contains("qat.import.mnist-cnn"), "{text}");
+    assert!(
+        text.contains("not a model of the matrix; allowed: mnist-mlp"),
+        "{text}"
+    );
+    let (_, text) = error_of(&format!(
+        "{GOOD}\n[qat.import]\nmnist-mlp = {{ file = \"x.onnx\", precision = \"int8\" }}\n"
+    ));
+    assert!(text.contains("no QAT-exported model at"), "{text}");
+}
+
+#[test]
 fn a_missing_file_is_named() {
     let e = profile::load(Path::new("profiles/nope.toml")).unwrap_err();
     assert!(e.to_string().contains("profiles/nope.toml"), "{e}");

@@ -181,3 +181,57 @@ fn binary_qat_beats_binary_ptq_and_reports_progress() {
     // Measured: PTQ 92.9%, one QAT epoch on 2,000 calibration images 96.9% (full test split).
     assert!(qat >= 95.0 && qat > ptq + 1.0, "qat {qat}% vs ptq {ptq}%");
 }
+
+#[test]
+fn eval_takes_the_quantize_options_and_measures_the_variant() {
+    let out = Command::new(env!("CARGO_BIN_EXE_quench"))
+        .args([
+            "eval",
+            "assets/models/mnist-mlp.onnx",
+            "--precision",
+            "int8",
+            "--method",
+            "static",
+            "--calibrator",
+            "percentile",
+            "--calib-samples",
+            "100",
+            "--runtime",
+            "ort",
+            "--limit",
+            "200",
+            "--seconds",
+            "0.05",
+            "--json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    let r: quench::sweep::record::Record = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(r.key.precision.name(), "int8");
+    assert_eq!(r.key.method.name(), "static");
+    assert_eq!(r.key.calibrator.as_deref(), Some("percentile"));
+    assert_eq!(r.status, quench::sweep::record::Status::Ok);
+    let q = r.quality.unwrap();
+    assert!(q.accuracy.unwrap() > 0.9, "{:?}", q.accuracy);
+    assert!(q.agreement.unwrap().top1 > 0.95);
+    assert!(!r.layers.is_empty());
+    assert!(r.layers.iter().all(|l| l.precision == "int8 static"));
+    // The same options are checked the same way as quantize's.
+    let bad = Command::new(env!("CARGO_BIN_EXE_quench"))
+        .args([
+            "eval",
+            "assets/models/mnist-mlp.onnx",
+            "--precision",
+            "int4",
+            "--group",
+            "48",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad.stderr).contains("allowed group sizes are 32, 64 and 128"));
+}

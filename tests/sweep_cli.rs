@@ -109,9 +109,18 @@ fn headless_sweep_writes_one_full_record_per_planned_cell() {
     let variants = std::fs::read_dir(out.join("variants")).unwrap().count();
     assert_eq!(variants, 5);
     assert_eq!(std::fs::read_dir(out.join("cache")).unwrap().count(), 2);
-    // The final table shows ok cells and groups the skipped ones.
+    // The final table shows the measured cells and groups the skipped ones by reason.
     assert!(
-        stdout.contains("SKIPPED mnist-mlp on native, int8 dynamic"),
+        stdout.contains("mnist-mlp  binary static minmax"),
+        "{stdout}"
+    );
+    let skipped = recs
+        .iter()
+        .filter(|r| matches!(r.status, Status::Skipped { .. }))
+        .count();
+    assert_eq!(
+        stdout.contains("SKIPPED mnist-mlp on native"),
+        skipped > 0,
         "{stdout}"
     );
 
@@ -138,6 +147,48 @@ fn headless_sweep_writes_one_full_record_per_planned_cell() {
         serde_json::from_str::<quench::sweep::event::Event>(line)
             .unwrap_or_else(|e| panic!("{e}: {line}"));
     }
+
+    // A second sweep sharing the QAT cache does not train again.
+    let other = dir.path().join("other");
+    let o = sweep(&other, &["--cache", out.join("cache").to_str().unwrap()]);
+    let stdout = text(&o.stdout);
+    assert!(o.status.success(), "{stdout}");
+    assert_eq!(
+        stdout.matches("training 100% reused").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(ok_keys(&records(&other)), ok_keys(&recs));
+
+    // A profile may name a QAT-exported model for a model's QAT variant: it is run as it is,
+    // nothing is trained. (The export here is the one this sweep wrote.)
+    let export = out.join("variants/mnist-mlp.int8-qat.onnx");
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/models/mnist-mlp.toml");
+    let profile = dir.path().join("import.toml");
+    std::fs::write(
+        &profile,
+        format!(
+            "name = \"import\"\n[matrix]\nmodels = [{manifest:?}]\nprecisions = [\"int8\"]\n\
+             methods = [\"qat\"]\nruntimes = [\"ort\"]\n[data]\ntest_limit = 100\n\
+             [timing]\nseconds = 0.02\nwarmup_seconds = 0.02\nmin_runs = 3\n\
+             [qat.import]\nmnist-mlp = {{ file = {export:?}, precision = \"int8\" }}\n"
+        ),
+    )
+    .unwrap();
+    let imported = dir.path().join("imported");
+    let o = quench()
+        .args(["sweep"])
+        .arg(&profile)
+        .arg("--out")
+        .arg(&imported)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    let recs_import = records(&imported);
+    assert_eq!(recs_import.len(), 1);
+    assert_eq!(recs_import[0].status, Status::Ok);
+    assert_eq!(recs_import[0].model_file, export.display().to_string());
+    assert!(!imported.join("cache").exists(), "nothing was trained");
 
     // Merge: two files into one, every record kept.
     let merged = dir.path().join("all.jsonl");

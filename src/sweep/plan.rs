@@ -21,6 +21,8 @@ pub struct VariantSpec {
     pub calibrator: Option<CalibratorKind>,
     /// Group size, for 4-bit variants.
     pub group: Option<usize>,
+    /// A QAT-exported file the profile names for this QAT variant (used instead of training).
+    pub import: Option<std::path::PathBuf>,
 }
 
 impl VariantSpec {
@@ -178,6 +180,7 @@ pub fn plan(profile: &Profile, cores: usize) -> Result<Plan, EmptyPlan> {
                     method: Method::None,
                     calibrator: None,
                     group: None,
+                    import: None,
                 });
                 continue;
             }
@@ -200,7 +203,15 @@ pub fn plan(profile: &Profile, cores: usize) -> Result<Plan, EmptyPlan> {
                 } else {
                     vec![None]
                 };
-                let groups: Vec<Option<usize>> = if precision == Precision::Int4 {
+                let import = profile
+                    .qat_imports
+                    .iter()
+                    .find(|i| {
+                        method == Method::Qat && i.model == model.name() && i.precision == precision
+                    })
+                    .map(|i| i.file.clone());
+                let groups: Vec<Option<usize>> = if precision == Precision::Int4 && import.is_none()
+                {
                     profile.groups.iter().copied().map(Some).collect()
                 } else {
                     vec![None]
@@ -213,6 +224,7 @@ pub fn plan(profile: &Profile, cores: usize) -> Result<Plan, EmptyPlan> {
                             method,
                             calibrator,
                             group,
+                            import: import.clone(),
                         });
                     }
                 }

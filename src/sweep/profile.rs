@@ -29,6 +29,9 @@
 //! epochs = 1
 //! samples = 2000               # training samples from the calibration split (default: all)
 //!
+//! [qat.import]                 # QAT-exported models used instead of training in quench
+//! mnist-cnn = { file = "exports/mnist-cnn-qat.onnx", precision = "int8" }
+//!
 //! [power]
 //! board = "raspberry-pi-4"     # board for the CPU-time energy estimate (default: detected)
 //! ```
@@ -103,9 +106,37 @@ struct RawProfile {
     #[serde(default)]
     timing: TimingSettings,
     #[serde(default)]
-    qat: QatSettings,
+    qat: RawQat,
     #[serde(default)]
     power: RawPower,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQat {
+    #[serde(default = "default_epochs")]
+    epochs: usize,
+    #[serde(default)]
+    samples: Option<usize>,
+    #[serde(default)]
+    import: std::collections::BTreeMap<String, Spanned<RawImport>>,
+}
+
+impl Default for RawQat {
+    fn default() -> Self {
+        RawQat {
+            epochs: default_epochs(),
+            samples: None,
+            import: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImport {
+    file: String,
+    precision: Precision,
 }
 
 #[derive(Debug, Deserialize)]
@@ -197,14 +228,11 @@ impl Default for TimingSettings {
 }
 
 /// The `[qat]` table: training of QAT variants.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct QatSettings {
     /// Passes over the training samples.
-    #[serde(default = "default_epochs")]
     pub epochs: usize,
     /// Training samples from the calibration split (`None`: all of it).
-    #[serde(default)]
     pub samples: Option<usize>,
 }
 
@@ -212,13 +240,16 @@ fn default_epochs() -> usize {
     1
 }
 
-impl Default for QatSettings {
-    fn default() -> Self {
-        QatSettings {
-            epochs: default_epochs(),
-            samples: None,
-        }
-    }
+/// A QAT-exported model (QDQ ONNX, e.g. from PyTorch) that stands for a model's QAT variant
+/// at one precision instead of training in quench.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QatImport {
+    /// The model name (as in its manifest) it belongs to.
+    pub model: String,
+    /// The exported file, resolved against the profile's folder.
+    pub file: PathBuf,
+    /// The precision it was trained for.
+    pub precision: Precision,
 }
 
 /// A model of the matrix: its manifest, read and checked.
@@ -270,6 +301,8 @@ pub struct Profile {
     pub timing: TimingSettings,
     /// QAT training.
     pub qat: QatSettings,
+    /// QAT-exported models used instead of training.
+    pub qat_imports: Vec<QatImport>,
     /// Board for the energy estimate (`None`: detected from the machine).
     pub board: Option<BoardPower>,
 }
@@ -493,7 +526,12 @@ impl Checker<'_> {
             })?),
             None => None,
         };
-        self.settings(&raw.data, &raw.timing, &raw.qat)?;
+        let qat = QatSettings {
+            epochs: raw.qat.epochs,
+            samples: raw.qat.samples,
+        };
+        self.settings(&raw.data, &raw.timing, &qat)?;
+        let qat_imports = self.imports(raw.qat.import, &models)?;
         Ok(Profile {
             path: self.path.to_path_buf(),
             name: raw.name,
@@ -509,9 +547,58 @@ impl Checker<'_> {
             batches: dedup(batches),
             data: raw.data,
             timing: raw.timing,
-            qat: raw.qat,
+            qat,
+            qat_imports,
             board,
         })
+    }
+
+    /// The `[qat.import]` entries, each naming a listed model and an existing file, at a
+    /// quantized precision.
+    fn imports(
+        &self,
+        raw: std::collections::BTreeMap<String, Spanned<RawImport>>,
+        models: &[ProfileModel],
+    ) -> Result<Vec<QatImport>, ProfileError> {
+        let base = self.path.parent().unwrap_or(Path::new(""));
+        let mut out = Vec::new();
+        for (model, entry) in raw {
+            let key = format!("qat.import.{model}");
+            let span = entry.span();
+            let entry = entry.into_inner();
+            if !models.iter().any(|m| m.name() == model) {
+                let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
+                return Err(self.invalid(
+                    span,
+                    &key,
+                    format!(
+                        "`{model}` is not a model of the matrix; allowed: {}",
+                        names.join(", ")
+                    ),
+                ));
+            }
+            if entry.precision == Precision::Fp32 {
+                return Err(self.invalid(
+                    span,
+                    &key,
+                    "a QAT export is quantized: precision int8, int4 or binary",
+                ));
+            }
+            let file = base.join(&entry.file);
+            if !file.is_file() {
+                return Err(self.invalid(
+                    span,
+                    &key,
+                    format!("no QAT-exported model at {}", file.display()),
+                ));
+            }
+            out.push(QatImport {
+                model,
+                file,
+                precision: entry.precision,
+            });
+        }
+        Ok(out)
     }
 
     /// Range checks of the settings tables (whose values carry no spans: the key is named and

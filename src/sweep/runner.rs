@@ -5,8 +5,9 @@
 //!
 //! * `--resume`: cells recorded ok by an earlier run of the same profile (same key and profile
 //!   hash) are not run again ([`Event::CellResumed`]).
-//! * A failing cell is recorded as failed and the sweep goes on; a runtime that lacks an
-//!   operator records the cell as skipped with the runtime's reason.
+//! * A failing cell is recorded as failed and the sweep goes on. What quench cannot do yet is
+//!   recorded as skipped with the reason: a runtime that lacks an operator, a layer the
+//!   quantizer cannot export, a model QAT cannot train.
 //! * Cancellation (`RunOptions::cancel`, set by a signal handler): the running cell ends, its
 //!   record is written (cancelled if the stop came while its variant was being built), and no
 //!   further cell starts.
@@ -21,6 +22,7 @@ use crate::measure::machine::MachineInfo;
 use crate::measure::power::PowerConfig;
 use crate::quant::pipeline::{self, PipelineError, QuantizeConfig};
 use crate::quant::qat::{QatError, QatEvent};
+use crate::quant::QuantError;
 use crate::runtime;
 use crate::sweep::cell::{quick_latency, run_cell_with, CellConfig, Reference};
 use crate::sweep::event::{Event, Phase};
@@ -372,6 +374,14 @@ impl Runner<'_> {
                 layers: Vec::new(),
             });
         };
+        if let Some(file) = &variant.import {
+            // A QAT export from elsewhere: run as it is. Its tensors are named by its exporter,
+            // so there is no per-layer comparison with the FP32 graph.
+            return Ok(Built {
+                path: file.clone(),
+                layers: Vec::new(),
+            });
+        }
         let qat = variant.method == Method::Qat;
         sink(Event::CellPhase {
             index,
@@ -452,8 +462,13 @@ impl Runner<'_> {
                     layers: v.layers.into_iter().map(Into::into).collect(),
                 })
             }
+            // Capabilities quench lacks (not broken cells): skipped with the reason, like a
+            // runtime that lacks an operator.
             Err(PipelineError::Qat(e @ QatError::Unsupported { .. })) => Err(Status::Skipped {
                 reason: format!("QAT cannot train this model yet: {e}"),
+            }),
+            Err(PipelineError::Quant(e @ QuantError::Unsupported { .. })) => Err(Status::Skipped {
+                reason: format!("the quantizer cannot make this variant yet: {e}"),
             }),
             Err(e) => Err(Status::Failed {
                 error: format!("building the variant: {e}"),

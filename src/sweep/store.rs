@@ -167,3 +167,88 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<Loaded, StoreError> {
     all.complete_len = text.len() as u64;
     Ok(all)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::measure::machine::MachineInfo;
+    use crate::runtime::RuntimeKind;
+    use crate::sweep::record::{CellKey, Method, Precision, Status};
+
+    fn record(model: &str) -> Record {
+        let key = CellKey {
+            model: model.into(),
+            precision: Precision::Int8,
+            method: Method::Static,
+            runtime: RuntimeKind::Ort,
+            threads: 1,
+            batch: 1,
+            calibrator: Some("minmax".into()),
+            group: None,
+        };
+        let machine = MachineInfo::collect(Path::new("/nonexistent"), 1, None);
+        Record::unmeasured(key, Status::Cancelled, "m.onnx".into(), &machine)
+    }
+
+    #[test]
+    fn a_torn_last_line_is_dropped_cut_off_and_appending_goes_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, loaded) = ResultsWriter::open(dir.path(), false).unwrap();
+        assert!(loaded.records.is_empty());
+        w.append(&record("a")).unwrap();
+        w.append(&record("b")).unwrap();
+        drop(w);
+        let path = dir.path().join(RESULTS_FILE);
+        let mut body = std::fs::read(&path).unwrap();
+        let whole = body.len();
+        body.extend_from_slice(b"{\"schema\":1,\"mo");
+        std::fs::write(&path, &body).unwrap();
+
+        let err = ResultsWriter::open(dir.path(), false).unwrap_err();
+        assert!(matches!(err, StoreError::Exists(_)), "{err}");
+        let (mut w, loaded) = ResultsWriter::open(dir.path(), true).unwrap();
+        assert_eq!(loaded.records.len(), 2);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(loaded.warnings[0].contains("torn last line (15 bytes"));
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole as u64);
+        w.append(&record("c")).unwrap();
+        let again = read(&path).unwrap();
+        assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+        let models: Vec<_> = again.records.iter().map(|r| r.key.model.as_str()).collect();
+        assert_eq!(models, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_complete_line_that_is_not_a_record_is_skipped_with_its_line_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.jsonl");
+        let good = serde_json::to_string(&record("a")).unwrap();
+        std::fs::write(&path, format!("{good}\nnot json\n\n{good}\n")).unwrap();
+        let loaded = read(&path).unwrap();
+        assert_eq!(loaded.records.len(), 2);
+        assert_eq!(loaded.warnings.len(), 1);
+        assert!(
+            loaded.warnings[0].contains("r.jsonl:2:"),
+            "{:?}",
+            loaded.warnings
+        );
+    }
+
+    #[test]
+    fn merge_keeps_every_record_in_order_and_refuses_to_overwrite_an_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = dir.path().join("a.jsonl");
+        let b = dir.path().join("b.jsonl");
+        let line = |m| serde_json::to_string(&record(m)).unwrap() + "\n";
+        std::fs::write(&a, line("a1") + &line("a2")).unwrap();
+        std::fs::write(&b, line("b1")).unwrap();
+        let out = dir.path().join("sub/all.jsonl");
+        let merged = merge(&[a.clone(), b.clone()], &out).unwrap();
+        assert_eq!(merged.records.len(), 3);
+        let back = read(&out).unwrap();
+        let models: Vec<_> = back.records.iter().map(|r| r.key.model.as_str()).collect();
+        assert_eq!(models, ["a1", "a2", "b1"]);
+        let err = merge(&[a.clone(), b], &a).unwrap_err();
+        assert!(matches!(err, StoreError::OutputIsInput(_)), "{err}");
+    }
+}
