@@ -23,6 +23,7 @@
 //!   quantization-aware training ([`quant::qat`]).
 //! * [`sweep`] measures cells (a model variant on a runtime) into [`sweep::record::Record`]s,
 //!   the one source of truth that every view reads.
+//! * [`remote`] runs sweeps on other machines over ssh and brings their results back.
 //! * [`report`] turns records into tables (and reports) for people.
 
 pub mod bench;
@@ -33,6 +34,7 @@ pub mod kernels;
 pub mod measure;
 pub mod onnx;
 pub mod quant;
+pub mod remote;
 pub mod report;
 pub mod runtime;
 pub mod sweep;
