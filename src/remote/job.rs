@@ -88,6 +88,42 @@ pub struct HostReport {
 }
 
 impl HostReport {
+    /// One line for the end of `quench remote`: how the host ended and where its results are.
+    pub fn summary(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(arch) = self.arch {
+            parts.push(arch.to_string());
+        }
+        match &self.finished {
+            Some(Event::SweepFinished {
+                ok,
+                failed,
+                skipped,
+                cancelled,
+                seconds,
+            }) => parts.push(format!(
+                "sweep finished in {seconds:.0} s: {ok} ok, {failed} failed, {skipped} skipped, \
+                 {cancelled} cancelled"
+            )),
+            _ => parts.push("sweep did not finish".into()),
+        }
+        if self.reconnects > 0 {
+            parts.push(format!("after {} reconnection(s)", self.reconnects));
+        }
+        if let Some(code) = self.exit_code.filter(|c| *c != 0) {
+            parts.push(format!("exit status {code}"));
+        }
+        match &self.results {
+            Some(path) => parts.push(format!("results: {}", path.display())),
+            None => parts.push("no results fetched".into()),
+        }
+        let mut line = format!("[{}] {}", self.host, parts.join(", "));
+        if let Some(e) = &self.error {
+            line.push_str(&format!("; error: {e}"));
+        }
+        line
+    }
+
     /// True when the sweep ran to its end, exited 0, and the results came back.
     pub fn success(&self) -> bool {
         self.error.is_none() && self.results.is_some() && self.exit_code == Some(0)
