@@ -23,6 +23,7 @@
 //!   quantization-aware training ([`quant::qat`]).
 //! * [`sweep`] measures cells (a model variant on a runtime) into [`sweep::record::Record`]s,
 //!   the one source of truth that every view reads.
+//! * [`hash`] is the stable content hash behind profile hashes and cache keys.
 //! * [`remote`] runs sweeps on other machines over ssh and brings their results back.
 //! * [`report`] turns records into tables (and reports) for people.
 
@@ -30,6 +31,7 @@ pub mod bench;
 pub mod engine;
 pub mod eval;
 pub mod graph;
+pub mod hash;
 pub mod kernels;
 pub mod measure;
 pub mod onnx;

@@ -44,9 +44,62 @@ enum Command {
     /// Quantize a model (calibrating or training on its calibration split), write it, and print
     /// size, test accuracy on ONNX Runtime, agreement with FP32 and per-layer error.
     Quantize(Box<QuantizeArgs>),
+    /// Run a sweep profile (profiles/*.toml): every model × precision × method × runtime ×
+    /// threads cell quantized, evaluated and timed, each record appended to OUT/results.jsonl.
+    Sweep(SweepArgs),
+    /// Work with results files (results.jsonl).
+    Results(ResultsArgs),
     /// Time quench's FP32, INT8, 4-bit and binary kernels against ONNX Runtime on single-op
     /// models of the same shapes, with this machine's peaks measured in the same run.
     Kernels(KernelsArgs),
+}
+
+#[derive(Args)]
+struct SweepArgs {
+    /// The profile, e.g. profiles/quickstart.toml.
+    profile: PathBuf,
+    /// Output folder for results.jsonl, the built variants and the QAT cache (default
+    /// reports/<profile file name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Keep the cells an earlier run of the same profile recorded as ok, run the rest.
+    #[arg(long)]
+    resume: bool,
+    /// Line-oriented progress for logs and SSH (also chosen when stdout is not a terminal; the
+    /// only mode until the terminal UI lands).
+    #[arg(long)]
+    headless: bool,
+    /// Progress as text lines or as one JSON event per line.
+    #[arg(long, value_enum, default_value_t = ProgressArg::Text)]
+    progress: ProgressArg,
+    /// Folder of trained QAT models shared between sweeps (default OUT/cache).
+    #[arg(long)]
+    cache: Option<PathBuf>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ProgressArg {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ResultsArgs {
+    #[command(subcommand)]
+    command: ResultsCommand,
+}
+
+#[derive(Subcommand)]
+enum ResultsCommand {
+    /// Combine results files (e.g. of several machines) into one.
+    Merge {
+        /// The results files to combine, in order.
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// The combined file.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -180,6 +233,8 @@ struct EvalArgs {
     #[arg(long)]
     reference: Option<PathBuf>,
     #[command(flatten)]
+    variant: VariantArgs,
+    #[command(flatten)]
     data: DataArgs,
     #[command(flatten)]
     timing: TimingArgs,
@@ -234,9 +289,26 @@ struct QuantizeArgs {
     /// Manifest giving the model's data (default: the .toml beside the model).
     #[arg(long)]
     manifest: Option<PathBuf>,
-    /// Target precision of Conv/Gemm/MatMul layers.
+    #[command(flatten)]
+    variant: VariantArgs,
+    /// Evaluate on the first N test samples only.
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Output model (default: <model stem>.<precision>-<method>.onnx here).
+    #[arg(short, long)]
+    out: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The quantized variant to make: the same options for `quench quantize` and `quench eval`.
+#[derive(Args)]
+struct VariantArgs {
+    /// Target precision of Conv/Gemm/MatMul layers (required by quantize; with eval, the
+    /// variant is made first and evaluated instead of MODEL itself).
     #[arg(long, value_enum)]
-    precision: QuantPrecisionArg,
+    precision: Option<QuantPrecisionArg>,
     /// int8: static (default), dynamic, qat; int4: weight-only (default), qat; binary: static
     /// (default, INT8 activations), qat.
     #[arg(long, value_enum)]
@@ -256,15 +328,83 @@ struct QuantizeArgs {
     /// QAT epochs (default 1).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Evaluate on the first N test samples only.
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Output model (default: <model stem>.<precision>-<method>.onnx here).
-    #[arg(short, long)]
-    out: Option<PathBuf>,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
+}
+
+impl VariantArgs {
+    /// The quantizer's settings for `model`, or `None` without `--precision`.
+    fn config(
+        &self,
+        model: &Path,
+        manifest: Manifest,
+        limit: Option<usize>,
+        out: Option<PathBuf>,
+    ) -> Option<quench::quant::pipeline::QuantizeConfig> {
+        use quench::quant::pipeline::{self as qp, CalibratorKind, Method as M, Target};
+        let precision = match self.precision? {
+            QuantPrecisionArg::Int8 => Target::Int8,
+            QuantPrecisionArg::Int4 => Target::Int4,
+            QuantPrecisionArg::Binary => Target::Binary,
+        };
+        let method = self.method.map(|m| match m {
+            QuantMethodArg::Dynamic => M::Dynamic,
+            QuantMethodArg::Static => M::Static,
+            QuantMethodArg::WeightOnly => M::WeightOnly,
+            QuantMethodArg::Qat => M::Qat,
+        });
+        let out = out.unwrap_or_else(|| {
+            qp::default_output(
+                model,
+                precision,
+                method.unwrap_or(precision.default_method()),
+            )
+        });
+        Some(qp::QuantizeConfig {
+            model: model.to_path_buf(),
+            manifest,
+            precision,
+            method,
+            calibrator: self.calibrator.map(|c| match c {
+                CalibratorArg::Minmax => CalibratorKind::MinMax,
+                CalibratorArg::Percentile => CalibratorKind::Percentile,
+                CalibratorArg::Entropy => CalibratorKind::Entropy,
+                CalibratorArg::Mse => CalibratorKind::Mse,
+            }),
+            per_tensor: self.per_tensor,
+            group: self.group,
+            calib_samples: self.calib_samples,
+            epochs: self.epochs,
+            limit,
+            out,
+        })
+    }
+}
+
+/// QAT progress on stderr.
+fn print_qat(e: &quench::quant::qat::QatEvent) {
+    use quench::quant::qat::QatEvent;
+    match e {
+        QatEvent::Started {
+            total_steps,
+            samples,
+            parameters,
+            ..
+        } => eprintln!("qat: {samples} samples, {total_steps} steps, {parameters} parameters"),
+        QatEvent::Step(r) if r.step % 50 == 0 => eprintln!(
+            "qat: step {} epoch {} loss {:.4} lr {:.2e}",
+            r.step, r.epoch, r.loss, r.lr
+        ),
+        QatEvent::Epoch {
+            epoch,
+            loss,
+            accuracy,
+            elapsed,
+        } => eprintln!(
+            "qat: epoch {epoch} done: loss {loss:.4}, train accuracy {}, {:.1} s",
+            accuracy.map_or("-".into(), |a| format!("{:.2}%", a * 100.0)),
+            elapsed.as_secs_f64()
+        ),
+        _ => {}
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -324,6 +464,8 @@ fn main() -> ExitCode {
         Command::Repeat(args) => cmd_repeat(args),
         Command::Quantize(args) => cmd_quantize(*args),
         Command::Kernels(args) => cmd_kernels(args),
+        Command::Sweep(args) => cmd_sweep(args),
+        Command::Results(args) => cmd_results(args),
     };
     match result {
         Ok(code) => code,
@@ -539,8 +681,80 @@ fn eval_manifest(model: &Path, data: &DataArgs) -> Result<Manifest> {
     })?)
 }
 
+/// The variant `quench eval --precision …` makes and evaluates instead of MODEL.
+struct EvalVariant {
+    /// Temporary folder holding the variant (removed when dropped).
+    dir: PathBuf,
+    path: PathBuf,
+    precision: Precision,
+    method: Method,
+    calibrator: Option<String>,
+    group: Option<usize>,
+    layers: Vec<quench::sweep::record::LayerRecord>,
+}
+
+impl Drop for EvalVariant {
+    fn drop(&mut self) {
+        // Best effort: a leftover temporary file is harmless.
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Builds the variant `args` asks for (into a temporary folder), or `None` without
+/// `--precision`.
+fn eval_variant(args: &EvalArgs, manifest: &Manifest) -> Result<Option<EvalVariant>> {
+    use quench::quant::pipeline::{self as qp, CalibratorKind, Target};
+    let dir = std::env::temp_dir().join(format!("quench-eval-{}", std::process::id()));
+    let Some(mut config) = args
+        .variant
+        .config(&args.model, manifest.clone(), None, None)
+    else {
+        return Ok(None);
+    };
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let name = config
+        .out
+        .file_name()
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    config.out = dir.join(name);
+    let mut variant = EvalVariant {
+        dir,
+        path: config.out.clone(),
+        precision: match config.precision {
+            Target::Int8 => Precision::Int8,
+            Target::Int4 => Precision::Int4,
+            Target::Binary => Precision::Binary,
+        },
+        method: Method::None,
+        calibrator: None,
+        group: None,
+        layers: Vec::new(),
+    };
+    let built = qp::build(&config, None, &mut print_qat)?;
+    variant.method = match built.method {
+        qp::Method::Dynamic => Method::Dynamic,
+        qp::Method::Static => Method::Static,
+        qp::Method::WeightOnly => Method::WeightOnly,
+        qp::Method::Qat => Method::Qat,
+    };
+    if built.method == qp::Method::Static {
+        let c = config.calibrator.unwrap_or(CalibratorKind::MinMax);
+        variant.calibrator = Some(c.name().to_string());
+    }
+    if config.precision == Target::Int4 {
+        variant.group = Some(config.group.unwrap_or(32));
+    }
+    variant.layers = built.layers.into_iter().map(Into::into).collect();
+    Ok(Some(variant))
+}
+
 fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
     let manifest = eval_manifest(&args.model, &args.data)?;
+    let variant = eval_variant(&args, &manifest)?;
+    let model = variant
+        .as_ref()
+        .map_or(args.model.clone(), |v| v.path.clone());
     let fp32 = manifest.model.file.clone();
     let prepared = PreparedModel::load(manifest, args.timing.limit).map_err(|e| anyhow!(e))?;
     let runtime: RuntimeKind = args.runtime.into();
@@ -554,11 +768,15 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
     };
     let reference_path = match &args.reference {
         Some(p) => Some(p.clone()),
-        None if prepared.dataset.labels().is_none() || !same_file(&args.model, &fp32) => Some(fp32),
+        None if prepared.dataset.labels().is_none() || !same_file(&model, &fp32) => Some(fp32),
         None => None,
     };
     let reference_outputs = match &reference_path {
-        Some(path) => Some(reference_outputs(&prepared, path, &config, &machine)?),
+        Some(path) => Some(
+            prepared
+                .reference(path, &config, &machine)
+                .map_err(|e| anyhow!(e))?,
+        ),
         None => None,
     };
     let reference = reference_outputs
@@ -567,9 +785,17 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
             label: label.clone(),
             outputs,
         });
-    let subject = prepared.subject(&args.model, Precision::Fp32, Method::None);
+    let (precision, method) = variant
+        .as_ref()
+        .map_or((Precision::Fp32, Method::None), |v| (v.precision, v.method));
+    let subject = prepared.subject(&model, precision, method);
     let outcome = run_cell(&subject, &config, reference.as_ref(), &machine);
-    let record = outcome.record;
+    let mut record = outcome.record;
+    if let Some(v) = &variant {
+        record.key.calibrator = v.calibrator.clone();
+        record.key.group = v.group;
+        record.layers = v.layers.clone();
+    }
     if args.timing.json {
         println!("{}", serde_json::to_string_pretty(&record)?);
     } else {
@@ -588,36 +814,6 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         }
     }
     Ok(exit_for(std::slice::from_ref(&record)))
-}
-
-/// Runs the reference model over the same samples (on ONNX Runtime when it loads, else
-/// natively) and returns a label for it and its scored outputs.
-fn reference_outputs(
-    prepared: &PreparedModel,
-    path: &Path,
-    config: &CellConfig,
-    machine: &MachineInfo,
-) -> Result<(String, Tensor)> {
-    let kind = if runtime::ort::ort_library().is_ok() {
-        RuntimeKind::Ort
-    } else {
-        RuntimeKind::Native
-    };
-    let mut cfg = config.clone();
-    cfg.runtime = kind;
-    cfg.latency.budget = Budget::Runs(1);
-    cfg.latency.warmup.max_runs = cfg.latency.warmup.min_runs;
-    let subject = prepared.subject(path, Precision::Fp32, Method::None);
-    let outcome = run_cell(&subject, &cfg, None, machine);
-    if let Status::Failed { error } = &outcome.record.status {
-        if outcome.outputs.is_none() {
-            bail!("reference {} on {kind}: {error}", path.display());
-        }
-    }
-    let outputs = outcome
-        .outputs
-        .ok_or_else(|| anyhow!("reference {} gave no outputs", path.display()))?;
-    Ok((format!("{} on {kind}", path.display()), outputs))
 }
 
 fn cmd_run(args: RunArgs) -> Result<ExitCode> {
@@ -718,8 +914,6 @@ fn cmd_repeat(args: RepeatArgs) -> Result<ExitCode> {
 }
 
 fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {
-    use quench::quant::pipeline::{self as qp, CalibratorKind, Method as M, Target};
-    use quench::quant::qat::QatEvent;
     let manifest = match &args.manifest {
         Some(path) => Manifest::load(path)?,
         None => manifest_beside(&args.model)?.ok_or_else(|| {
@@ -729,65 +923,11 @@ fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {
             )
         })?,
     };
-    let precision = match args.precision {
-        QuantPrecisionArg::Int8 => Target::Int8,
-        QuantPrecisionArg::Int4 => Target::Int4,
-        QuantPrecisionArg::Binary => Target::Binary,
-    };
-    let method = args.method.map(|m| match m {
-        QuantMethodArg::Dynamic => M::Dynamic,
-        QuantMethodArg::Static => M::Static,
-        QuantMethodArg::WeightOnly => M::WeightOnly,
-        QuantMethodArg::Qat => M::Qat,
-    });
-    let out = args.out.clone().unwrap_or_else(|| {
-        qp::default_output(
-            &args.model,
-            precision,
-            method.unwrap_or(precision.default_method()),
-        )
-    });
-    let config = qp::QuantizeConfig {
-        model: args.model.clone(),
-        manifest,
-        precision,
-        method,
-        calibrator: args.calibrator.map(|c| match c {
-            CalibratorArg::Minmax => CalibratorKind::MinMax,
-            CalibratorArg::Percentile => CalibratorKind::Percentile,
-            CalibratorArg::Entropy => CalibratorKind::Entropy,
-            CalibratorArg::Mse => CalibratorKind::Mse,
-        }),
-        per_tensor: args.per_tensor,
-        group: args.group,
-        calib_samples: args.calib_samples,
-        epochs: args.epochs,
-        limit: args.limit,
-        out,
-    };
-    let s = qp::run(&config, &mut |e| match e {
-        QatEvent::Started {
-            total_steps,
-            samples,
-            parameters,
-            ..
-        } => eprintln!("qat: {samples} samples, {total_steps} steps, {parameters} parameters"),
-        QatEvent::Step(r) if r.step % 50 == 0 => eprintln!(
-            "qat: step {} epoch {} loss {:.4} lr {:.2e}",
-            r.step, r.epoch, r.loss, r.lr
-        ),
-        QatEvent::Epoch {
-            epoch,
-            loss,
-            accuracy,
-            elapsed,
-        } => eprintln!(
-            "qat: epoch {epoch} done: loss {loss:.4}, train accuracy {}, {:.1} s",
-            accuracy.map_or("-".into(), |a| format!("{:.2}%", a * 100.0)),
-            elapsed.as_secs_f64()
-        ),
-        _ => {}
-    })?;
+    let config = args
+        .variant
+        .config(&args.model, manifest, args.limit, args.out.clone())
+        .ok_or_else(|| anyhow!("--precision int8|int4|binary is required"))?;
+    let s = quench::quant::pipeline::run(&config, &mut print_qat)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
         return Ok(ExitCode::SUCCESS);
@@ -866,4 +1006,95 @@ fn cmd_kernels(args: KernelsArgs) -> Result<ExitCode> {
         print!("{}", quench::bench::render(&report));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn cmd_sweep(args: SweepArgs) -> Result<ExitCode> {
+    use quench::sweep::event::Event;
+    use quench::sweep::headless::{json_line, Printer};
+    use quench::sweep::runner::{run_profile, RunOptions};
+    use std::io::{IsTerminal, Write};
+    use std::sync::atomic::AtomicBool;
+    use std::sync::Arc;
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
+        // A second signal exits at once; the first asks the runner to stop after its cell.
+        signal_hook::flag::register_conditional_shutdown(signal, 130, Arc::clone(&cancel))?;
+        signal_hook::flag::register(signal, Arc::clone(&cancel))?;
+    }
+    let stdout_is_terminal = std::io::stdout().is_terminal();
+    if !args.headless && stdout_is_terminal {
+        eprintln!("quench sweep: the terminal UI is not built yet; printing progress lines");
+    }
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .profile
+            .file_stem()
+            .map_or_else(|| "sweep".into(), |s| s.to_string_lossy().into_owned());
+        Path::new("reports").join(stem)
+    });
+    let options = RunOptions {
+        out,
+        resume: args.resume,
+        cancel: Arc::clone(&cancel),
+        cache: args.cache.clone(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel::<Event>();
+    let profile = args.profile.clone();
+    let worker = std::thread::spawn(move || {
+        run_profile(&profile, &options, &mut |event| {
+            // The listener only goes away when main is exiting; the records are on disk.
+            let _ = tx.send(event);
+        })
+    });
+    let json = args.progress == ProgressArg::Json;
+    let mut printer = Printer::new();
+    let mut stdout = std::io::stdout().lock();
+    for event in rx {
+        if json {
+            writeln!(stdout, "{}", json_line(&event))?;
+        } else {
+            for line in printer.lines(&event) {
+                writeln!(stdout, "{line}")?;
+            }
+        }
+        stdout.flush()?;
+    }
+    let summary = worker
+        .join()
+        .map_err(|_| anyhow!("the sweep stopped on an internal error"))??;
+    if !json {
+        writeln!(stdout)?;
+        write!(stdout, "{}", quench::report::table::sweep(&summary.records))?;
+        writeln!(stdout, "results: {}", summary.results.display())?;
+    }
+    Ok(if summary.cancelled > 0 {
+        ExitCode::from(130)
+    } else if summary.failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn cmd_results(args: ResultsArgs) -> Result<ExitCode> {
+    match args.command {
+        ResultsCommand::Merge { inputs, out } => {
+            let merged = quench::sweep::store::merge(&inputs, &out)?;
+            for w in &merged.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{} records from {} file(s) -> {}",
+                merged.records.len(),
+                inputs.len(),
+                out.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

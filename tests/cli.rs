@@ -44,7 +44,7 @@ fn readme_main_job_prints_the_comparison_table() {
         for runtime in ["native", "ort"] {
             let row = rows
                 .iter()
-                .find(|r| r.starts_with(model) && r.split_whitespace().nth(1) == Some(runtime))
+                .find(|r| r.starts_with(model) && r.split_whitespace().nth(2) == Some(runtime))
                 .unwrap_or_else(|| panic!("no row for {model} on {runtime}:\n{text}"));
             assert!(row.contains(accuracy), "{model} on {runtime}: {row}");
             if runtime == "native" {
@@ -223,7 +223,7 @@ fn a_truncated_model_is_an_error_naming_the_file_not_a_panic() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("FAILED mnist-cnn on native") && text.contains("cut.onnx"),
+        text.contains("FAILED mnist-cnn fp32 on native") && text.contains("cut.onnx"),
         "{text}"
     );
     assert!(!stderr(&out).contains("panicked"));

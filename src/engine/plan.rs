@@ -6,15 +6,17 @@ use std::time::{Duration, Instant};
 
 use rayon::ThreadPool;
 
+use super::ops::quantized::{bytes, storage_len, QType};
 use super::ops::{eval_node, fusable_activation, Kernel};
 use crate::graph::fold::fold_constants;
+use crate::graph::qdq::fuse_qdq;
 use crate::graph::shape::{infer_shapes, ValueType};
 use crate::graph::simplify::{
     fold_batchnorm, fold_conv_bias_add, fuse_hardswish, remove_passthrough,
 };
 use crate::graph::{Graph, GraphError};
 use crate::kernels::f32::Activation;
-use crate::tensor::{DataType, Tensor};
+use crate::tensor::{DataType, Tensor, TensorData};
 
 /// An error from planning or running a graph on the native engine.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +78,7 @@ struct Step {
 struct Output {
     src: Src,
     shape: Vec<usize>,
+    dtype: DataType,
 }
 
 /// Arena regions are aligned to 64 bytes.
@@ -161,6 +164,9 @@ impl Plan {
     ) -> Result<Plan, EngineError> {
         let mut g = graph.clone();
         remove_passthrough(&mut g);
+        fuse_qdq(&mut g)?;
+        super::fuse_int::fuse_integer(&mut g)?;
+        super::fuse_qop::carry_qoperator(&mut g)?;
         fold_constants(&mut g, inputs, &eval_node)?;
         fold_batchnorm(&mut g)?;
         fold_conv_bias_add(&mut g)?;
@@ -248,11 +254,19 @@ impl Plan {
             .map(|o| {
                 let data = match o.src {
                     Src::Const(c) => return Ok(self.consts[c].clone()),
-                    Src::Input(i) => input(i).to_vec(),
-                    Src::Arena { off, len } => arena[off..off + len].to_vec(),
-                    Src::Absent => Vec::new(),
+                    Src::Input(i) => input(i),
+                    Src::Arena { off, len } => &arena[off..off + len],
+                    Src::Absent => &[],
                 };
-                Tensor::from_f32(o.shape.clone(), data).map_err(|e| EngineError::Input {
+                let n = o.shape.iter().product::<usize>();
+                let data = match QType::of(o.dtype) {
+                    None => TensorData::F32(data.to_vec()),
+                    Some(QType::U8) => TensorData::U8(bytes(data)[..n].to_vec()),
+                    Some(QType::S8) => {
+                        TensorData::I8(bytes(data)[..n].iter().map(|&b| b as i8).collect())
+                    }
+                };
+                Tensor::new(o.shape.clone(), data).map_err(|e| EngineError::Input {
                     name: "output".into(),
                     message: e.to_string(),
                 })
@@ -467,12 +481,25 @@ impl<'g> Builder<'g> {
                 .types
                 .get(out_name)
                 .ok_or_else(|| node.error(format!("no type for output `{out_name}`")))?;
-            if out_type.dtype != DataType::F32 {
+            let int_ok = matches!(kernel, Kernel::Quantized(_) | Kernel::Alias);
+            if out_type.dtype != DataType::F32 && !(int_ok && QType::of(out_type.dtype).is_some()) {
                 return Err(node.error(format!(
-                    "output `{out_name}` is {} at run time; the native engine computes f32 values only (non-f32 values must fold to constants)",
+                    "output `{out_name}` is {} at run time; the native engine computes f32 values, and u8/i8 only in quantized ops (other types must fold to constants)",
                     out_type.dtype
                 ))
                 .into());
+            }
+            for (name, t) in node.inputs.iter().zip(&ins) {
+                let runtime = !g.initializers.contains_key(name);
+                if let Some(t) = t.filter(|t| runtime && QType::of(t.dtype).is_some()) {
+                    if !int_ok {
+                        return Err(node.error(format!(
+                            "input `{name}` is {} at run time; the native engine runs u8/i8 values only through DequantizeLinear, MaxPool, Reshape/Flatten and fused quantized layers",
+                            t.dtype
+                        ))
+                        .into());
+                    }
+                }
             }
             let in_locs: Vec<Loc> = node.inputs.iter().map(|n| self.locate(n)).collect();
             if matches!(kernel, Kernel::Alias) {
@@ -493,7 +520,7 @@ impl<'g> Builder<'g> {
                     self.vals[*v].2 = step;
                 }
             }
-            self.vals.push((out_type.numel(), step, step));
+            self.vals.push((storage_len(out_type), step, step));
             let out = self.vals.len() - 1;
             self.loc.insert(out_name, Loc::Val(out));
             self.steps.push(PendingStep {
@@ -509,11 +536,11 @@ impl<'g> Builder<'g> {
             if let Loc::Val(v) = l {
                 self.vals[v].2 = usize::MAX;
             }
-            let shape = self
+            let (shape, dtype) = self
                 .types
                 .get(&o.name)
-                .map(|t| t.shape.clone())
-                .unwrap_or_default();
+                .map(|t| (t.shape.clone(), t.dtype))
+                .unwrap_or((Vec::new(), DataType::F32));
             if l == Loc::Absent {
                 return Err(GraphError::Input {
                     name: o.name.clone(),
@@ -521,7 +548,7 @@ impl<'g> Builder<'g> {
                 }
                 .into());
             }
-            outputs.push((l, shape));
+            outputs.push((l, shape, dtype));
         }
         let (offsets, arena_len) = layout(&self.vals);
         let src = |l: Loc| match l {
@@ -553,7 +580,11 @@ impl<'g> Builder<'g> {
             .collect();
         let outputs = outputs
             .into_iter()
-            .map(|(l, shape)| Output { src: src(l), shape })
+            .map(|(l, shape, dtype)| Output {
+                src: src(l),
+                shape,
+                dtype,
+            })
             .collect();
         let step_count = steps.len();
         let inputs: Vec<(String, Vec<usize>)> = g

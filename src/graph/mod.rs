@@ -90,7 +90,9 @@ pub struct Graph {
 pub mod attrs;
 pub mod fold;
 pub mod inputs;
+pub mod qdq;
 pub mod shape;
+pub mod shape_int;
 pub mod simplify;
 pub mod stats;
 

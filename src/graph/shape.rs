@@ -690,6 +690,12 @@ pub fn infer_node(
     types: &[Option<&ValueType>],
     consts: &[Option<&Tensor>],
 ) -> Result<Vec<ValueType>, GraphError> {
+    if let Some(t) = super::qdq::infer(node, types, consts)? {
+        return Ok(t);
+    }
+    if let Some(r) = super::shape_int::infer_quantized(node, types) {
+        return r;
+    }
     if !(node.domain.is_empty() || node.domain == "ai.onnx") {
         return Err(node.unsupported());
     }
@@ -754,9 +760,17 @@ pub fn infer_node(
         }
         "MaxPool" | "AveragePool" => {
             let a = x()?;
-            need_f32(node, a, "input")?;
+            // A max pool runs on quantized u8/i8 values too (it commutes with dequantization).
+            let int_max =
+                node.op_type == "MaxPool" && matches!(a.dtype, DataType::U8 | DataType::I8);
+            if !int_max {
+                need_f32(node, a, "input")?;
+            }
             let w = pool_window(node, &a.shape)?;
-            f32_of(vec![a.shape[0], a.shape[1], w.output[0], w.output[1]])
+            Ok(vec![ValueType::new(
+                a.dtype,
+                vec![a.shape[0], a.shape[1], w.output[0], w.output[1]],
+            )])
         }
         "GlobalAveragePool" => {
             let a = x()?;

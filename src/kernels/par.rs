@@ -1,5 +1,6 @@
 //! The one place kernels split work over threads: over rayon's current pool when it has more
-//! than one thread, serially (no rayon overhead) otherwise.
+//! than one thread and the caller is not inside [`super::serial`], serially (no rayon overhead)
+//! otherwise.
 
 use rayon::prelude::*;
 
@@ -12,7 +13,7 @@ pub(crate) fn for_each_chunk<T: Send>(
     if size == 0 {
         return;
     }
-    if rayon::current_num_threads() > 1 && data.len() > size {
+    if super::threads() > 1 && data.len() > size {
         data.par_chunks_mut(size)
             .enumerate()
             .for_each(|(i, c)| f(i, c));

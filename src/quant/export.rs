@@ -54,8 +54,7 @@ pub const META_SCHEME: &str = "quench.scheme";
 pub const META_BINARY: &str = "quench.binary";
 /// The note stored under [`META_BINARY`].
 pub const BINARY_NOTE: &str = "binary weights sign(W)*alpha: ORT runs them unpacked, as int8 +/-1 with a per-output-channel DequantizeLinear scale alpha = mean|W|";
-/// Domain of ORT's contrib operators.
-pub const MS_DOMAIN: &str = "com.microsoft";
+pub use crate::graph::shape_int::MS_DOMAIN;
 
 /// Rewrites `graph` by `scheme`. `ranges` maps activation tensors to their calibrated ranges
 /// (needed by static INT8 and by binary layers with INT8 activations; see

@@ -60,7 +60,7 @@ pub enum Method {
 }
 
 /// The histogram or min/max rule for static activation ranges.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum CalibratorKind {
     /// Smallest and largest value.
@@ -282,8 +282,11 @@ pub struct QatSummary {
     pub last_epoch_loss: Option<f32>,
     /// Training accuracy of the last epoch (fake-quantized forward).
     pub last_epoch_accuracy: Option<f32>,
-    /// Training time in seconds.
+    /// Training time in seconds (0 when read from the cache).
     pub seconds: f64,
+    /// The cached training result reused instead of training, when there was one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cached: Option<PathBuf>,
 }
 
 /// Everything `quench quantize` found.
@@ -611,12 +614,128 @@ fn qat_ranges(ranges: &BTreeMap<String, (f32, f32)>) -> BTreeMap<String, Calibra
         .collect()
 }
 
-/// Quantizes `config.model` as configured, writes `config.out`, and measures the result.
-/// `on_qat` receives training progress with `--method qat`.
-pub fn run(
+/// A quantized variant written to disk, with what went into it and its per-layer error: the
+/// "make this variant" step that `quench quantize`, `quench eval` and sweeps share.
+#[derive(Debug, Clone)]
+pub struct Variant {
+    /// Method used.
+    pub method: Method,
+    /// The scheme exported.
+    pub scheme: Scheme,
+    /// Where activation ranges came from, in words.
+    pub ranges: String,
+    /// Calibration-split samples used (for ranges or training; 0 when none were needed).
+    pub calibration_samples: usize,
+    /// Calibration samples the layer errors are measured on.
+    pub layer_samples: usize,
+    /// Every quantizable layer's output error against FP32.
+    pub layers: Vec<LayerReport>,
+    /// Training, with `--method qat`.
+    pub qat: Option<QatSummary>,
+}
+
+/// The file a QAT run is cached in under `dir`: keyed by the model's bytes, the target
+/// precision, the training settings and the samples, so a changed model or schedule retrains.
+fn qat_cache_file(
+    dir: &Path,
     config: &QuantizeConfig,
+    qat_config: &QatConfig,
+    samples: usize,
+) -> Result<PathBuf, PipelineError> {
+    let bytes = std::fs::read(&config.model).map_err(|source| PipelineError::Io {
+        path: config.model.clone(),
+        source,
+    })?;
+    let mut h = crate::hash::Fnv64::default();
+    h.update(&bytes)
+        .update(config.precision.name().as_bytes())
+        .update(
+            serde_json::to_string(qat_config)
+                .unwrap_or_default()
+                .as_bytes(),
+        )
+        .update(&(samples as u64).to_le_bytes());
+    let stem = config
+        .model
+        .file_stem()
+        .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
+    Ok(dir.join(format!(
+        "qat-{stem}-{}-{}.onnx",
+        config.precision.name(),
+        h.hex()
+    )))
+}
+
+/// Trains as configured, or reads the result a previous run with the same key left in
+/// `cache` (a folder, created when missing).
+fn train_cached(
+    graph: &Graph,
+    config: &QuantizeConfig,
+    data: &Dataset,
+    cache: Option<&Path>,
     on_qat: &mut dyn FnMut(&QatEvent),
-) -> Result<QuantizeSummary, PipelineError> {
+) -> Result<(qat::QatResult, QatSummary), PipelineError> {
+    let qat_config = QatConfig {
+        epochs: config.epochs.unwrap_or(1),
+        bits: BitSchedule::constant(config.precision.weight_bits()),
+        output: config.manifest.output.name.clone(),
+        ..QatConfig::default()
+    };
+    let cached = match cache {
+        Some(dir) => Some(qat_cache_file(dir, config, &qat_config, data.len())?),
+        None => None,
+    };
+    if let Some(path) = cached.as_ref().filter(|p| p.is_file()) {
+        let result = qat::QatResult::load(path)?;
+        let summary = QatSummary {
+            samples: data.len(),
+            epochs: qat_config.epochs,
+            steps: result.history.len(),
+            last_epoch_loss: None,
+            last_epoch_accuracy: None,
+            seconds: 0.0,
+            cached: Some(path.clone()),
+        };
+        return Ok((result, summary));
+    }
+    let started = Instant::now();
+    let mut last_epoch = None;
+    let result = qat::train(graph, data, &qat_config, |e| {
+        if let QatEvent::Epoch { loss, accuracy, .. } = &e {
+            last_epoch = Some((*loss, *accuracy));
+        }
+        on_qat(&e);
+    })?;
+    if let Some(path) = &cached {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| PipelineError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        result.save(path)?;
+    }
+    let summary = QatSummary {
+        samples: data.len(),
+        epochs: qat_config.epochs,
+        steps: result.history.len(),
+        last_epoch_loss: last_epoch.map(|l| l.0),
+        last_epoch_accuracy: last_epoch.and_then(|l| l.1),
+        seconds: started.elapsed().as_secs_f64(),
+        cached: None,
+    };
+    Ok((result, summary))
+}
+
+/// Quantizes `config.model` as configured (calibrating, or training with `--method qat`),
+/// writes the variant to `config.out`, and measures each quantizable layer's error against
+/// FP32 on calibration samples. With `qat_cache`, trained models are kept in (and reused from)
+/// that folder. `on_qat` receives training progress. `config.limit` is not used here.
+pub fn build(
+    config: &QuantizeConfig,
+    qat_cache: Option<&Path>,
+    on_qat: &mut dyn FnMut(&QatEvent),
+) -> Result<Variant, PipelineError> {
     let method = config.check()?;
     let graph = crate::onnx::load(&config.model)?;
     let split = config.calibration_split()?;
@@ -625,28 +744,7 @@ pub fn run(
     let (exported_from, ranges, ranges_note, calib_used, data, qat_summary) =
         if method == Method::Qat {
             let data = Dataset::load(split, input, config.calib_samples)?;
-            let qat_config = QatConfig {
-                epochs: config.epochs.unwrap_or(1),
-                bits: BitSchedule::constant(config.precision.weight_bits()),
-                output: config.manifest.output.name.clone(),
-                ..QatConfig::default()
-            };
-            let started = Instant::now();
-            let mut last_epoch = None;
-            let result = qat::train(&graph, &data, &qat_config, |e| {
-                if let QatEvent::Epoch { loss, accuracy, .. } = &e {
-                    last_epoch = Some((*loss, *accuracy));
-                }
-                on_qat(&e);
-            })?;
-            let summary = QatSummary {
-                samples: data.len(),
-                epochs: qat_config.epochs,
-                steps: result.history.len(),
-                last_epoch_loss: last_epoch.map(|l| l.0),
-                last_epoch_accuracy: last_epoch.and_then(|l| l.1),
-                seconds: started.elapsed().as_secs_f64(),
-            };
+            let (result, summary) = train_cached(&graph, config, &data, qat_cache, on_qat)?;
             let note = match config.precision {
                 Target::Int4 => {
                     "none (4-bit is weight-only; QAT's int4 weights re-quantized in groups)"
@@ -682,10 +780,31 @@ pub fn run(
         };
     let quantized = crate::quant::quantize(&exported_from, &scheme, &ranges)?;
     crate::onnx::save(&quantized, &config.out)?;
+    let layer_samples = LAYER_SAMPLES.min(data.len());
+    let layers = layer_errors(&graph, &quantized, &scheme, &data, layer_samples)?;
+    Ok(Variant {
+        method,
+        scheme,
+        ranges: ranges_note,
+        calibration_samples: calib_used,
+        layer_samples,
+        layers,
+        qat: qat_summary,
+    })
+}
+
+/// Quantizes `config.model` as configured, writes `config.out`, and measures the result.
+/// `on_qat` receives training progress with `--method qat`.
+pub fn run(
+    config: &QuantizeConfig,
+    on_qat: &mut dyn FnMut(&QatEvent),
+) -> Result<QuantizeSummary, PipelineError> {
+    let variant = build(config, None, on_qat)?;
     let size = Sizes {
         fp32_bytes: file_size(&config.model)?,
         quantized_bytes: file_size(&config.out)?,
     };
+    let input = &config.manifest.input;
     let test = Dataset::load(&config.manifest.data.test, input, config.limit)?;
     let fp32 = test_pass(&config.model, &config.manifest, &test)?;
     let q = test_pass(&config.out, &config.manifest, &test)?;
@@ -696,21 +815,19 @@ pub fn run(
         top1_agreement: metrics::agreement(&fp32.outputs, &q.outputs)?,
         kl: metrics::mean_kl(&fp32.outputs, &q.outputs, config.manifest.output.kind)?,
     };
-    let layer_samples = LAYER_SAMPLES.min(data.len());
-    let layers = layer_errors(&graph, &quantized, &scheme, &data, layer_samples)?;
     Ok(QuantizeSummary {
         model: config.model.clone(),
         output: config.out.clone(),
         precision: config.precision,
-        method,
-        scheme,
-        ranges: ranges_note,
-        calibration_samples: calib_used,
+        method: variant.method,
+        scheme: variant.scheme,
+        ranges: variant.ranges,
+        calibration_samples: variant.calibration_samples,
         size,
         test: test_results,
-        layer_samples,
-        layers,
-        qat: qat_summary,
+        layer_samples: variant.layer_samples,
+        layers: variant.layers,
+        qat: variant.qat,
         native: NATIVE_NOTE,
     })
 }

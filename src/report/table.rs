@@ -122,6 +122,7 @@ pub fn joules(j: f64) -> String {
 pub fn records(records: &[Record]) -> String {
     let mut table = Table::new([
         "model",
+        "variant",
         "runtime",
         "thr",
         "samples",
@@ -149,6 +150,7 @@ pub fn records(records: &[Record]) -> String {
         }
         table.row([
             r.key.model.clone(),
+            r.key.variant(),
             r.key.runtime.to_string(),
             r.key.threads.to_string(),
             q.map_or("-".into(), |q| q.samples.to_string()),
@@ -171,9 +173,10 @@ pub fn records(records: &[Record]) -> String {
         ]);
         if let Some(detail) = r.status.detail() {
             failures.push(format!(
-                "{} {} on {}: {detail}",
+                "{} {} {} on {}: {detail}",
                 r.status.word().to_uppercase(),
                 r.key.model,
+                r.key.variant(),
                 r.key.runtime
             ));
         }
@@ -190,6 +193,35 @@ pub fn records(records: &[Record]) -> String {
     }
     for s in sources {
         out.push_str(&format!("energy/inf: {s}\n"));
+    }
+    out
+}
+
+/// A sweep's records for people: the table of [`records`] without the skipped cells, then the
+/// skipped cells grouped by model, runtime and reason (one line per group instead of one per
+/// cell).
+pub fn sweep(records_in: &[Record]) -> String {
+    let shown: Vec<Record> = records_in
+        .iter()
+        .filter(|r| !matches!(r.status, crate::sweep::record::Status::Skipped { .. }))
+        .cloned()
+        .collect();
+    let mut out = records(&shown);
+    let mut groups: Vec<(String, String, Vec<String>)> = Vec::new();
+    for r in records_in {
+        if let crate::sweep::record::Status::Skipped { reason } = &r.status {
+            let head = format!("{} on {}", r.key.model, r.key.runtime);
+            match groups.iter_mut().find(|g| g.0 == head && g.1 == *reason) {
+                Some(g) => g.2.push(r.key.variant()),
+                None => groups.push((head, reason.clone(), vec![r.key.variant()])),
+            }
+        }
+    }
+    for (head, reason, variants) in groups {
+        out.push_str(&format!(
+            "SKIPPED {head}, {}: {reason}\n",
+            variants.join(", ")
+        ));
     }
     out
 }

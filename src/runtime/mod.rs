@@ -20,6 +20,16 @@ pub enum RuntimeError {
         /// What it said.
         message: String,
     },
+    /// The runtime lacks an operator (or operator form) the model uses: a capability gap, not
+    /// a broken model. Sweeps record such cells as skipped with this reason; they run as soon
+    /// as the runtime gains the operator.
+    #[error("{runtime} cannot run this model yet: {message}")]
+    Unsupported {
+        /// Which runtime.
+        runtime: &'static str,
+        /// What it lacks, naming the node and operator.
+        message: String,
+    },
     /// An input was missing, misnamed, or of the wrong type or shape.
     #[error("input `{name}`: {message}")]
     BadInput {

@@ -35,6 +35,12 @@ impl std::fmt::Debug for NativeRuntime {
 fn failed(e: EngineError) -> RuntimeError {
     match e {
         EngineError::Input { name, message } => RuntimeError::BadInput { name, message },
+        EngineError::Graph(e @ crate::graph::GraphError::Unsupported { .. }) => {
+            RuntimeError::Unsupported {
+                runtime: "native",
+                message: e.to_string(),
+            }
+        }
         other => RuntimeError::Failed {
             runtime: "native",
             message: other.to_string(),

@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::eval::{self, Dataset, OutputKind};
-use crate::measure::latency::{cold_start, ColdStartReport, LatencyConfig, LatencyReport};
+use crate::measure::latency::{
+    cold_start, ColdStartReport, LatencyConfig, LatencyError, LatencyReport,
+};
 use crate::measure::machine::MachineInfo;
 use crate::measure::memory::{ModelSizes, PeakTracker};
 use crate::measure::power::{measure_with_energy, EnergyReport, PowerConfig};
 use crate::runtime::{self, Runtime, RuntimeKind};
+use crate::sweep::event::Phase;
 use crate::sweep::record::{
     Agreement, CellKey, Method, Precision, Quality, Record, Status, SCHEMA_VERSION,
 };
@@ -84,6 +87,20 @@ struct Partial {
     footprint: Option<runtime::Footprint>,
 }
 
+/// Why a cell stopped before its end.
+enum Stop {
+    /// Something went wrong.
+    Failed(String),
+    /// The runtime lacks an operator the model uses ([`runtime::RuntimeError::Unsupported`]).
+    Unsupported(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Stop {
+    fn from(e: E) -> Stop {
+        Stop::Failed(e.to_string())
+    }
+}
+
 /// Runs one cell: load and plan (timed as cold start), evaluate the test split, time the
 /// steady state with energy metered, and read memory. `machine` is copied into the record.
 pub fn run_cell(
@@ -92,12 +109,26 @@ pub fn run_cell(
     reference: Option<&Reference<'_>>,
     machine: &MachineInfo,
 ) -> CellOutcome {
+    run_cell_with(subject, config, reference, machine, &mut |_| {})
+}
+
+/// [`run_cell`], telling `on_phase` as the cell moves to loading, evaluating and timing. A
+/// runtime that lacks an operator the model uses ends the cell as skipped with its reason (so
+/// the cell runs by itself once the runtime gains the operator); any other error as failed.
+pub fn run_cell_with(
+    subject: &Subject<'_>,
+    config: &CellConfig,
+    reference: Option<&Reference<'_>>,
+    machine: &MachineInfo,
+    on_phase: &mut dyn FnMut(Phase),
+) -> CellOutcome {
     let tracker = PeakTracker::start();
     let mut partial = Partial::default();
-    let result = measure_into(&mut partial, subject, config, reference);
+    let result = measure_into(&mut partial, subject, config, reference, on_phase);
     let status = match result {
         Ok(()) => Status::Ok,
-        Err(error) => Status::Failed { error },
+        Err(Stop::Failed(error)) => Status::Failed { error },
+        Err(Stop::Unsupported(reason)) => Status::Skipped { reason },
     };
     let sizes = ModelSizes {
         model_file_bytes: file_bytes(&subject.path),
@@ -145,33 +176,39 @@ fn measure_into(
     subject: &Subject<'_>,
     config: &CellConfig,
     reference: Option<&Reference<'_>>,
-) -> Result<(), String> {
+    on_phase: &mut dyn FnMut(Phase),
+) -> Result<(), Stop> {
     let dataset = subject.dataset;
     let batch = config.batch.min(dataset.len()).max(1);
-    let timing_input = dataset.batch(0..batch).map_err(|e| e.to_string())?;
+    let timing_input = dataset.batch(0..batch)?;
     let input_name = dataset.input_name().to_string();
 
+    on_phase(Phase::Loading);
     let (mut rt, cold) = cold_start(|| {
         let mut rt = runtime::open(config.runtime, &subject.path, config.threads)?;
         rt.run(&[(input_name.as_str(), &timing_input)])?;
         Ok::<Box<dyn Runtime>, runtime::RuntimeError>(rt)
     })
-    .map_err(|e| e.to_string())?;
+    .map_err(|e| match e {
+        LatencyError::Work {
+            source: source @ runtime::RuntimeError::Unsupported { .. },
+            ..
+        } => Stop::Unsupported(source.to_string()),
+        other => Stop::from(other),
+    })?;
     partial.cold = Some(cold);
     partial.kernels = rt.kernel_names();
     partial.footprint = rt.footprint();
 
+    on_phase(Phase::Evaluating);
     let eval = eval::evaluate(
         rt.as_mut(),
         dataset,
         config.eval_batch.max(1),
         subject.output,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let agreement = match reference {
-        Some(r) => {
-            Some(agreement(r, &eval.outputs, subject.output_kind).map_err(|e| e.to_string())?)
-        }
+        Some(r) => Some(agreement(r, &eval.outputs, subject.output_kind)?),
         None => None,
     };
     partial.quality = Some(Quality {
@@ -187,10 +224,10 @@ fn measure_into(
     let mut latency = config.latency.clone();
     latency.batch_size = batch;
     latency.threads = config.threads;
+    on_phase(Phase::Timing);
     let (report, energy) = measure_with_energy(&latency, &config.power, || {
         rt.run(&[(input_name.as_str(), &timing_input)])
-    })
-    .map_err(|e| e.to_string())?;
+    })?;
     partial.latency = Some(report);
     partial.energy = Some(energy);
     partial.footprint = rt.footprint();

@@ -8,7 +8,7 @@ use crate::measure::machine::MachineInfo;
 use crate::runtime::RuntimeKind;
 use crate::sweep::cell::{run_cell, CellConfig, Reference};
 use crate::sweep::model::PreparedModel;
-use crate::sweep::record::{CellKey, Method, Precision, Record, Status, SCHEMA_VERSION};
+use crate::sweep::record::{CellKey, Method, Precision, Record, Status};
 use crate::sweep::SweepError;
 
 /// What to compare and how.
@@ -97,31 +97,18 @@ fn failed_record(
         || manifest_path.display().to_string(),
         |s| s.to_string_lossy().into_owned(),
     );
-    Record {
-        schema: SCHEMA_VERSION,
-        key: CellKey {
-            model: name,
-            precision: Precision::Fp32,
-            method: Method::None,
-            runtime,
-            threads: cell.threads,
-            batch: cell.batch,
-            calibrator: None,
-            group: None,
-        },
-        profile_hash: None,
-        status: Status::Failed {
-            error: error.to_string(),
-        },
-        model_file: manifest_path.display().to_string(),
-        quality: None,
-        cold_start: None,
-        latency: None,
-        memory: None,
-        sizes: Default::default(),
-        energy: None,
-        kernels: Vec::new(),
-        layers: Vec::new(),
-        machine: machine.clone(),
-    }
+    let key = CellKey {
+        model: name,
+        precision: Precision::Fp32,
+        method: Method::None,
+        runtime,
+        threads: cell.threads,
+        batch: cell.batch,
+        calibrator: None,
+        group: None,
+    };
+    let status = Status::Failed {
+        error: error.to_string(),
+    };
+    Record::unmeasured(key, status, manifest_path.display().to_string(), machine)
 }

@@ -6,9 +6,13 @@ use std::path::Path;
 use crate::eval::{self, Dataset, Manifest};
 use crate::graph::inputs::concrete_input_shapes;
 use crate::graph::Graph;
+use crate::measure::latency::Budget;
+use crate::measure::machine::MachineInfo;
 use crate::measure::power::opcount::OpCounts;
-use crate::sweep::cell::Subject;
+use crate::runtime::RuntimeKind;
+use crate::sweep::cell::{run_cell, CellConfig, Subject};
 use crate::sweep::record::{Method, Precision};
+use crate::tensor::Tensor;
 
 /// A model with what is needed to run its cells.
 #[derive(Debug)]
@@ -43,6 +47,34 @@ impl PreparedModel {
     /// The manifest's name for the model.
     pub fn name(&self) -> &str {
         &self.manifest.model.name
+    }
+
+    /// The scored outputs of the model at `path` over this data, for agreement: run on ONNX
+    /// Runtime when its library loads, else natively, with a single timed run. Returns a label
+    /// for the reference (`path on ort`) and the outputs.
+    pub fn reference(
+        &self,
+        path: &Path,
+        config: &CellConfig,
+        machine: &MachineInfo,
+    ) -> Result<(String, Tensor), String> {
+        let kind = if crate::runtime::ort::ort_library().is_ok() {
+            RuntimeKind::Ort
+        } else {
+            RuntimeKind::Native
+        };
+        let mut cfg = config.clone();
+        cfg.runtime = kind;
+        cfg.latency.budget = Budget::Runs(1);
+        cfg.latency.warmup.max_runs = cfg.latency.warmup.min_runs;
+        let subject = self.subject(path, Precision::Fp32, Method::None);
+        let outcome = run_cell(&subject, &cfg, None, machine);
+        let label = format!("{} on {kind}", path.display());
+        match (outcome.outputs, outcome.record.status.detail()) {
+            (Some(outputs), _) => Ok((label, outputs)),
+            (None, Some(error)) => Err(format!("reference {label}: {error}")),
+            (None, None) => Err(format!("reference {label} gave no outputs")),
+        }
     }
 
     /// A cell subject running `path` (the manifest's model or a variant of it) on this data.

@@ -36,8 +36,36 @@ pub enum Method {
     Dynamic,
     /// Activation scales calibrated on sample data.
     Static,
+    /// Weights only; activations stay FP32 (4-bit `MatMulNBits`).
+    #[serde(rename = "weight-only")]
+    WeightOnly,
     /// Quantization-aware training.
     Qat,
+}
+
+impl Precision {
+    /// Lowercase name, as in records and profiles.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::Fp32 => "fp32",
+            Precision::Int8 => "int8",
+            Precision::Int4 => "int4",
+            Precision::Binary => "binary",
+        }
+    }
+}
+
+impl Method {
+    /// Name as in records and profiles (`none`, `dynamic`, `static`, `weight-only`, `qat`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::None => "none",
+            Method::Dynamic => "dynamic",
+            Method::Static => "static",
+            Method::WeightOnly => "weight-only",
+            Method::Qat => "qat",
+        }
+    }
 }
 
 /// What identifies a cell of a sweep: the same key measured twice is the same experiment.
@@ -61,6 +89,34 @@ pub struct CellKey {
     /// 4-bit group size along K, for 4-bit variants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<usize>,
+}
+
+impl CellKey {
+    /// The variant in words: `int8 static minmax`, `int4 weight-only g32`, `fp32`.
+    pub fn variant(&self) -> String {
+        let mut words = vec![self.precision.name().to_string()];
+        if self.method != Method::None {
+            words.push(self.method.name().to_string());
+        }
+        words.extend(self.calibrator.clone());
+        words.extend(self.group.map(|g| format!("g{g}")));
+        words.join(" ")
+    }
+}
+
+impl std::fmt::Display for CellKey {
+    /// `mnist-cnn int8 static minmax on ort t1 b1` (threads, batch).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} {} on {} t{} b{}",
+            self.model,
+            self.variant(),
+            self.runtime,
+            self.threads,
+            self.batch
+        )
+    }
 }
 
 /// How a cell ended.
@@ -190,4 +246,44 @@ pub struct Record {
     pub layers: Vec<LayerRecord>,
     /// The machine the figures come from.
     pub machine: MachineInfo,
+}
+
+impl Record {
+    /// A record of a cell that measured nothing (it failed before running, was skipped or
+    /// cancelled): the key, how it ended, and the machine.
+    pub fn unmeasured(
+        key: CellKey,
+        status: Status,
+        model_file: String,
+        machine: &MachineInfo,
+    ) -> Record {
+        Record {
+            schema: SCHEMA_VERSION,
+            key,
+            profile_hash: None,
+            status,
+            model_file,
+            quality: None,
+            cold_start: None,
+            latency: None,
+            memory: None,
+            sizes: ModelSizes::default(),
+            energy: None,
+            kernels: Vec::new(),
+            layers: Vec::new(),
+            machine: machine.clone(),
+        }
+    }
+}
+
+impl From<crate::quant::pipeline::LayerReport> for LayerRecord {
+    fn from(l: crate::quant::pipeline::LayerReport) -> LayerRecord {
+        LayerRecord {
+            layer: l.layer,
+            op_type: l.op_type,
+            precision: l.precision,
+            sqnr_db: l.sqnr_db.is_finite().then_some(l.sqnr_db),
+            cosine: l.cosine,
+        }
+    }
 }

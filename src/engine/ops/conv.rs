@@ -161,7 +161,7 @@ impl Conv {
 
 /// Runs `f(plane_index, plane)` over the `plane`-sized chunks of `out`, in parallel when the
 /// kernels may use more than one thread ([`crate::kernels::threads`]).
-pub fn for_each_plane(out: &mut [f32], plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) {
+pub fn for_each_plane<T: Send>(out: &mut [T], plane: usize, f: impl Fn(usize, &mut [T]) + Sync) {
     if plane == 0 {
         return;
     }

@@ -28,25 +28,34 @@ macro_rules! avx2_twin {
 
 pub mod conv;
 pub mod elementwise;
+pub mod integer;
 pub mod layout;
 pub mod matmul;
+pub mod nbits;
 pub mod norm;
 pub mod pool;
+pub mod qlinear;
+pub mod quantized;
 
 use crate::graph::shape::{
     constant_value, infer_node, matmul_shapes, norm_axis, pool_window, reduce_axes, shape_value,
     slice_axes, softmax_split, transpose_perm, ConvParams, GemmParams, ValueType,
 };
+use crate::graph::shape_int;
 use crate::graph::{GraphError, Node};
 use crate::kernels::f32::Activation;
 use crate::tensor::{DataType, Tensor, TensorData};
 
 use conv::Conv;
 use elementwise::{Arith, BinOp, Broadcast, Unary};
+use integer::DynamicQuant;
 use layout::{Concat, Gather, Slice, Transpose};
 use matmul::MatMul;
+use nbits::MatMulNBits;
 use norm::{ChannelAffine, LayerNorm, ReduceMean, Softmax};
 use pool::{Pool, PoolKind};
+use qlinear::{Grid, QLinear};
+use quantized::QKernel;
 
 /// One compiled operator.
 #[derive(Debug, Clone)]
@@ -85,6 +94,17 @@ pub enum Kernel {
     LayerNorm(LayerNorm),
     /// BatchNormalization left unfolded.
     BatchNorm(ChannelAffine),
+    /// QuantizeLinear/DequantizeLinear, integer MaxPool and fused integer layers, on u8/i8
+    /// values stored packed in the arena.
+    Quantized(Box<QKernel>),
+    /// A dynamic INT8 MatMul or Conv chain folded into one node ([`integer`]).
+    DynamicQuant(Box<DynamicQuant>),
+    /// `com.microsoft::MatMulNBits`, 4-bit weights ([`nbits`]).
+    MatMulNBits(Box<MatMulNBits>),
+    /// QLinearConv, QLinearMatMul or QGemm on carried values ([`qlinear`]).
+    QLinear(Box<QLinear>),
+    /// QuantizeLinear whose output is carried as f32 ([`qlinear`]).
+    QuantizeCarried(Grid),
 }
 
 /// The activation a Relu or Clip node applies, when it can be fused into a GEMM store (Clip
@@ -176,6 +196,64 @@ impl Kernel {
                 .map(|t| t.shape.as_slice())
                 .ok_or_else(|| node.error(format!("missing input {i}")))
         };
+        if let Some(q) = QKernel::compile(node, types, consts)? {
+            if act != Activation::None {
+                return Err(node.error("a quantized op takes no fused activation"));
+            }
+            return Ok(Kernel::Quantized(Box::new(q)));
+        }
+        let x_type = || {
+            types
+                .first()
+                .copied()
+                .flatten()
+                .ok_or_else(|| node.error("missing input 0"))
+        };
+        match (node.domain.as_str(), node.op_type.as_str()) {
+            (integer::INTERNAL_DOMAIN, integer::DYNAMIC_MATMUL | integer::DYNAMIC_CONV) => {
+                return Ok(Kernel::DynamicQuant(Box::new(DynamicQuant::compile(
+                    node,
+                    x_type()?,
+                    consts,
+                )?)))
+            }
+            (
+                integer::INTERNAL_DOMAIN,
+                shape_int::QLINEAR_CONV | shape_int::QLINEAR_MATMUL | shape_int::QGEMM,
+            ) => {
+                return Ok(Kernel::QLinear(Box::new(QLinear::compile(
+                    node,
+                    x_type()?,
+                    consts,
+                )?)))
+            }
+            (integer::INTERNAL_DOMAIN, shape_int::FAKE_QUANT) => {
+                let scale = consts
+                    .get(1)
+                    .copied()
+                    .flatten()
+                    .ok_or_else(|| node.error("the scale must be a constant"))?;
+                let zp = match node.input(2) {
+                    None => None,
+                    Some(_) => Some(
+                        consts
+                            .get(2)
+                            .copied()
+                            .flatten()
+                            .ok_or_else(|| node.error("the zero point must be a constant"))?,
+                    ),
+                };
+                return Ok(Kernel::QuantizeCarried(Grid::of(node, scale, zp)?));
+            }
+            (shape_int::MS_DOMAIN, "MatMulNBits") => {
+                return Ok(Kernel::MatMulNBits(Box::new(MatMulNBits::compile(
+                    node,
+                    x_type()?,
+                    consts,
+                )?)))
+            }
+            _ => {}
+        }
         if !node.domain.is_empty() && node.domain != "ai.onnx" {
             return Err(node.unsupported());
         }
@@ -387,6 +465,9 @@ impl Kernel {
         match self {
             Kernel::Conv(c) => c.scratch_len(),
             Kernel::MatMul(m) => m.scratch_len(),
+            Kernel::Quantized(q) => q.scratch_len(),
+            Kernel::DynamicQuant(d) => d.scratch_len(),
+            Kernel::QLinear(q) => q.scratch_len(),
             _ => 0,
         }
     }
@@ -396,6 +477,10 @@ impl Kernel {
         match self {
             Kernel::Conv(c) => c.packed_bytes(),
             Kernel::MatMul(m) => m.packed_bytes(),
+            Kernel::Quantized(q) => q.packed_bytes(),
+            Kernel::DynamicQuant(d) => d.packed_bytes(),
+            Kernel::MatMulNBits(m) => m.packed_bytes(),
+            Kernel::QLinear(q) => q.packed_bytes(),
             _ => 0,
         }
     }
@@ -416,6 +501,11 @@ impl Kernel {
             | Kernel::Softmax(_)
             | Kernel::LayerNorm(_)
             | Kernel::BatchNorm(_) => "f32-norm-direct".into(),
+            Kernel::Quantized(q) => q.kernel_name(),
+            Kernel::DynamicQuant(d) => d.kernel_name(),
+            Kernel::MatMulNBits(m) => m.kernel_name(),
+            Kernel::QLinear(q) => q.kernel_name(),
+            Kernel::QuantizeCarried(_) => "quantize-carried".into(),
         }
     }
 
@@ -436,6 +526,11 @@ impl Kernel {
             Kernel::Softmax(s) => s.run(x, out),
             Kernel::LayerNorm(l) => l.run(x, out),
             Kernel::BatchNorm(b) => b.run(x, out),
+            Kernel::Quantized(q) => q.run(x, out, scratch),
+            Kernel::DynamicQuant(d) => d.run(x, out, scratch),
+            Kernel::MatMulNBits(m) => m.run(x, out),
+            Kernel::QLinear(q) => q.run(x, out, scratch),
+            Kernel::QuantizeCarried(g) => g.quantize_carried(x, out),
             _ => {
                 let handled = self.run_generic(ins, out);
                 debug_assert!(handled, "every kernel runs on f32");
@@ -481,6 +576,9 @@ pub fn eval_node(
             return Ok(vec![shape_value(node, t.shape())?]);
         }
         _ => {}
+    }
+    if let Some(t) = quantized::eval(node, inputs)? {
+        return Ok(vec![t]);
     }
     let outs = infer_node(node, opset, &type_refs, inputs)?;
     let out_t = outs.first().ok_or_else(|| node.error("no output"))?;

@@ -33,22 +33,7 @@ impl Pool {
         let (kh, kw) = (w.kernel[0], w.kernel[1]);
         let (dy, dx) = (w.dilations[0], w.dilations[1]);
         if self.kind == PoolKind::Max {
-            // The 2×2, stride-2 window without padding whose windows all lie inside the input
-            // (the common case) takes a loop with no tap arithmetic at all.
-            let plain_2x2 = w.kernel == [2, 2]
-                && w.strides == [2, 2]
-                && w.dilations == [1, 1]
-                && w.pads == [0; 4]
-                && 2 * oh <= ih
-                && 2 * ow <= iw;
-            for_each_plane(out, oh * ow, |p, o| {
-                let xp = &x[p * ih * iw..(p + 1) * ih * iw];
-                if plain_2x2 {
-                    max_plane_2x2(iw, xp, ow, o);
-                } else {
-                    max_plane(w, xp, o);
-                }
-            });
+            max_pool(w, x, out);
             return;
         }
         for_each_plane(out, oh * ow, |p, o| {
@@ -107,8 +92,63 @@ impl Pool {
     }
 }
 
+/// An element type max pooling runs on: f32, and the u8/i8 of quantized tensors (max commutes
+/// with dequantization at a positive scale, so a quantized max pool is exact).
+pub trait PoolMax: Copy + Send + Sync {
+    /// The value padding holds: it never wins.
+    const LOWEST: Self;
+    /// The larger of two values.
+    fn max_of(self, other: Self) -> Self;
+}
+
+impl PoolMax for f32 {
+    const LOWEST: f32 = f32::NEG_INFINITY;
+    #[inline(always)]
+    fn max_of(self, other: f32) -> f32 {
+        self.max(other)
+    }
+}
+
+impl PoolMax for u8 {
+    const LOWEST: u8 = u8::MIN;
+    #[inline(always)]
+    fn max_of(self, other: u8) -> u8 {
+        self.max(other)
+    }
+}
+
+impl PoolMax for i8 {
+    const LOWEST: i8 = i8::MIN;
+    #[inline(always)]
+    fn max_of(self, other: i8) -> i8 {
+        self.max(other)
+    }
+}
+
+/// Max pool of every NCHW plane of `x` into `out` over window `w`.
+pub fn max_pool<T: PoolMax>(w: &Window2d, x: &[T], out: &mut [T]) {
+    let (ih, iw) = (w.input[0], w.input[1]);
+    let (oh, ow) = (w.output[0], w.output[1]);
+    // The 2×2, stride-2 window without padding whose windows all lie inside the input
+    // (the common case) takes a loop with no tap arithmetic at all.
+    let plain_2x2 = w.kernel == [2, 2]
+        && w.strides == [2, 2]
+        && w.dilations == [1, 1]
+        && w.pads == [0; 4]
+        && 2 * oh <= ih
+        && 2 * ow <= iw;
+    for_each_plane(out, oh * ow, |p, o| {
+        let xp = &x[p * ih * iw..(p + 1) * ih * iw];
+        if plain_2x2 {
+            max_plane_2x2(iw, xp, ow, o);
+        } else {
+            max_plane(w, xp, o);
+        }
+    });
+}
+
 /// One plane of a 2×2, stride-2 max pool whose windows all lie inside the `iw`-wide input.
-fn max_plane_2x2(iw: usize, x: &[f32], ow: usize, out: &mut [f32]) {
+fn max_plane_2x2<T: PoolMax>(iw: usize, x: &[T], ow: usize, out: &mut [T]) {
     for (oy, orow) in out.chunks_exact_mut(ow).enumerate() {
         let r0 = &x[2 * oy * iw..][..2 * ow];
         let r1 = &x[(2 * oy + 1) * iw..][..2 * ow];
@@ -117,14 +157,14 @@ fn max_plane_2x2(iw: usize, x: &[f32], ow: usize, out: &mut [f32]) {
             .zip(r0.chunks_exact(2))
             .zip(r1.chunks_exact(2))
         {
-            *o = a[0].max(a[1]).max(b[0].max(b[1]));
+            *o = a[0].max_of(a[1]).max_of(b[0].max_of(b[1]));
         }
     }
 }
 
 /// One plane of a max pool: per output row and valid window row, each tap column is folded
 /// into the row with `max` (the interior without bounds arithmetic), padding never wins.
-fn max_plane(w: &Window2d, x: &[f32], out: &mut [f32]) {
+fn max_plane<T: PoolMax>(w: &Window2d, x: &[T], out: &mut [T]) {
     let (ih, iw) = (w.input[0], w.input[1]);
     let (oh, ow) = (w.output[0], w.output[1]);
     let (kh, kw) = (w.kernel[0], w.kernel[1]);
@@ -132,7 +172,7 @@ fn max_plane(w: &Window2d, x: &[f32], out: &mut [f32]) {
     for oy in 0..oh {
         let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
         let orow = &mut out[oy * ow..(oy + 1) * ow];
-        orow.fill(f32::NEG_INFINITY);
+        orow.fill(T::LOWEST);
         for ky in ylo..yhi {
             let y = (ys + (ky * w.dilations[0]) as isize) as usize;
             let src = &x[y * iw..(y + 1) * iw];
@@ -152,7 +192,7 @@ fn max_plane(w: &Window2d, x: &[f32], out: &mut [f32]) {
                 orow[lo..hi]
                     .iter_mut()
                     .zip(taps)
-                    .for_each(|(o, &v)| *o = o.max(v));
+                    .for_each(|(o, &v)| *o = o.max_of(v));
             }
         }
     }

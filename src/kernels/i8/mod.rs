@@ -491,7 +491,7 @@ fn run<T: Send, F: Finish<T> + Send>(
         let n = b.n();
         let per = n
             .div_ceil(NR)
-            .div_ceil(rayon::current_num_threads() * 4)
+            .div_ceil(crate::kernels::threads() * 4)
             .max(1)
             * NR;
         par::for_each_chunk(&mut c[..n], per, |ci, chunk| {

@@ -344,7 +344,7 @@ fn gemm_with(
     let p = Prepared::new(kernel, mode, m, a, lda, b);
     let used = &mut out[..need(m, ldc, n)];
     if m == 1 {
-        let per = n.div_ceil(rayon::current_num_threads() * 4).max(1);
+        let per = n.div_ceil(crate::kernels::threads() * 4).max(1);
         par::for_each_chunk(used, per, |ci, ch| {
             columns::<1>(
                 kernel,

@@ -1,0 +1,464 @@
+//! The integer ONNX operators of dynamic INT8 models on quench's INT8 kernels
+//! ([`crate::kernels::i8`]).
+//!
+//! ONNX's dynamic form is a chain: `DynamicQuantizeLinear(x) → [x_q u8, x_scale, x_zero_point]`,
+//! then `MatMulInteger` / `ConvInteger` (i32 accumulators), `Cast` to f32, `Mul` by
+//! `x_scale · w_scale`, `Add` of the bias (ORT's `quantize_dynamic` and quench's export write it
+//! this way; quench's export writes Conv as `DynamicQuantizeLinear → DequantizeLinear` into a
+//! Conv on a `DequantizeLinear` s8 weight, which is the same integer arithmetic). The engine's
+//! arena holds f32 values, so [`crate::engine::fuse_int`] folds each chain into one
+//! [`DynamicQuant`] node (f32 in, f32 out) that does exactly what the chain does:
+//!
+//! * `DynamicQuantizeLinear` as ONNX and ORT define it: the range is widened to hold 0,
+//!   `scale = (max - min) / 255` (1 when the range is empty), `zero_point =
+//!   round_half_even(clamp(-min / scale, 0, 255))`, `q = clamp(round_half_even(x / scale) +
+//!   zero_point, 0, 255)`;
+//! * the exact i32 product of the INT8 kernels (u8 activations, s8 weights; u8 weights are
+//!   shifted to s8 with their zero point, which leaves every `w - zw` unchanged);
+//! * `acc as f32 · (x_scale · w_scale[j]) + bias[j]`, then the ReLU when one followed.
+//!
+//! Weights are packed once, when the plan is built.
+
+use std::cell::RefCell;
+
+use crate::graph::shape::{matmul_shapes, ConvParams, ValueType};
+use crate::graph::{GraphError, Node};
+use crate::kernels::i8::{
+    gemm, im2col, Activations, Conv2d, Dequantize, Output, PackedI8, Scale, WeightZeroPoint,
+};
+use crate::tensor::{Tensor, TensorData};
+
+use super::conv::transpose2d;
+
+pub use crate::graph::shape_int::{DYNAMIC_CONV, DYNAMIC_MATMUL, INTERNAL_DOMAIN};
+
+thread_local! {
+    /// Quantized activations and im2col patches of the running step. Kept per thread and grown
+    /// on demand, so a plan run allocates nothing once warm.
+    static BYTES: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The `DynamicQuantizeLinear` grid of `x`: `(scale, zero_point)`, as ONNX Runtime computes it
+/// (NaN values are ignored; an all-zero tensor gets scale 1).
+pub fn dynamic_qparams(x: &[f32]) -> (f32, u8) {
+    let (lo, hi) = min_max(x);
+    let scale = if hi == lo { 1.0 } else { (hi - lo) / 255.0 };
+    let zp = (-lo / scale).clamp(0.0, 255.0).round_ties_even() as u8;
+    (scale, zp)
+}
+
+fn min_max(x: &[f32]) -> (f32, f32) {
+    let mut r = (0.0f32, 0.0f32);
+    min_max_into(x, &mut r);
+    r
+}
+
+#[inline(always)]
+fn min_max_body(x: &[f32], r: &mut (f32, f32)) {
+    // Eight independent lanes so the loop vectorizes; 0 seeds both, as the range must hold 0.
+    let (mut lo, mut hi) = ([0.0f32; 8], [0.0f32; 8]);
+    let chunks = x.chunks_exact(8);
+    let tail = chunks.remainder();
+    for c in chunks {
+        for l in 0..8 {
+            lo[l] = lo[l].min(c[l]);
+            hi[l] = hi[l].max(c[l]);
+        }
+    }
+    for &v in tail {
+        lo[0] = lo[0].min(v);
+        hi[0] = hi[0].max(v);
+    }
+    *r = (
+        lo.iter().fold(0.0f32, |a, &b| a.min(b)),
+        hi.iter().fold(0.0f32, |a, &b| a.max(b)),
+    );
+}
+
+avx2_twin!(fn min_max_into(x: &[f32], r: &mut (f32, f32)) => min_max_body);
+
+/// `DynamicQuantizeLinear`'s quantization of `x` on the grid `(scale, zp)` into `out`:
+/// `clamp(round_half_even(x / scale) + zp, 0, 255)`.
+pub fn quantize_u8(x: &[f32], scale: f32, zp: u8, out: &mut [u8]) {
+    quantize_u8_into(x, scale, f32::from(zp), out)
+}
+
+/// ONNX `QuantizeLinear` of `x` to s8 on the grid `(scale, zp)`:
+/// `clamp(round_half_even(x / scale) + zp, -128, 127)`.
+pub fn quantize_s8(x: &[f32], scale: f32, zp: i8, out: &mut [i8]) {
+    quantize_s8_into(x, scale, f32::from(zp), out)
+}
+
+/// `clamp(round_half_even(v / scale) + zp, lo, hi)`: NaN gives `lo` once converted.
+#[inline(always)]
+pub(super) fn quantize_value(v: f32, scale: f32, zp: f32, lo: f32, hi: f32) -> f32 {
+    ((v / scale).round_ties_even() + zp).clamp(lo, hi)
+}
+
+#[inline(always)]
+fn quantize_u8_body(x: &[f32], scale: f32, zp: f32, out: &mut [u8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = quantize_value(v, scale, zp, 0.0, 255.0) as u8;
+    }
+}
+
+#[inline(always)]
+fn quantize_s8_body(x: &[f32], scale: f32, zp: f32, out: &mut [i8]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = quantize_value(v, scale, zp, -128.0, 127.0) as i8;
+    }
+}
+
+avx2_twin!(fn quantize_u8_into(x: &[f32], scale: f32, zp: f32, out: &mut [u8]) => quantize_u8_body);
+avx2_twin!(fn quantize_s8_into(x: &[f32], scale: f32, zp: f32, out: &mut [i8]) => quantize_s8_body);
+
+/// The problem shape of an integer node.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Geometry {
+    /// `rows × K` times `K × N`.
+    MatMul { rows: usize, k: usize },
+    /// A group-1 2-D convolution of `batch` images by im2col + GEMM.
+    Conv {
+        batch: usize,
+        conv: Conv2d,
+        pixels: usize,
+    },
+}
+
+impl Geometry {
+    /// A Conv of input shape `x` and weight shape `w`; returns it and the output channels.
+    pub(super) fn conv(
+        node: &Node,
+        x: &[usize],
+        w: &[usize],
+    ) -> Result<(Geometry, usize), GraphError> {
+        let p = ConvParams::resolve(node, x, w)?;
+        if p.group != 1 {
+            return Err(node.error(format!(
+                "grouped integer convolution (group {}) is not supported natively",
+                p.group
+            )));
+        }
+        let win = &p.window;
+        let conv = Conv2d {
+            channels: p.cin,
+            height: win.input[0],
+            width: win.input[1],
+            kernel: win.kernel,
+            stride: win.strides,
+            dilation: win.dilations,
+            pads: win.pads,
+        };
+        let pixels = win.output[0] * win.output[1];
+        Ok((
+            Geometry::Conv {
+                batch: p.batch,
+                conv,
+                pixels,
+            },
+            p.cout,
+        ))
+    }
+
+    /// A MatMul of A shape `a` by a 2-D constant of shape `w`; returns it and N.
+    pub(super) fn matmul(
+        node: &Node,
+        a: &[usize],
+        w: &[usize],
+    ) -> Result<(Geometry, usize), GraphError> {
+        if w.len() != 2 {
+            return Err(node.error(format!(
+                "the integer weight must be 2-D [K, N], found {w:?}"
+            )));
+        }
+        let s = matmul_shapes(node, a, w)?;
+        let rows = s.batch.iter().product::<usize>() * s.m;
+        Ok((Geometry::MatMul { rows, k: s.k }, s.n))
+    }
+
+    /// K of the GEMM.
+    pub(super) fn k(&self) -> usize {
+        match *self {
+            Geometry::MatMul { k, .. } => k,
+            Geometry::Conv { conv, .. } => conv.patch_len(),
+        }
+    }
+
+    /// Rows of one GEMM call.
+    pub(super) fn rows(&self) -> usize {
+        match *self {
+            Geometry::MatMul { rows, .. } => rows,
+            Geometry::Conv { pixels, .. } => pixels,
+        }
+    }
+
+    /// Elements of the im2col buffer (0 for a MatMul).
+    pub(super) fn cols_len(&self) -> usize {
+        match *self {
+            Geometry::MatMul { .. } => 0,
+            Geometry::Conv { conv, pixels, .. } => pixels * conv.patch_len(),
+        }
+    }
+
+    /// The kernel name for records.
+    pub(super) fn kernel_name(&self, prefix: &str) -> String {
+        let name = if self.rows() == 1 {
+            crate::kernels::i8::gemv_kernel_name()
+        } else {
+            crate::kernels::i8::gemm_kernel_name()
+        };
+        match self {
+            Geometry::MatMul { .. } => format!("{prefix}-{name}"),
+            Geometry::Conv { .. } => format!("{prefix}-im2col-{name}"),
+        }
+    }
+}
+
+/// A dynamic INT8 MatMul or Conv: quantizes its f32 input per tensor at run time, multiplies on
+/// the INT8 kernels and dequantizes into f32 (see the module docs for the exact arithmetic).
+#[derive(Debug, Clone)]
+pub struct DynamicQuant {
+    geometry: Geometry,
+    packed: PackedI8,
+    /// Weight scale: one, or one per output channel.
+    w_scale: Vec<f32>,
+    bias: Option<Vec<f32>>,
+    relu: bool,
+    n: usize,
+}
+
+/// The s8 values and zero points of an integer weight: u8 weights are shifted by 128 (values
+/// and zero points alike, so every `w - zw` is unchanged).
+pub struct IntWeight {
+    /// Values as s8.
+    pub values: Vec<i8>,
+    /// Zero points as s8: empty (symmetric), one, or one per output channel.
+    pub zero_points: Vec<i8>,
+}
+
+impl IntWeight {
+    /// Reads weight `w` (s8 or u8) and its optional zero point (same type, scalar or `n`
+    /// values) of `node`.
+    pub fn new(
+        node: &Node,
+        w: &Tensor,
+        zp: Option<&Tensor>,
+        n: usize,
+    ) -> Result<IntWeight, GraphError> {
+        let shift = |v: &[u8]| v.iter().map(|&x| (x ^ 0x80) as i8).collect::<Vec<i8>>();
+        let (values, unsigned) = match w.data() {
+            TensorData::I8(v) => (v.clone(), false),
+            TensorData::U8(v) => (shift(v), true),
+            other => {
+                return Err(node.error(format!(
+                    "the integer weight must be int8 or uint8, found {}",
+                    other.dtype()
+                )))
+            }
+        };
+        let zero_points = match zp.map(Tensor::data) {
+            None => Vec::new(),
+            Some(TensorData::I8(z)) if !unsigned => z.clone(),
+            Some(TensorData::U8(z)) if unsigned => shift(z),
+            Some(other) => {
+                return Err(node.error(format!(
+                    "the weight zero point is {} but the weight is {}",
+                    other.dtype(),
+                    w.dtype()
+                )))
+            }
+        };
+        if zero_points.len() > 1 && zero_points.len() != n {
+            return Err(node.error(format!(
+                "the weight zero point holds {} values; expected 1 or {n} (one per output channel)",
+                zero_points.len()
+            )));
+        }
+        Ok(IntWeight {
+            values,
+            zero_points,
+        })
+    }
+
+    /// The zero point in the kernels' terms.
+    pub fn zero_point(&self) -> WeightZeroPoint<'_> {
+        match self.zero_points.as_slice() {
+            [] => WeightZeroPoint::None,
+            [z] => WeightZeroPoint::PerTensor(*z),
+            z => WeightZeroPoint::PerChannel(z),
+        }
+    }
+}
+
+/// Checks that `scale` holds 1 or `n` finite positive values; names `what` otherwise.
+pub fn check_scales(node: &Node, what: &str, scale: &[f32], n: usize) -> Result<(), GraphError> {
+    if scale.len() != 1 && scale.len() != n {
+        return Err(node.error(format!(
+            "{what} holds {} values; expected 1 or {n}",
+            scale.len()
+        )));
+    }
+    if let Some(bad) = scale.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(node.error(format!("{what} {bad} is not a finite positive number")));
+    }
+    Ok(())
+}
+
+pub(super) fn constant<'a>(
+    node: &Node,
+    consts: &[Option<&'a Tensor>],
+    i: usize,
+    what: &str,
+) -> Result<Option<&'a Tensor>, GraphError> {
+    match node.input(i) {
+        None => Ok(None),
+        Some(_) => consts
+            .get(i)
+            .copied()
+            .flatten()
+            .map(Some)
+            .ok_or_else(|| node.error(format!("{what} must be a constant"))),
+    }
+}
+
+pub(super) fn f32_values<'a>(
+    node: &Node,
+    t: &'a Tensor,
+    what: &str,
+) -> Result<&'a [f32], GraphError> {
+    t.as_f32().map_err(|e| node.error(format!("{what}: {e}")))
+}
+
+impl DynamicQuant {
+    /// Compiles a [`DYNAMIC_MATMUL`] or [`DYNAMIC_CONV`] node for input type `x`.
+    pub fn compile(
+        node: &Node,
+        x: &ValueType,
+        consts: &[Option<&Tensor>],
+    ) -> Result<DynamicQuant, GraphError> {
+        let w = constant(node, consts, 1, "the weight")?
+            .ok_or_else(|| node.error("the weight is missing"))?;
+        let conv = node.op_type == DYNAMIC_CONV;
+        let (geometry, n) = if conv {
+            Geometry::conv(node, &x.shape, w.shape())?
+        } else {
+            Geometry::matmul(node, &x.shape, w.shape())?
+        };
+        let k = geometry.k();
+        let zp = constant(node, consts, 2, "the weight zero point")?;
+        let iw = IntWeight::new(node, w, zp, n)?;
+        let packed = if conv {
+            PackedI8::from_n_by_k(n, k, &iw.values, iw.zero_point())
+        } else {
+            PackedI8::from_k_by_n(k, n, &iw.values, iw.zero_point())
+        }
+        .map_err(|e| node.error(e.to_string()))?;
+        let ws = constant(node, consts, 3, "the weight scale")?
+            .ok_or_else(|| node.error("the weight scale is missing"))?;
+        let w_scale = f32_values(node, ws, "the weight scale")?.to_vec();
+        check_scales(node, "the weight scale", &w_scale, n)?;
+        let bias = match constant(node, consts, 4, "the bias")? {
+            Some(b) => {
+                let b = f32_values(node, b, "the bias")?;
+                if b.len() != n {
+                    return Err(
+                        node.error(format!("the bias holds {} values; expected {n}", b.len()))
+                    );
+                }
+                Some(b.to_vec())
+            }
+            None => None,
+        };
+        Ok(DynamicQuant {
+            geometry,
+            packed,
+            w_scale,
+            bias,
+            relu: node.attr_int("relu", 0)? != 0,
+            n,
+        })
+    }
+
+    /// f32 scratch: per-channel scales, plus the pixel-major output of one image for a Conv.
+    pub fn scratch_len(&self) -> usize {
+        let scales = if self.w_scale.len() > 1 { self.n } else { 0 };
+        match self.geometry {
+            Geometry::MatMul { .. } => scales,
+            Geometry::Conv { pixels, .. } => scales + pixels * self.n,
+        }
+    }
+
+    /// Bytes of the packed weights.
+    pub fn packed_bytes(&self) -> usize {
+        self.geometry.k() * self.n
+            + 4 * (self.w_scale.len() + self.bias.as_ref().map_or(0, Vec::len))
+    }
+
+    /// Name of the kernel, for records.
+    pub fn kernel_name(&self) -> String {
+        self.geometry.kernel_name("dynamic")
+    }
+
+    /// Runs on `x`, writing `out`; `scratch` holds at least [`DynamicQuant::scratch_len`].
+    pub fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
+        let (s_x, zp) = dynamic_qparams(x);
+        let (scales, rest) = scratch.split_at_mut(if self.w_scale.len() > 1 { self.n } else { 0 });
+        let scale = match self.w_scale.as_slice() {
+            [w] => Scale::PerTensor(s_x * w),
+            ws => {
+                for (s, w) in scales.iter_mut().zip(ws) {
+                    *s = s_x * w;
+                }
+                Scale::PerChannel(scales)
+            }
+        };
+        let deq = Dequantize {
+            scale,
+            bias: self.bias.as_deref(),
+            relu: self.relu,
+        };
+        let result = BYTES.with_borrow_mut(|bytes| {
+            let cols_len = self.geometry.cols_len();
+            if bytes.len() < x.len() + cols_len {
+                bytes.resize(x.len() + cols_len, 0);
+            }
+            let (q, cols) = bytes.split_at_mut(x.len());
+            quantize_u8(x, s_x, zp, q);
+            match self.geometry {
+                Geometry::MatMul { rows, k } => {
+                    let a = Activations::U8 {
+                        data: q,
+                        zero_point: zp,
+                    };
+                    gemm(rows, a, k, &self.packed, Output::F32(out, deq), self.n)
+                }
+                Geometry::Conv {
+                    batch,
+                    conv,
+                    pixels,
+                } => {
+                    let cols = &mut cols[..cols_len];
+                    let tmp = &mut rest[..pixels * self.n];
+                    let image = q.len() / batch.max(1);
+                    for b in 0..batch {
+                        im2col(&conv, &q[b * image..(b + 1) * image], zp, cols)?;
+                        let a = Activations::U8 {
+                            data: cols,
+                            zero_point: zp,
+                        };
+                        let k = conv.patch_len();
+                        gemm(pixels, a, k, &self.packed, Output::F32(tmp, deq), self.n)?;
+                        let o = &mut out[b * pixels * self.n..(b + 1) * pixels * self.n];
+                        transpose2d(tmp, pixels, self.n, o);
+                    }
+                    Ok(())
+                }
+            }
+        });
+        if let Err(e) = result {
+            // Shapes and parameters were checked when the node was compiled.
+            debug_assert!(false, "dynamic INT8 kernel refused a checked shape: {e}");
+            out.fill(f32::NAN);
+        }
+    }
+}

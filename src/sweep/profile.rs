@@ -1,0 +1,608 @@
+//! Sweep profiles: `profiles/*.toml` read as serde data with unknown keys refused, then checked
+//! (model manifests found, lists not empty, values in range). Every error names the file, the
+//! line and column, the key, the value found and what is allowed.
+//!
+//! ```toml
+//! name = "quickstart"
+//! description = "the bundled models, every precision and method, both runtimes"
+//!
+//! [matrix]
+//! models = ["../assets/models/mnist-mlp.toml"]    # manifests (or .onnx beside one), relative to this file
+//! precisions = ["fp32", "int8", "int4", "binary"]
+//! methods = ["dynamic", "static", "weight-only", "qat"]
+//! calibrators = ["minmax"]                       # static variants only (default minmax)
+//! groups = [32]                                  # int4 variants only (default 32)
+//! runtimes = ["native", "ort"]
+//! threads = [1]                                  # default [1]
+//! batches = [1]                                  # default [1]
+//!
+//! [data]
+//! test_limit = 500             # evaluate the first N test samples (default: all)
+//! calibration_samples = 200    # post-training calibration samples (default 1000)
+//! eval_batch = 100
+//!
+//! [timing]
+//! seconds = 0.3                # timed loop per cell
+//! warmup_seconds = 0.2         # cap on the warm-up
+//!
+//! [qat]
+//! epochs = 1
+//! samples = 2000               # training samples from the calibration split (default: all)
+//!
+//! [power]
+//! board = "raspberry-pi-4"     # board for the CPU-time energy estimate (default: detected)
+//! ```
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::eval::Manifest;
+use crate::measure::power::estimate::BoardPower;
+use crate::quant::pipeline::CalibratorKind;
+use crate::runtime::RuntimeKind;
+use crate::sweep::record::{Method, Precision};
+
+/// Why a profile cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ProfileError {
+    /// The file could not be read.
+    #[error("{}: {source}", path.display())]
+    Read {
+        /// The profile.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The text is not TOML, has a key the profile does not know, or a value of the wrong type.
+    #[error("{}:{line}:{column}: {key}: {message} (found `{found}`)", path.display())]
+    Parse {
+        /// The profile.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Dotted key, e.g. `matrix.threads`.
+        key: String,
+        /// The text found there.
+        found: String,
+        /// What is wrong and what is allowed (from the TOML reader).
+        message: String,
+    },
+    /// A value is well-typed but not usable (a missing model, an empty list, a zero).
+    #[error("{}:{line}:{column}: {key} = {value}: {message}", path.display())]
+    Invalid {
+        /// The profile.
+        path: PathBuf,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+        /// Dotted key.
+        key: String,
+        /// The value found.
+        value: String,
+        /// What is wrong and what is allowed.
+        message: String,
+    },
+}
+
+/// The file as written (serde data; see the module docs for the layout).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawProfile {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+    matrix: RawMatrix,
+    #[serde(default)]
+    data: DataSettings,
+    #[serde(default)]
+    timing: TimingSettings,
+    #[serde(default)]
+    qat: QatSettings,
+    #[serde(default)]
+    power: RawPower,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMatrix {
+    models: Spanned<Vec<Spanned<String>>>,
+    precisions: Spanned<Vec<Precision>>,
+    methods: Spanned<Vec<Spanned<Method>>>,
+    #[serde(default)]
+    calibrators: Option<Spanned<Vec<CalibratorKind>>>,
+    #[serde(default)]
+    groups: Option<Spanned<Vec<Spanned<usize>>>>,
+    runtimes: Spanned<Vec<RuntimeKind>>,
+    #[serde(default)]
+    threads: Option<Spanned<Vec<Spanned<usize>>>>,
+    #[serde(default)]
+    batches: Option<Spanned<Vec<Spanned<usize>>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPower {
+    #[serde(default)]
+    board: Option<Spanned<String>>,
+}
+
+/// The `[data]` table: how much of each split a cell uses.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSettings {
+    /// Evaluate only the first N test samples (`None`: the whole split).
+    #[serde(default)]
+    pub test_limit: Option<usize>,
+    /// Calibration samples of static variants (`None`: the pipeline's default, 1000).
+    #[serde(default)]
+    pub calibration_samples: Option<usize>,
+    /// Batch size of the accuracy pass.
+    #[serde(default = "default_eval_batch")]
+    pub eval_batch: usize,
+}
+
+fn default_eval_batch() -> usize {
+    100
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        DataSettings {
+            test_limit: None,
+            calibration_samples: None,
+            eval_batch: default_eval_batch(),
+        }
+    }
+}
+
+/// The `[timing]` table: the latency loop of every cell.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TimingSettings {
+    /// Seconds of timed runs per cell, after warm-up.
+    #[serde(default = "default_seconds")]
+    pub seconds: f64,
+    /// Cap on the warm-up, seconds.
+    #[serde(default = "default_warmup")]
+    pub warmup_seconds: f64,
+    /// Timed runs made even when the time is up.
+    #[serde(default = "default_min_runs")]
+    pub min_runs: usize,
+}
+
+fn default_seconds() -> f64 {
+    1.0
+}
+fn default_warmup() -> f64 {
+    2.0
+}
+fn default_min_runs() -> usize {
+    10
+}
+
+impl Default for TimingSettings {
+    fn default() -> Self {
+        TimingSettings {
+            seconds: default_seconds(),
+            warmup_seconds: default_warmup(),
+            min_runs: default_min_runs(),
+        }
+    }
+}
+
+/// The `[qat]` table: training of QAT variants.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QatSettings {
+    /// Passes over the training samples.
+    #[serde(default = "default_epochs")]
+    pub epochs: usize,
+    /// Training samples from the calibration split (`None`: all of it).
+    #[serde(default)]
+    pub samples: Option<usize>,
+}
+
+fn default_epochs() -> usize {
+    1
+}
+
+impl Default for QatSettings {
+    fn default() -> Self {
+        QatSettings {
+            epochs: default_epochs(),
+            samples: None,
+        }
+    }
+}
+
+/// A model of the matrix: its manifest, read and checked.
+#[derive(Debug, Clone)]
+pub struct ProfileModel {
+    /// The manifest file, resolved against the profile's folder.
+    pub manifest_path: PathBuf,
+    /// The manifest (its model file resolved against the manifest's folder).
+    pub manifest: Manifest,
+}
+
+impl ProfileModel {
+    /// The manifest's name for the model (the `model` of every record).
+    pub fn name(&self) -> &str {
+        &self.manifest.model.name
+    }
+}
+
+/// A checked profile: every list non-empty, every model's manifest loaded.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Its `name`.
+    pub name: String,
+    /// Its `description`.
+    pub description: Option<String>,
+    /// Hash of the file's text, stamped on every record (`--resume` trusts only the same hash).
+    pub hash: String,
+    /// Models, in the profile's order.
+    pub models: Vec<ProfileModel>,
+    /// Precisions.
+    pub precisions: Vec<Precision>,
+    /// Methods (applied to the quantized precisions; FP32 is the model itself).
+    pub methods: Vec<Method>,
+    /// Range rules of static variants.
+    pub calibrators: Vec<CalibratorKind>,
+    /// 4-bit group sizes.
+    pub groups: Vec<usize>,
+    /// Runtimes.
+    pub runtimes: Vec<RuntimeKind>,
+    /// Thread counts.
+    pub threads: Vec<usize>,
+    /// Latency batch sizes.
+    pub batches: Vec<usize>,
+    /// Data use.
+    pub data: DataSettings,
+    /// Latency loop.
+    pub timing: TimingSettings,
+    /// QAT training.
+    pub qat: QatSettings,
+    /// Board for the energy estimate (`None`: detected from the machine).
+    pub board: Option<BoardPower>,
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[start..].chars().count() + 1)
+}
+
+/// The dotted key whose value (or name) covers byte `offset`: the nearest `key =` at or above
+/// the offset, prefixed by the table header above it.
+fn key_at(text: &str, offset: usize) -> String {
+    let offset = offset.min(text.len());
+    let line_end = text[offset..].find('\n').map_or(text.len(), |i| offset + i);
+    let mut key = None;
+    for line in text[..line_end].lines().rev() {
+        let t = line.trim();
+        if let Some(header) = t.strip_prefix('[') {
+            let table = header
+                .trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("");
+            let table = table.trim();
+            return match key {
+                Some(k) => format!("{table}.{k}"),
+                None => table.to_string(),
+            };
+        }
+        if key.is_none() {
+            if let Some((k, _)) = t.split_once('=') {
+                if !t.starts_with('#') && !t.starts_with('"') {
+                    key = Some(k.trim().to_string());
+                }
+            }
+        }
+    }
+    key.unwrap_or_else(|| "(top level)".into())
+}
+
+/// Reads and checks a profile file.
+pub fn load(path: &Path) -> Result<Profile, ProfileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    parse(path, &text)
+}
+
+/// Checks a profile's `text`; `path` names it in errors and is the base of its relative paths.
+pub fn parse(path: &Path, text: &str) -> Result<Profile, ProfileError> {
+    let raw: RawProfile = toml::from_str(text).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        let (line, column) = line_column(text, span.start);
+        ProfileError::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            key: key_at(text, span.start),
+            found: text.get(span).unwrap_or("").trim().to_string(),
+            message: e.message().to_string(),
+        }
+    })?;
+    Checker { path, text }.check(raw)
+}
+
+/// Turns spans into [`ProfileError::Invalid`]s.
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Checker<'_> {
+    fn invalid(&self, span: Range<usize>, key: &str, message: impl Into<String>) -> ProfileError {
+        let (line, column) = line_column(self.text, span.start);
+        ProfileError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            key: key.to_string(),
+            value: self.text.get(span).unwrap_or("").trim().to_string(),
+            message: message.into(),
+        }
+    }
+
+    fn non_empty<T>(&self, list: &Spanned<Vec<T>>, key: &str) -> Result<(), ProfileError> {
+        if list.get_ref().is_empty() {
+            return Err(self.invalid(
+                list.span(),
+                key,
+                "the list is empty: the matrix needs at least one value here",
+            ));
+        }
+        Ok(())
+    }
+
+    fn counts(
+        &self,
+        list: Option<Spanned<Vec<Spanned<usize>>>>,
+        key: &str,
+        allowed: Option<&[usize]>,
+    ) -> Result<Option<Vec<usize>>, ProfileError> {
+        let Some(list) = list else { return Ok(None) };
+        self.non_empty(&list, key)?;
+        let mut out = Vec::new();
+        for v in list.into_inner() {
+            let n = *v.get_ref();
+            let ok = match allowed {
+                Some(a) => a.contains(&n),
+                None => n >= 1,
+            };
+            if !ok {
+                let what = match allowed {
+                    Some(a) => format!("allowed values are {a:?}"),
+                    None => "must be at least 1".into(),
+                };
+                return Err(self.invalid(v.span(), key, what));
+            }
+            out.push(n);
+        }
+        Ok(Some(out))
+    }
+
+    fn model(&self, entry: &Spanned<String>) -> Result<ProfileModel, ProfileError> {
+        let base = self.path.parent().unwrap_or(Path::new(""));
+        let given = base.join(entry.get_ref());
+        let manifest_path = if given.extension().is_some_and(|e| e == "onnx") {
+            given.with_extension("toml")
+        } else {
+            given
+        };
+        let key = "matrix.models";
+        if !manifest_path.is_file() {
+            return Err(self.invalid(
+                entry.span(),
+                key,
+                format!(
+                    "no model manifest at {} (give a manifest .toml, or an .onnx with its \
+                     manifest beside it, relative to the profile's folder)",
+                    manifest_path.display()
+                ),
+            ));
+        }
+        let manifest = Manifest::load(&manifest_path)
+            .map_err(|e| self.invalid(entry.span(), key, e.to_string()))?;
+        if !manifest.model.file.is_file() {
+            return Err(self.invalid(
+                entry.span(),
+                key,
+                format!(
+                    "the manifest's model file {} does not exist",
+                    manifest.model.file.display()
+                ),
+            ));
+        }
+        Ok(ProfileModel {
+            manifest_path,
+            manifest,
+        })
+    }
+
+    fn check(&self, raw: RawProfile) -> Result<Profile, ProfileError> {
+        let m = raw.matrix;
+        self.non_empty(&m.models, "matrix.models")?;
+        self.non_empty(&m.precisions, "matrix.precisions")?;
+        self.non_empty(&m.methods, "matrix.methods")?;
+        self.non_empty(&m.runtimes, "matrix.runtimes")?;
+        let mut models: Vec<ProfileModel> = Vec::new();
+        for entry in m.models.get_ref() {
+            let model = self.model(entry)?;
+            if models.iter().any(|other| other.name() == model.name()) {
+                return Err(self.invalid(
+                    entry.span(),
+                    "matrix.models",
+                    format!("model name `{}` is listed twice", model.name()),
+                ));
+            }
+            models.push(model);
+        }
+        let mut methods = Vec::new();
+        for method in m.methods.into_inner() {
+            if *method.get_ref() == Method::None {
+                return Err(self.invalid(
+                    method.span(),
+                    "matrix.methods",
+                    "`none` is what fp32 means; allowed methods are dynamic, static, \
+                     weight-only and qat",
+                ));
+            }
+            methods.push(method.into_inner());
+        }
+        let calibrators = match m.calibrators {
+            Some(c) => {
+                self.non_empty(&c, "matrix.calibrators")?;
+                c.into_inner()
+            }
+            None => vec![CalibratorKind::MinMax],
+        };
+        let groups = self
+            .counts(m.groups, "matrix.groups", Some(&[32, 64, 128]))?
+            .unwrap_or_else(|| vec![32]);
+        let threads = self
+            .counts(m.threads, "matrix.threads", None)?
+            .unwrap_or_else(|| vec![1]);
+        let batches = self
+            .counts(m.batches, "matrix.batches", None)?
+            .unwrap_or_else(|| vec![1]);
+        let board = match raw.power.board {
+            Some(b) => Some(BoardPower::named(b.get_ref()).ok_or_else(|| {
+                self.invalid(
+                    b.span(),
+                    "power.board",
+                    format!(
+                        "unknown board; allowed: {}",
+                        BoardPower::names().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        self.settings(&raw.data, &raw.timing, &raw.qat)?;
+        Ok(Profile {
+            path: self.path.to_path_buf(),
+            name: raw.name,
+            description: raw.description,
+            hash: crate::hash::hex(self.text.as_bytes()),
+            models,
+            precisions: dedup(m.precisions.into_inner()),
+            methods: dedup(methods),
+            calibrators: dedup(calibrators),
+            groups: dedup(groups),
+            runtimes: dedup(m.runtimes.into_inner()),
+            threads: dedup(threads),
+            batches: dedup(batches),
+            data: raw.data,
+            timing: raw.timing,
+            qat: raw.qat,
+            board,
+        })
+    }
+
+    /// Range checks of the settings tables (whose values carry no spans: the key is named and
+    /// the position is the table's header).
+    fn settings(
+        &self,
+        data: &DataSettings,
+        timing: &TimingSettings,
+        qat: &QatSettings,
+    ) -> Result<(), ProfileError> {
+        let at = |table: &str, key: &str, value: String, message: &str| {
+            let header = format!("[{table}]");
+            let start = self.text.find(&header).unwrap_or(0);
+            let (line, column) = line_column(self.text, start);
+            ProfileError::Invalid {
+                path: self.path.to_path_buf(),
+                line,
+                column,
+                key: format!("{table}.{key}"),
+                value,
+                message: message.to_string(),
+            }
+        };
+        let positive = |v: Option<usize>| v.is_none_or(|n| n >= 1);
+        if !positive(data.test_limit) {
+            return Err(at("data", "test_limit", "0".into(), "must be at least 1"));
+        }
+        if !positive(data.calibration_samples) {
+            return Err(at(
+                "data",
+                "calibration_samples",
+                "0".into(),
+                "must be at least 1",
+            ));
+        }
+        if data.eval_batch == 0 {
+            return Err(at("data", "eval_batch", "0".into(), "must be at least 1"));
+        }
+        for (key, v) in [
+            ("seconds", timing.seconds),
+            ("warmup_seconds", timing.warmup_seconds),
+        ] {
+            if !(v.is_finite() && v > 0.0 && v <= 3600.0) {
+                return Err(at(
+                    "timing",
+                    key,
+                    v.to_string(),
+                    "must be a number of seconds in (0, 3600]",
+                ));
+            }
+        }
+        if timing.min_runs == 0 {
+            return Err(at("timing", "min_runs", "0".into(), "must be at least 1"));
+        }
+        if qat.epochs == 0 || qat.epochs > 1000 {
+            return Err(at(
+                "qat",
+                "epochs",
+                qat.epochs.to_string(),
+                "must be in 1..=1000",
+            ));
+        }
+        if !positive(qat.samples) {
+            return Err(at("qat", "samples", "0".into(), "must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
+/// `list` without repeats, first occurrence kept.
+fn dedup<T: PartialEq>(list: Vec<T>) -> Vec<T> {
+    let mut out: Vec<T> = Vec::with_capacity(list.len());
+    for v in list {
+        if !out.contains(&v) {
+            out.push(v);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_and_keys_come_from_the_text() {
+        let text = "name = \"x\"\n[matrix]\nthreads = [1,\n  0]\n";
+        assert_eq!(line_column(text, 0), (1, 1));
+        let zero = text.find("0]").unwrap();
+        assert_eq!(line_column(text, zero), (4, 3));
+        assert_eq!(key_at(text, zero), "matrix.threads");
+        assert_eq!(key_at(text, 2), "name");
+    }
+}

@@ -1,0 +1,109 @@
+//! Quantized models run on the native engine against ONNX Runtime on the same model: top-1
+//! agreement on the MNIST test split must be at least 99.5%.
+//!
+//! Variants: quench's own exports of mnist-cnn and mnist-mlp (dynamic INT8; 4-bit MatMulNBits
+//! g32/g64, symmetric and with zero points) and the ORT-quantized fixtures in assets/quantized
+//! (QOperator of both models, ORT's `quantize_dynamic` ConvInteger form of mnist-cnn; see
+//! scripts/make_qoperator_fixtures.py).
+//!
+//! The tests score the first `QUENCH_AGREEMENT_SAMPLES` test images (default 2,000). The full
+//! split: `QUENCH_AGREEMENT_SAMPLES=10000 cargo test --release --test quant_native -- --nocapture`.
+
+use std::path::{Path, PathBuf};
+
+use quench::eval::dataset::Dataset;
+use quench::eval::evaluate::output_index;
+use quench::eval::manifest::Manifest;
+use quench::eval::metrics::top1;
+use quench::graph::Graph;
+use quench::quant::{quantize, Scheme};
+use quench::runtime::native::NativeRuntime;
+use quench::runtime::ort::{OrtOptions, OrtRuntime};
+use quench::runtime::Runtime;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn manifest(model: &str) -> Manifest {
+    Manifest::load(&root().join(format!("assets/models/{model}.toml"))).unwrap()
+}
+
+fn samples() -> usize {
+    std::env::var("QUENCH_AGREEMENT_SAMPLES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000)
+}
+
+/// Top-1 agreement of native and ORT on `graph` over the test split of `model`'s manifest.
+fn agreement(model: &str, graph: &Graph) -> f64 {
+    let m = manifest(model);
+    let bytes = quench::onnx::to_bytes(graph).unwrap();
+    let mut ort = OrtRuntime::from_bytes(
+        &bytes,
+        &OrtOptions {
+            spin: false,
+            ..OrtOptions::new(1)
+        },
+    )
+    .unwrap();
+    let mut native = NativeRuntime::new(graph.clone(), 1).unwrap();
+    let out = output_index(&m.output, ort.output_names()).unwrap();
+    let test = Dataset::load(&m.data.test, &m.input, Some(samples())).unwrap();
+    let (mut same, mut total) = (0, 0);
+    for batch in test.batches(100) {
+        let batch = batch.unwrap();
+        let inputs = [(test.input_name(), &batch)];
+        let a = top1(&native.run(&inputs).unwrap()[out]).unwrap();
+        let b = top1(&ort.run(&inputs).unwrap()[out]).unwrap();
+        same += a.iter().zip(&b).filter(|(x, y)| x == y).count();
+        total += a.len();
+    }
+    let agree = same as f64 / total as f64;
+    eprintln!("{model}: native vs ORT top-1 agreement {agree:.4} on {total} images");
+    agree
+}
+
+fn export(model: &str, scheme: &Scheme) -> Graph {
+    let m = manifest(model);
+    let g = quench::onnx::load(Path::new(&m.model.file)).unwrap();
+    quantize(&g, scheme, &Default::default()).unwrap()
+}
+
+fn fixture(name: &str) -> Graph {
+    quench::onnx::load(root().join("assets/quantized").join(name)).unwrap()
+}
+
+fn check(model: &str, graph: &Graph) {
+    let a = agreement(model, graph);
+    assert!(a >= 0.995, "{model}: agreement {a}");
+}
+
+#[test]
+fn dynamic_int8_exports_agree() {
+    for model in ["mnist-cnn", "mnist-mlp"] {
+        check(model, &export(model, &Scheme::int8_dynamic()));
+    }
+}
+
+#[test]
+fn int4_exports_agree() {
+    for model in ["mnist-cnn", "mnist-mlp"] {
+        for (group, symmetric) in [(32, true), (32, false), (64, true), (64, false)] {
+            eprintln!("int4 g{group} symmetric={symmetric}");
+            check(model, &export(model, &Scheme::int4(group, symmetric)));
+        }
+    }
+}
+
+#[test]
+fn ort_dynamic_convinteger_fixture_agrees() {
+    check("mnist-cnn", &fixture("mnist-cnn.dyn-ort.onnx"));
+}
+
+#[test]
+fn qoperator_fixtures_agree() {
+    check("mnist-cnn", &fixture("mnist-cnn.qop.onnx"));
+    check("mnist-mlp", &fixture("mnist-mlp.qop.onnx"));
+}
