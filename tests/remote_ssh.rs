@@ -5,12 +5,17 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use quench::remote::arch::{Arch, Binaries};
 use quench::remote::host::{Host, Ssh};
+use quench::remote::stream::Line;
 use quench::remote::target::Target;
-use quench::remote::Job;
+use quench::remote::{Job, Progress};
+use quench::sweep::event::Event;
+use quench::sweep::record::Status;
 
 const SSHD: &str = "/usr/sbin/sshd";
 
@@ -200,4 +205,109 @@ fn an_unreachable_host_is_reported_not_hung() {
     };
     let err = Target::connect(ssh, "w").unwrap_err().to_string();
     assert!(err.contains("uname -m") && err.contains("255"), "{err}");
+}
+
+/// Every sshd process serving a connection (children of the listener).
+fn session_pids(listener: u32) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            // pid (comm) state ppid ...
+            let Some((comm, rest)) = stat.split_once(") ") else {
+                return false;
+            };
+            let ppid = rest.split(' ').nth(1).and_then(|p| p.parse::<u32>().ok());
+            comm.ends_with("(sshd") && ppid == Some(listener)
+        })
+        .collect()
+}
+
+#[test]
+fn a_sweep_runs_remotely_and_resumes_after_a_killed_connection() {
+    let Some(sshd) = Sshd::start() else { return };
+    let profile = "tests/fixtures/profiles/tiny.toml";
+    let loaded = quench::sweep::profile::load(&project().join(profile)).unwrap();
+    let manifests: Vec<PathBuf> = loaded
+        .models
+        .iter()
+        .map(|m| m.manifest_path.clone())
+        .collect();
+    let mut job = job(&sshd, profile, &[]);
+    job.manifests = manifests;
+    let host = sshd.host();
+    let listener = sshd.child.id();
+    let killed = AtomicBool::new(false);
+    let events: Mutex<Vec<Event>> = Mutex::new(Vec::new());
+    let notes: Mutex<Vec<String>> = Mutex::new(Vec::new());
+    let reports = quench::remote::run(&job, std::slice::from_ref(&host), &|_, p| match p {
+        Progress::Output(Line::Event(e)) => {
+            if matches!(**e, Event::CellFinished { .. }) && !killed.swap(true, Ordering::SeqCst) {
+                // Drop the connection the way a network cut does: kill the server's side.
+                let pids = session_pids(listener);
+                assert!(!pids.is_empty(), "no sshd session process found");
+                for pid in pids {
+                    Command::new("kill")
+                        .args(["-9", &pid.to_string()])
+                        .status()
+                        .unwrap();
+                }
+            }
+            events.lock().unwrap().push((**e).clone());
+        }
+        Progress::Output(Line::Text(t)) | Progress::Note(t) => {
+            notes.lock().unwrap().push(t.clone())
+        }
+    })
+    .unwrap();
+    let notes = notes.into_inner().unwrap();
+    let events = events.into_inner().unwrap();
+    let report = &reports[0];
+    assert!(report.error.is_none(), "{}\n{notes:#?}", report.summary());
+    assert_eq!(report.reconnects, 1, "{notes:#?}");
+    assert!(
+        notes.iter().any(|n| n.contains("connection lost")),
+        "{notes:#?}"
+    );
+    // The second run resumed the cells the first one finished.
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::CellResumed { .. })),
+        "{events:#?}"
+    );
+    let Some(Event::SweepFinished { ok, cancelled, .. }) = &report.finished else {
+        panic!("no end of sweep: {notes:#?}")
+    };
+    assert_eq!(*cancelled, 0);
+    // The results came back, parse, and hold an ok record for every ok cell.
+    let results = report.results.as_ref().unwrap();
+    assert_eq!(results, &job.out.join(host.label()).join("results.jsonl"));
+    let loaded_results = quench::sweep::store::read(results).unwrap();
+    let ok_keys: std::collections::HashSet<_> = loaded_results
+        .records
+        .iter()
+        .filter(|r| r.status == Status::Ok)
+        .map(|r| format!("{:?}", r.key))
+        .collect();
+    assert_eq!(ok_keys.len(), *ok);
+    let Some(Event::SweepStarted {
+        cells,
+        profile_hash,
+        ..
+    }) = events.first()
+    else {
+        panic!("the first event is not the plan: {events:#?}")
+    };
+    assert_eq!(profile_hash, &loaded.hash);
+    for key in cells {
+        assert!(
+            loaded_results.records.iter().any(|r| &r.key == key),
+            "no record for {key:?}"
+        );
+    }
+    assert!(job.out.join(host.label()).join("events.jsonl").is_file());
 }

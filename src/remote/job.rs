@@ -12,10 +12,12 @@ use std::time::Duration;
 use crate::remote::arch::{Arch, Binaries};
 use crate::remote::bundle::{Bundle, BIN_DIR};
 use crate::remote::host::{Host, Ssh, SSH_CONNECTION_LOST};
-use crate::remote::stream::{Describer, Line};
+use crate::remote::stream::Line;
 use crate::remote::target::{Attempt, Target, OUT_DIR, REMOTE_ROOT};
 use crate::remote::RemoteError;
 use crate::sweep::event::Event;
+use crate::sweep::headless;
+use crate::sweep::store;
 
 /// Name of the results file, here and on the host.
 pub const RESULTS_FILE: &str = "results.jsonl";
@@ -76,6 +78,8 @@ pub struct HostReport {
     pub version: Option<String>,
     /// The results brought back (`OUT/<host>/results.jsonl`), when the fetch worked.
     pub results: Option<PathBuf>,
+    /// Records read back from that file.
+    pub records: usize,
     /// The sweep's own tally (`SweepFinished`), when it got that far.
     pub finished: Option<Event>,
     /// Exit status of the remote sweep, when it ended by itself.
@@ -114,7 +118,7 @@ impl HostReport {
             parts.push(format!("exit status {code}"));
         }
         match &self.results {
-            Some(path) => parts.push(format!("results: {}", path.display())),
+            Some(path) => parts.push(format!("{} records in {}", self.records, path.display())),
             None => parts.push("no results fetched".into()),
         }
         let mut line = format!("[{}] {}", self.host, parts.join(", "));
@@ -230,6 +234,7 @@ impl HostReport {
             arch: None,
             version: None,
             results: None,
+            records: 0,
             finished: None,
             exit_code: None,
             reconnects: 0,
@@ -265,8 +270,16 @@ fn run_host(job: &Job, profile: &str, host: &Host, sink: &dyn Fn(&Progress)) -> 
         report.error = Some(e);
     }
     match fetch_results(&target, &dir) {
-        Ok(path) => {
-            note(format!("results in {}", path.display()));
+        Ok((path, loaded)) => {
+            for warning in &loaded.warnings {
+                note(format!("warning: {warning}"));
+            }
+            note(format!(
+                "{} records in {}",
+                loaded.records.len(),
+                path.display()
+            ));
+            report.records = loaded.records.len();
             report.results = Some(path);
         }
         Err(e) => {
@@ -387,8 +400,8 @@ fn sweep(
 }
 
 /// Brings the host's `out/results.jsonl` to `dir/results.jsonl` (through a temporary file, so
-/// a failed copy leaves an earlier one intact).
-fn fetch_results(target: &Target, dir: &Path) -> Result<PathBuf, RemoteError> {
+/// a failed copy leaves an earlier one intact) and reads it back.
+fn fetch_results(target: &Target, dir: &Path) -> Result<(PathBuf, store::Loaded), RemoteError> {
     std::fs::create_dir_all(dir).map_err(|source| RemoteError::Io {
         path: dir.to_path_buf(),
         source,
@@ -400,37 +413,35 @@ fn fetch_results(target: &Target, dir: &Path) -> Result<PathBuf, RemoteError> {
         path: path.clone(),
         source,
     })?;
-    Ok(path)
+    let loaded = store::read(&path).map_err(|e| RemoteError::Results(Box::new(e)))?;
+    Ok((path, loaded))
 }
 
-/// Prints every host's progress as `[host] line`, one line at a time.
+/// Prints every host's progress as `[host] line`: events as the headless `quench sweep` prints
+/// them (one [`headless::Printer`] per host), other lines as they came.
 #[derive(Debug, Default)]
 pub struct Printer {
-    /// One describer per host label.
-    describers: Mutex<HashMap<String, Describer>>,
+    /// One headless printer per host label.
+    printers: Mutex<HashMap<String, headless::Printer>>,
 }
 
 impl Printer {
-    /// The line to print for `progress` of `host`, or `None` when it is not worth one.
-    pub fn line(&self, host: &Host, progress: &Progress) -> Option<String> {
-        let text = match progress {
-            Progress::Note(text) => text.clone(),
-            Progress::Output(Line::Text(text)) => text.clone(),
-            Progress::Output(Line::Event(event)) => {
-                let mut describers = self.describers.lock().ok()?;
-                describers
-                    .entry(host.label())
-                    .or_default()
-                    .describe(event)?
-            }
+    /// The lines to print for `progress` of `host` (none for events that say nothing new).
+    pub fn lines(&self, host: &Host, progress: &Progress) -> Vec<String> {
+        let lines = match progress {
+            Progress::Note(text) | Progress::Output(Line::Text(text)) => vec![text.clone()],
+            Progress::Output(Line::Event(event)) => match self.printers.lock() {
+                Ok(mut printers) => printers.entry(host.label()).or_default().lines(event),
+                Err(_) => Vec::new(),
+            },
         };
-        Some(format!("[{host}] {text}"))
+        lines.into_iter().map(|l| format!("[{host}] {l}")).collect()
     }
 
-    /// Prints the line for `progress` to stdout.
+    /// Prints the lines for `progress` to stdout.
     pub fn show(&self, host: &Host, progress: &Progress) {
-        if let Some(line) = self.line(host, progress) {
-            let mut out = std::io::stdout().lock();
+        let mut out = std::io::stdout().lock();
+        for line in self.lines(host, progress) {
             let _ = writeln!(out, "{line}");
         }
     }

@@ -123,6 +123,9 @@ pub enum RemoteError {
         /// What it printed.
         output: String,
     },
+    /// The results file brought back could not be read.
+    #[error(transparent)]
+    Results(Box<crate::sweep::store::StoreError>),
     /// The connection dropped more often than allowed.
     #[error("{host}: connection lost {times} times, giving up (last: {reason}); run again with --resume to continue")]
     ConnectionLost {

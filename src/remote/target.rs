@@ -24,6 +24,9 @@ pub const BINARY: &str = "quench";
 /// Folder of the work dir the sweep writes `results.jsonl` into.
 pub const OUT_DIR: &str = "out";
 
+/// Folder of the work dir holding trained QAT models, kept when a new sweep starts over.
+pub const CACHE_DIR: &str = "cache";
+
 /// A host reached once, with its architecture known.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -138,7 +141,7 @@ impl Target {
             .map(|s| s.trim().to_string())
     }
 
-    /// Runs `quench sweep PROFILE --headless --out out --progress json [--resume]` in the work
+    /// Runs `quench sweep PROFILE --headless --out out --cache cache --progress json [--resume]` in the work
     /// dir, calling `on_line` with every line it prints (stdout and stderr) as it arrives. A
     /// quench left running by an earlier, dropped connection is stopped first (SIGTERM, so it
     /// records its cell as cancelled; SIGKILL after 10 s), and without `resume` the previous
@@ -161,7 +164,7 @@ impl Target {
         };
         let script = format!(
             "cd {wd} || exit 97; {stop_stale}; {fresh}echo $$ > run.pid; \
-             exec ./{BIN_DIR}/{BINARY} sweep {profile} --headless --out {OUT_DIR} --progress json{resume} 2>&1",
+             exec ./{BIN_DIR}/{BINARY} sweep {profile} --headless --out {OUT_DIR} --cache {CACHE_DIR} --progress json{resume} 2>&1",
             wd = quote(&self.work_dir),
             profile = quote(profile),
             resume = if resume { " --resume" } else { "" },
