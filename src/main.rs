@@ -108,6 +108,11 @@ struct RemoteArgs {
     /// Reconnections allowed per host after a dropped connection.
     #[arg(long, default_value_t = 5)]
     retries: usize,
+    /// Work dir on each host, relative to its home or absolute (default
+    /// .quench-remote/<profile name>-<profile hash>); `{host}` is replaced by the host's name,
+    /// for hosts sharing a home folder.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -1146,7 +1151,10 @@ fn cmd_remote(args: RemoteArgs) -> Result<ExitCode> {
             .iter()
             .map(|m| m.manifest_path.clone())
             .collect(),
-        work_dir: default_work_dir(&profile.name, &profile.hash),
+        work_dir: args
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| default_work_dir(&profile.name, &profile.hash)),
         out,
         resume: args.resume,
         ssh_options: args.ssh_options.clone(),

@@ -311,3 +311,47 @@ fn a_sweep_runs_remotely_and_resumes_after_a_killed_connection() {
     }
     assert!(job.out.join(host.label()).join("events.jsonl").is_file());
 }
+
+#[test]
+fn quench_remote_runs_two_hosts_at_once_from_the_command_line() {
+    let Some(sshd) = Sshd::start() else { return };
+    let host = sshd.host();
+    let user = host.user.clone().unwrap();
+    // One server under two names: two hosts, each with its own work dir and results.
+    let hosts = [
+        format!("{user}@127.0.0.1:{}", sshd.port),
+        format!("{user}@localhost:{}", sshd.port),
+    ];
+    let out = sshd.dir.path().join("cli-out");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quench"));
+    cmd.current_dir(project())
+        .args(["remote", "tests/fixtures/profiles/tiny.toml"])
+        .args(&hosts)
+        .arg("--out")
+        .arg(&out)
+        .arg("--work-dir")
+        .arg(format!("{}/cli-{{host}}", sshd.dir.path().display()));
+    for option in sshd.options() {
+        cmd.arg("-o").arg(option);
+    }
+    let output = cmd.output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stdout}\n{stderr}");
+    for (text, label) in hosts.iter().zip([
+        format!("127.0.0.1_{}", sshd.port),
+        format!("localhost_{}", sshd.port),
+    ]) {
+        let loaded = quench::sweep::store::read(&out.join(label).join("results.jsonl")).unwrap();
+        assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+        assert!(!loaded.records.is_empty());
+        assert!(
+            loaded.records.iter().all(|r| r.status == Status::Ok),
+            "{stdout}"
+        );
+        assert!(
+            stdout.contains(&format!("[{text}] sweep finished")),
+            "{stdout}"
+        );
+    }
+}

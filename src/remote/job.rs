@@ -38,9 +38,10 @@ pub struct Job {
     /// Model manifests the profile names (each brings its model and data files).
     pub manifests: Vec<PathBuf>,
     /// The work dir on each host, relative to the remote home or absolute (by default
-    /// `.quench-remote/<profile name>-<profile hash>`, see [`default_work_dir`]); the same dir is
-    /// reused across runs so `--resume` finds the earlier results and unchanged files are not
-    /// copied again.
+    /// `.quench-remote/<profile name>-<profile hash>`, see [`default_work_dir`]); `{host}` in it
+    /// is replaced by the host's label, for hosts that share a home folder (NFS). The same dir
+    /// is reused across runs so `--resume` finds the earlier results and unchanged files are
+    /// not copied again.
     pub work_dir: String,
     /// Local output folder: each host writes `OUT/<host label>/results.jsonl`.
     pub out: PathBuf,
@@ -99,6 +100,7 @@ impl HostReport {
             parts.push(arch.to_string());
         }
         match &self.finished {
+            _ if self.arch.is_none() => parts.push("not reached".into()),
             Some(Event::SweepFinished {
                 ok,
                 failed,
@@ -155,8 +157,7 @@ impl Job {
                 "no ONNX Runtime library built for {arch} to copy (give one with --ort-lib): \
                  cells on ort will be recorded as failed unless the host has libonnxruntime \
                  (ORT_DYLIB_PATH in its ssh environment, a .venv with onnxruntime in the remote \
-                 home, or the library in {}/{BIN_DIR} there)",
-                self.work_dir
+                 home, or the library in the work dir's {BIN_DIR}/)"
             )),
         };
         bundle.add_project_file(&self.profile)?;
@@ -252,7 +253,8 @@ fn run_host(job: &Job, profile: &str, host: &Host, sink: &dyn Fn(&Progress)) -> 
         host: host.clone(),
         options: job.ssh_options.clone(),
     };
-    let target = match Target::connect(ssh, &job.work_dir) {
+    let work_dir = job.work_dir.replace("{host}", &host.label());
+    let target = match Target::connect(ssh, &work_dir) {
         Ok(t) => t,
         Err(e) => {
             report.error = Some(e);

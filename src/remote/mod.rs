@@ -44,7 +44,10 @@ pub enum RemoteError {
         source: std::io::Error,
     },
     /// `ssh` or `scp` ended with an error.
-    #[error("{host}: {what} failed (exit status {code:?}): {stderr}")]
+    #[error(
+        "{host}: {what} failed ({}): {stderr}",
+        code.map_or_else(|| "killed by a signal".to_string(), |c| format!("exit status {c}"))
+    )]
     Command {
         /// The host.
         host: String,
