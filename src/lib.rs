@@ -27,6 +27,7 @@
 //! * [`sweep`] measures cells (a model variant on a runtime) into [`sweep::record::Record`]s,
 //!   the one source of truth that every view reads.
 //! * [`hash`] is the stable content hash behind profile hashes and cache keys.
+//! * [`remote`] runs sweeps on other machines over ssh and brings their results back.
 //! * [`report`] turns records into tables (and reports) for people.
 //! * [`tui`] is the terminal UI: the live matrix, detail, trade-off plot and per-layer views of
 //!   the same records.
@@ -41,6 +42,7 @@ pub mod kernels;
 pub mod measure;
 pub mod onnx;
 pub mod quant;
+pub mod remote;
 pub mod report;
 pub mod runtime;
 pub mod sweep;

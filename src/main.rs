@@ -50,6 +50,9 @@ enum Command {
     /// Run a sweep profile (profiles/*.toml): every model × precision × method × runtime ×
     /// threads cell quantized, evaluated and timed, each record appended to OUT/results.jsonl.
     Sweep(SweepArgs),
+    /// Run a sweep profile on other machines over ssh at once, each host's results brought
+    /// back into OUT/<host>/results.jsonl.
+    Remote(RemoteArgs),
     /// Work with results files (results.jsonl).
     Results(ResultsArgs),
     /// Rank the quantizable layers by how much quantizing each alone costs (and how much
@@ -125,6 +128,41 @@ struct SweepArgs {
     /// Folder of trained QAT models shared between sweeps (default OUT/cache).
     #[arg(long)]
     cache: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RemoteArgs {
+    /// The profile, e.g. profiles/edge-arm.toml (inside the project folder: the current one).
+    profile: PathBuf,
+    /// Hosts to run on at once: `host`, `user@host`, `user@host:port` or an ssh config alias.
+    #[arg(required = true)]
+    hosts: Vec<String>,
+    /// Local output folder; each host's results go to OUT/<host>/results.jsonl (default
+    /// reports/<profile file name>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue the sweep each host already started (its ok cells are kept).
+    #[arg(long)]
+    resume: bool,
+    /// An ssh option for every connection, e.g. -o IdentityFile=~/.ssh/board (repeatable).
+    #[arg(short = 'o', long = "ssh-option", value_name = "OPTION")]
+    ssh_options: Vec<String>,
+    /// The quench binary for aarch64 hosts (default: the cross build in the cargo target
+    /// folder, target/aarch64-unknown-linux-gnu/release/quench).
+    #[arg(long, value_name = "PATH")]
+    aarch64_binary: Option<PathBuf>,
+    /// An ONNX Runtime library to copy to hosts of its CPU (repeatable; this machine's own is
+    /// added when found).
+    #[arg(long, value_name = "PATH")]
+    ort_lib: Vec<PathBuf>,
+    /// Reconnections allowed per host after a dropped connection.
+    #[arg(long, default_value_t = 5)]
+    retries: usize,
+    /// Work dir on each host, relative to its home or absolute (default
+    /// .quench-remote/<profile name>-<profile hash>); `{host}` is replaced by the host's name,
+    /// for hosts sharing a home folder.
+    #[arg(long, value_name = "DIR")]
+    work_dir: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -659,6 +697,7 @@ fn main() -> ExitCode {
         Command::Drift(args) => cmd_drift(args),
         Command::Tui(args) => cmd_tui(args),
         Command::Sweep(args) => cmd_sweep(args),
+        Command::Remote(args) => cmd_remote(args),
         Command::Results(args) => cmd_results(args),
         Command::Report(args) => cmd_report(args),
     };
@@ -1518,6 +1557,63 @@ fn cmd_sweep(args: SweepArgs) -> Result<ExitCode> {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS
+    })
+}
+
+fn cmd_remote(args: RemoteArgs) -> Result<ExitCode> {
+    use quench::remote::arch::Binaries;
+    use quench::remote::host::Host;
+    use quench::remote::{default_work_dir, run, Job, Printer};
+
+    let hosts = args
+        .hosts
+        .iter()
+        .map(|h| Host::parse(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    let profile = quench::sweep::profile::load(&args.profile)?;
+    let root = std::env::current_dir().context("reading the current folder")?;
+    let mut ort_libs = args.ort_lib.clone();
+    ort_libs
+        .extend(runtime::ort::discover_library(&runtime::ort::SearchRoots::from_process()).ok());
+    let out = args.out.clone().unwrap_or_else(|| {
+        let stem = args
+            .profile
+            .file_stem()
+            .map_or_else(|| "sweep".into(), |s| s.to_string_lossy().into_owned());
+        Path::new("reports").join(stem)
+    });
+    let job = Job {
+        binaries: Binaries::of_process(&root, args.aarch64_binary.clone())?,
+        root,
+        profile: args.profile.clone(),
+        manifests: profile
+            .models
+            .iter()
+            .map(|m| m.manifest_path.clone())
+            .collect(),
+        work_dir: args
+            .work_dir
+            .clone()
+            .unwrap_or_else(|| default_work_dir(&profile.name, &profile.hash)),
+        out,
+        resume: args.resume,
+        ssh_options: args.ssh_options.clone(),
+        ort_libs,
+        retries: args.retries,
+        retry_delay: std::time::Duration::from_secs(2),
+    };
+    let printer = Printer::default();
+    let reports = run(&job, &hosts, &|host, p| printer.show(host, p))?;
+    let mut all_ok = true;
+    println!();
+    for r in &reports {
+        all_ok &= r.success();
+        println!("{}", r.summary());
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
