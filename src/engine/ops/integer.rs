@@ -183,10 +183,11 @@ impl Geometry {
     ) -> Result<(Geometry, usize), GraphError> {
         let p = ConvParams::resolve(node, x, w)?;
         if p.group != 1 {
-            return Err(node.error(format!(
-                "grouped integer convolution (group {}) is not supported natively",
-                p.group
-            )));
+            // Reported as an unsupported operator, so a sweep records the cell as skipped.
+            return Err(GraphError::Unsupported {
+                node: node.name.clone(),
+                op: format!("grouped integer Conv (group {})", p.group),
+            });
         }
         let win = &p.window;
         let conv = Conv2d {
