@@ -20,10 +20,11 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-/// The README's first command runs `quench compare` on the bundled default: every bundled model
-/// on both runtimes, with the known accuracies and full agreement between the runtimes.
+/// `quench compare` on the bundled default: every bundled model on both runtimes, with the known
+/// accuracies and full agreement between the runtimes (the README's first command, the
+/// quickstart sweep, is tested in tests/sweep_cli.rs on a trimmed profile).
 #[test]
-fn readme_main_job_prints_the_comparison_table() {
+fn compare_prints_the_comparison_table() {
     let out = quench(&["compare"]);
     let text = stdout(&out);
     assert!(
