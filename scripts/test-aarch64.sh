@@ -26,5 +26,5 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # The whole crate (library, binary, tests, benches) must cross-build; then the kernel tests run.
-cargo build --target "$target" --all-targets
+cargo test --target "$target" --all-targets --no-run
 cargo test --target "$target" --lib kernels "$@"

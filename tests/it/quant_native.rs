@@ -7,7 +7,7 @@
 //! scripts/make_qoperator_fixtures.py).
 //!
 //! The tests score the first `QUENCH_AGREEMENT_SAMPLES` test images (default 2,000). The full
-//! split: `QUENCH_AGREEMENT_SAMPLES=10000 cargo test --release --test quant_native -- --nocapture`.
+//! split: `QUENCH_AGREEMENT_SAMPLES=10000 cargo test --release --test it quant_native -- --nocapture`.
 
 use std::path::{Path, PathBuf};
 

@@ -5,13 +5,11 @@
 //! per-layer outputs.
 //!
 //! The accuracy checks use the first `QUENCH_QDQ_SAMPLES` test images (default 500); the full
-//! split: `QUENCH_QDQ_SAMPLES=10000 cargo test --release --test engine_qdq`.
-
-mod common;
+//! split: `QUENCH_QDQ_SAMPLES=10000 cargo test --release --test it engine_qdq`.
 
 use std::path::{Path, PathBuf};
 
-use common::*;
+use crate::common::*;
 use quench::engine::Plan;
 use quench::eval::evaluate::{evaluate, output_index};
 use quench::eval::{metrics, Dataset, Manifest};

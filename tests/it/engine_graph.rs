@@ -2,9 +2,7 @@
 //! broadcasting, constant folding, shape-inference and unsupported-op errors, statistics and the
 //! native runtime.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use quench::engine::ops::eval_node;
 use quench::engine::Plan;
 use quench::graph::fold::fold_constants;

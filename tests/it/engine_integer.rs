@@ -2,9 +2,7 @@
 //! written from the ONNX definitions (bit-exact), and untrusted parameters refused with an
 //! error naming the node.
 
-mod common;
-
-use common::{graph, node, values};
+use crate::common::{graph, node, values};
 use quench::engine::ops::integer::{dynamic_qparams, quantize_u8};
 use quench::engine::Plan;
 use quench::graph::{Attr, Graph};

@@ -1,5 +1,4 @@
 //! Helpers to build graphs in code and run them for the engine tests.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 

@@ -1,8 +1,6 @@
 //! A small CNN built in code: BN folding, fusion and the arena against the node-by-node reference.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use quench::engine::Plan;
 use quench::graph::fold::fold_constants;
 use quench::graph::simplify::fold_batchnorm;
