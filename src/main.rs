@@ -841,9 +841,7 @@ fn cmd_inspect(args: InspectArgs) -> Result<ExitCode> {
     let mut known = args.shape.clone();
     if let Some(manifest) = manifest_beside(&args.model)? {
         if !known.iter().any(|(n, _)| *n == manifest.input.name) {
-            let mut shape = vec![args.batch];
-            shape.extend(&manifest.input.sample_shape);
-            known.push((manifest.input.name.clone(), shape));
+            known.push(manifest.input.at_batch(args.batch));
         }
     }
     let shapes = concrete_input_shapes(&graph, args.batch, &known)?;

@@ -14,6 +14,7 @@ pub use plan::{EngineError, Plan};
 
 use std::collections::BTreeMap;
 
+use crate::eval::manifest::InputSpec;
 use crate::graph::fold::fold_constants;
 use crate::graph::inputs::concrete_input_shapes;
 use crate::graph::shape::{infer_shapes, ValueType};
@@ -35,16 +36,10 @@ pub fn fold_and_infer(
 }
 
 /// Statistics (per-node output shapes, parameters, MACs) of one inference on a single sample of
-/// shape `sample_shape` fed to `input` (other inputs take their declared shapes at batch 1): the
-/// unit per-layer MACs and the op-count energy model are quoted in.
-pub fn single_sample_stats(
-    graph: &Graph,
-    input: &str,
-    sample_shape: &[usize],
-) -> Result<GraphStats, GraphError> {
-    let mut shape = vec![1];
-    shape.extend(sample_shape);
-    let shapes = concrete_input_shapes(graph, 1, &[(input.to_string(), shape)])?;
+/// `input` (other inputs take their declared shapes at batch 1): the unit per-layer MACs and the
+/// op-count energy model are quoted in.
+pub fn single_sample_stats(graph: &Graph, input: &InputSpec) -> Result<GraphStats, GraphError> {
+    let shapes = concrete_input_shapes(graph, 1, &[input.at_batch(1)])?;
     let refs: Vec<(&str, Vec<usize>)> = shapes
         .iter()
         .map(|(n, s)| (n.as_str(), s.clone()))

@@ -330,6 +330,14 @@ impl InputSpec {
         }
     }
 
+    /// The input's name and its whole shape for `batch` samples: the known shape shape
+    /// inference and the export need for models that leave their input dimensions free.
+    pub fn at_batch(&self, batch: usize) -> (String, Vec<usize>) {
+        let mut shape = vec![batch];
+        shape.extend(&self.sample_shape);
+        (self.name.clone(), shape)
+    }
+
     /// Elements of one sample.
     pub fn sample_elements(&self) -> usize {
         self.sample_shape.iter().product()

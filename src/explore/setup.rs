@@ -202,7 +202,13 @@ impl Setup {
 
     /// The model `scheme` exports, with the shared ranges.
     pub fn quantize(&self, scheme: &Scheme) -> Result<Graph, ExploreError> {
-        Ok(crate::quant::quantize(&self.graph, scheme, &self.ranges)?)
+        let known = [self.manifest.input.at_batch(1)];
+        Ok(crate::quant::quantize_for(
+            &self.graph,
+            scheme,
+            &self.ranges,
+            &known,
+        )?)
     }
 
     /// Scores `graph` (a variant of the FP32 model) on the held-out samples on ONNX Runtime.

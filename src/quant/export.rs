@@ -25,7 +25,9 @@
 //! Per-channel DequantizeLinear needs opset 13: a graph with a lower opset is raised to 13 only
 //! when it holds no operator whose meaning changed between its opset and 13 (e.g. Softmax's
 //! axis, Squeeze/Unsqueeze/Split/ReduceSum moving attributes to inputs, Dropout's ratio, Clip
-//! and Pad in 11); otherwise the export fails naming the operator.
+//! and Pad in 11); otherwise the export fails naming the operator. A Softmax-family node whose
+//! axis is its input's last one means the same at every opset (the old 2-D coercion then covers
+//! exactly that axis), so it does not stop the raise.
 //!
 //! Every exported graph carries `quench.version` and `quench.scheme` (the scheme's JSON) in its
 //! metadata, and binary exports a `quench.binary` note.
@@ -33,6 +35,8 @@
 use std::collections::BTreeMap;
 
 use crate::graph::fold::prune_initializers;
+use crate::graph::inputs::concrete_input_shapes;
+use crate::graph::shape::ValueType;
 use crate::graph::{Attr, Graph, Node};
 use crate::quant::blockwise::quantize_q4;
 use crate::quant::builder::Builder;
@@ -64,6 +68,18 @@ pub fn quantize(
     graph: &Graph,
     scheme: &Scheme,
     ranges: &BTreeMap<String, CalibratedRange>,
+) -> Result<Graph, QuantError> {
+    quantize_for(graph, scheme, ranges, &[])
+}
+
+/// [`quantize`] with the shapes of inputs whose dimensions the model leaves free (e.g. a
+/// manifest's input at batch 1): with every shape known, a Softmax of an opset-11 model can be
+/// shown to keep its meaning when the export raises the opset to 13.
+pub fn quantize_for(
+    graph: &Graph,
+    scheme: &Scheme,
+    ranges: &BTreeMap<String, CalibratedRange>,
+    known: &[(String, Vec<usize>)],
 ) -> Result<Graph, QuantError> {
     scheme.validate()?;
     let mut ex = Exporter {
@@ -120,7 +136,7 @@ pub fn quantize(
     let mut out = graph.clone();
     out.nodes = ex.b.nodes;
     out.initializers = ex.b.initializers;
-    raise_opset(&mut out, ex.opset)?;
+    raise_opset(&mut out, ex.opset, value_types(graph, known).as_ref())?;
     if ex.uses_ms {
         out.extra_opsets.entry(MS_DOMAIN.to_string()).or_insert(1);
     }
@@ -654,7 +670,13 @@ const CHANGED: [(i64, &[&str]); 4] = [
 ];
 
 /// Raises `graph`'s opset to `needed` when the graph's operators keep their meaning.
-fn raise_opset(graph: &mut Graph, needed: i64) -> Result<(), QuantError> {
+/// `types` are the FP32 graph's value types (the rewrite keeps the names of the nodes that
+/// matter here, none of which it touches).
+fn raise_opset(
+    graph: &mut Graph,
+    needed: i64,
+    types: Option<&BTreeMap<String, ValueType>>,
+) -> Result<(), QuantError> {
     let from = graph.opset;
     if needed <= from {
         return Ok(());
@@ -667,11 +689,11 @@ fn raise_opset(graph: &mut Graph, needed: i64) -> Result<(), QuantError> {
     }
     for (at, ops) in CHANGED {
         if from < at && at <= needed {
-            if let Some(n) = graph
-                .nodes
-                .iter()
-                .find(|n| n.domain.is_empty() && ops.contains(&n.op_type.as_str()))
-            {
+            if let Some(n) = graph.nodes.iter().find(|n| {
+                n.domain.is_empty()
+                    && ops.contains(&n.op_type.as_str())
+                    && !(at == 13 && reduces_last_axis(n, from, types))
+            }) {
                 return Err(QuantError::Unsupported {
                     layer: n.name.clone(),
                     op_type: n.op_type.clone(),
@@ -687,10 +709,47 @@ fn raise_opset(graph: &mut Graph, needed: i64) -> Result<(), QuantError> {
     Ok(())
 }
 
+/// The type of every value of `graph` at batch 1 with the `known` input shapes, when its shapes
+/// can be worked out.
+fn value_types(
+    graph: &Graph,
+    known: &[(String, Vec<usize>)],
+) -> Option<BTreeMap<String, ValueType>> {
+    let shapes = concrete_input_shapes(graph, 1, known).ok()?;
+    let refs: Vec<(&str, Vec<usize>)> = shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.clone()))
+        .collect();
+    crate::engine::fold_and_infer(graph, &refs)
+        .ok()
+        .map(|(_, types)| types)
+}
+
+/// Whether `node`, a Softmax/LogSoftmax/Hardmax of a graph at `opset` below 13, works on its
+/// input's last axis, where the opset-13 meaning (one axis) and the older one (everything from
+/// the axis on) agree. Unknown shapes answer no.
+fn reduces_last_axis(node: &Node, opset: i64, types: Option<&BTreeMap<String, ValueType>>) -> bool {
+    if !matches!(node.op_type.as_str(), "Softmax" | "LogSoftmax" | "Hardmax") {
+        return false;
+    }
+    let Some(rank) = node
+        .input(0)
+        .and_then(|x| types?.get(x))
+        .map(|t| t.shape.len() as i64)
+    else {
+        return false;
+    };
+    let default = if opset >= 13 { -1 } else { 1 };
+    match node.attr_int("axis", default) {
+        Ok(axis) => rank > 0 && (axis == -1 || axis == rank - 1),
+        Err(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::ValueInfo;
+    use crate::graph::{Dim, ValueInfo};
     use crate::quant::scheme::{LayerMatch, Override};
     use crate::quant::Calibration;
 
@@ -807,6 +866,14 @@ mod tests {
         let mut g = gemm_graph(11);
         g.nodes[1] = node("Relu", "r", &["h"], &["y"]);
         assert_eq!(quantize(&g, &scheme, &ranges()).unwrap().opset, 13);
+        // With shapes known, a Softmax over its input's last axis means the same at 13; over an
+        // earlier axis it does not.
+        let mut shaped = gemm_graph(11);
+        shaped.inputs[0].shape = Some(vec![Dim::Symbolic("n".into()), Dim::Fixed(64)]);
+        assert_eq!(quantize(&shaped, &scheme, &ranges()).unwrap().opset, 13);
+        shaped.nodes[1].attrs.insert("axis".into(), Attr::Int(0));
+        let err = quantize(&shaped, &scheme, &ranges()).unwrap_err();
+        assert!(err.to_string().contains("`sm`"), "{err}");
         // Per-tensor needs only opset 10: nothing to raise.
         let per_tensor = Scheme::int8_static(false, Calibration::MinMax);
         assert_eq!(

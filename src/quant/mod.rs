@@ -31,5 +31,5 @@ pub mod scheme;
 
 pub use calibrate::{CalibratedRange, Calibrator};
 pub use error::QuantError;
-pub use export::quantize;
+pub use export::{quantize, quantize_for};
 pub use scheme::{Calibration, Precision, Scheme};

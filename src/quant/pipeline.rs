@@ -576,8 +576,7 @@ fn layer_errors(
         }
         layers.push((node, tensor.to_string()));
     }
-    let input = data.input();
-    let stats = crate::engine::single_sample_stats(fp32, &input.name, &input.sample_shape)?;
+    let stats = crate::engine::single_sample_stats(fp32, data.input())?;
     let node_stats = |name: &str| stats.nodes.iter().find(|s| s.name == name);
     let tensors: Vec<String> = layers.iter().map(|(_, t)| t.clone()).collect();
     let gather = |g: &Graph| -> Result<BTreeMap<String, Vec<Tensor>>, PipelineError> {
@@ -849,7 +848,8 @@ pub fn build(
             };
             (graph.clone(), ranges, note, used, data, None)
         };
-    let quantized = crate::quant::quantize(&exported_from, &scheme, &ranges)?;
+    let quantized =
+        crate::quant::quantize_for(&exported_from, &scheme, &ranges, &[input.at_batch(1)])?;
     crate::onnx::save(&quantized, &config.out)?;
     let layer_samples = LAYER_SAMPLES.min(data.len());
     let layers = layer_errors(&graph, &quantized, &scheme, &data, layer_samples)?;

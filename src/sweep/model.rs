@@ -94,8 +94,7 @@ impl PreparedModel {
 /// MACs and weight bytes of one FP32 inference, for the op-count energy model; `None` when the
 /// graph's shapes cannot be worked out.
 fn fp32_op_counts(graph: &Graph, manifest: &Manifest) -> Option<OpCounts> {
-    let input = &manifest.input;
-    let stats = crate::engine::single_sample_stats(graph, &input.name, &input.sample_shape).ok()?;
+    let stats = crate::engine::single_sample_stats(graph, &manifest.input).ok()?;
     Some(OpCounts {
         macs_f32: stats.total_macs,
         dram_bytes: stats.total_param_bytes as u64,
