@@ -73,6 +73,7 @@ fn search_config(out: PathBuf, budget: f64, levels: Vec<Level>) -> SearchConfig 
         rounds: 1,
         jobs: Some(2),
         test_limit: None,
+        cancel: None,
     }
 }
 
