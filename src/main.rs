@@ -1651,7 +1651,11 @@ fn cmd_report(args: ReportArgs) -> Result<ExitCode> {
             .map(|p| p.display().to_string())
             .collect(),
     };
-    let written = files::write(&records, &options)?;
+    let (searches, warnings) = files::read_searches(&args.results)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let written = files::write_with_searches(&records, &searches, &options)?;
     println!(
         "quench report: {} record(s) -> {}",
         records.len(),
@@ -1660,6 +1664,9 @@ fn cmd_report(args: ReportArgs) -> Result<ExitCode> {
     println!("  {}", written.html.display());
     println!("  {}", written.markdown.display());
     println!("  {}", written.csv.display());
+    for s in &searches {
+        println!("  search section: {}", s.name);
+    }
     println!(
         "  {} chart(s) in {}",
         written.charts.len(),
