@@ -1739,6 +1739,8 @@ fn cmd_tui(args: TuiArgs) -> Result<ExitCode> {
         Theme::from_env(),
     );
     app.notice = warnings_notice(&loaded.warnings);
+    let dir = args.target.parent().unwrap_or(Path::new(""));
+    app.searches = quench::explore::saved::read(dir)?.0;
     let (tx, rx) = std::sync::mpsc::channel();
     let options = Options {
         report_dir: args.report_dir,
@@ -1791,6 +1793,11 @@ fn tui_profile(path: &Path, args: LiveArgs) -> Result<ExitCode> {
         );
         app.notice = warnings_notice(&loaded.warnings);
     }
+    app.searches = quench::explore::saved::read(&args.out)?
+        .0
+        .into_iter()
+        .filter(|s| s.profile_hash.as_deref() == Some(profile.hash.as_str()))
+        .collect();
     let options = RunOptions {
         resume: args.resume,
         cache: args.cache,

@@ -46,17 +46,22 @@ impl SavedSearch {
             .collect()
     }
 
-    /// Layers ranked most sensitive first by their only-this-layer KL at the lowest-loss
-    /// quantized level tried (the first of INT8, 4-bit, binary measured), with that KL.
-    pub fn ranking(&self) -> Vec<(&str, f64)> {
+    /// Layers ranked most sensitive first by their only-this-layer KL at the highest
+    /// quantized level measured for them (INT8 when allowed, else 4-bit, else binary), with
+    /// that level and KL.
+    pub fn ranking(&self) -> Vec<(&str, crate::explore::Level, f64)> {
         let r = &self.report;
-        let mut v: Vec<(&str, f64)> = r
+        let mut v: Vec<(&str, crate::explore::Level, f64)> = r
             .layers
             .iter()
             .zip(&r.sensitivity)
-            .filter_map(|(name, m)| m.values().next().map(|&kl| (name.as_str(), kl)))
+            .filter_map(|(name, m)| {
+                m.iter()
+                    .next()
+                    .map(|(&level, &kl)| (name.as_str(), level, kl))
+            })
             .collect();
-        v.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(b.0)));
+        v.sort_by(|a, b| b.2.total_cmp(&a.2).then(a.0.cmp(b.0)));
         v
     }
 }
