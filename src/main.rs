@@ -530,13 +530,13 @@ struct SearchArgs {
     explore: ExploreArgs,
     /// Largest held-out accuracy drop in percentage points, e.g. 0.5% (without labels: top-1
     /// disagreement with FP32).
-    #[arg(long, value_parser = parse_budget)]
+    #[arg(long, value_parser = quench::explore::spec::parse_budget)]
     budget: f64,
     /// What to minimise, measured.
     #[arg(long, value_enum, default_value_t = ObjectiveArg::Size)]
     objective: ObjectiveArg,
     /// Stop after this long, e.g. 90s, 10m, 1h (the best model so far is already written).
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = quench::explore::spec::parse_duration)]
     time_budget: Option<std::time::Duration>,
     /// Levels a layer may take (FP32 is always allowed).
     #[arg(long, value_delimiter = ',', value_parser = parse_level, default_value = "int8,int4,binary")]
@@ -600,31 +600,6 @@ enum SearchRuntimeArg {
     Auto,
     Native,
     Ort,
-}
-
-fn parse_budget(text: &str) -> Result<f64, String> {
-    let number = text.trim().trim_end_matches('%');
-    match number.parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.0..100.0).contains(&v) => Ok(v / 100.0),
-        _ => Err(format!(
-            "`{text}` is not a budget in percentage points, e.g. 0.5%"
-        )),
-    }
-}
-
-fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let t = text.trim();
-    let (number, unit) = t.split_at(t.find(|c: char| c.is_alphabetic()).unwrap_or(t.len()));
-    let scale = match unit {
-        "" | "s" => 1.0,
-        "m" | "min" => 60.0,
-        "h" => 3600.0,
-        _ => return Err(format!("`{text}`: use s, m or h, e.g. 10m")),
-    };
-    match number.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(std::time::Duration::from_secs_f64(v * scale)),
-        _ => Err(format!("`{text}` is not a duration, e.g. 90s or 10m")),
-    }
 }
 
 fn parse_level(text: &str) -> Result<quench::explore::Level, String> {
@@ -1267,25 +1242,71 @@ fn print_explore_event(e: &quench::explore::ExploreEvent) {
     }
 }
 
-/// The shared setup of the exploration commands.
-fn explore_setup(args: &ExploreArgs) -> Result<quench::explore::Setup> {
-    use quench::explore::{Setup, SetupConfig};
-    let config = SetupConfig {
-        model: args.model.clone(),
-        manifest: model_manifest(&args.model, args.manifest.as_deref())?,
-        calibrator: args
-            .calibrator
-            .map_or(quench::quant::pipeline::CalibratorKind::MinMax, Into::into),
-        calib_samples: args.calib_samples,
-        samples: args.samples,
-        seed: args.seed,
-    };
-    Ok(Setup::prepare(&config, &|m| eprintln!("{m}"))?)
+impl ExploreArgs {
+    /// How the exploration prepares, from these flags.
+    fn setup_spec(&self) -> quench::explore::spec::SetupSpec {
+        quench::explore::spec::SetupSpec {
+            calibrator: self
+                .calibrator
+                .map_or(quench::quant::pipeline::CalibratorKind::MinMax, Into::into),
+            calib_samples: self.calib_samples,
+            samples: self.samples,
+            seed: self.seed,
+        }
+    }
+
+    /// The prepared setup of the model these flags name.
+    fn setup(&self) -> Result<quench::explore::Setup> {
+        let manifest = model_manifest(&self.model, self.manifest.as_deref())?;
+        let config = self.setup_spec().config(&self.model, manifest);
+        Ok(quench::explore::Setup::prepare(&config, &|m| {
+            eprintln!("{m}")
+        })?)
+    }
+
+    /// Prints `report` as JSON with `--json`, else as `text` renders it.
+    fn print<R: serde::Serialize>(&self, report: &R, text: fn(&R) -> String) -> Result<()> {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(report)?);
+        } else {
+            print!("{}", text(report));
+        }
+        Ok(())
+    }
+}
+
+impl SearchArgs {
+    /// The search these flags ask for.
+    fn spec(&self) -> quench::explore::spec::SearchSpec {
+        use quench::explore::objective::Objective;
+        use quench::explore::search::RuntimeChoice;
+        quench::explore::spec::SearchSpec {
+            budget: self.budget,
+            objective: match self.objective {
+                ObjectiveArg::Size => Objective::Size,
+                ObjectiveArg::Latency => Objective::Latency,
+                ObjectiveArg::Energy => Objective::Energy,
+            },
+            time_budget: self.time_budget,
+            levels: self.levels.clone(),
+            runtime: match self.runtime {
+                SearchRuntimeArg::Auto => RuntimeChoice::Auto,
+                SearchRuntimeArg::Native => RuntimeChoice::Fixed(RuntimeKind::Native),
+                SearchRuntimeArg::Ort => RuntimeChoice::Fixed(RuntimeKind::Ort),
+            },
+            threads: self.threads,
+            batch: self.batch,
+            rounds: self.rounds,
+            jobs: self.explore.jobs,
+            test_limit: self.limit,
+            setup: self.explore.setup_spec(),
+        }
+    }
 }
 
 fn cmd_sensitivity(args: SensitivityArgs) -> Result<ExitCode> {
     use quench::explore::sensitivity::{self, SensitivityConfig};
-    let setup = explore_setup(&args.explore)?;
+    let setup = args.explore.setup()?;
     let (precision, label) = sensitivity::precision_for(
         args.precision.into(),
         args.method.map(Into::into),
@@ -1298,54 +1319,21 @@ fn cmd_sensitivity(args: SensitivityArgs) -> Result<ExitCode> {
         jobs: args.explore.jobs,
     };
     let report = sensitivity::run(&setup, &config, &print_explore_event)?;
-    if args.explore.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", quench::report::explore::sensitivity(&report));
-    }
+    args.explore
+        .print(&report, quench::report::explore::sensitivity)?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn cmd_search(args: SearchArgs) -> Result<ExitCode> {
-    use quench::explore::objective::Objective;
-    use quench::explore::search::{self, RuntimeChoice, SearchConfig};
-    let objective = match args.objective {
-        ObjectiveArg::Size => Objective::Size,
-        ObjectiveArg::Latency => Objective::Latency,
-        ObjectiveArg::Energy => Objective::Energy,
-    };
-    let out = args.out.clone().unwrap_or_else(|| {
-        let stem = args
-            .explore
-            .model
-            .file_stem()
-            .map_or_else(|| "model".into(), |s| s.to_string_lossy().into_owned());
-        PathBuf::from(format!("{stem}.search-{}.onnx", objective.name()))
-    });
-    let setup = explore_setup(&args.explore)?;
-    let config = SearchConfig {
-        budget: args.budget,
-        objective,
-        levels: args.levels.clone(),
-        time_budget: args.time_budget,
-        out,
-        runtime: match args.runtime {
-            SearchRuntimeArg::Auto => RuntimeChoice::Auto,
-            SearchRuntimeArg::Native => RuntimeChoice::Fixed(RuntimeKind::Native),
-            SearchRuntimeArg::Ort => RuntimeChoice::Fixed(RuntimeKind::Ort),
-        },
-        threads: args.threads,
-        batch: args.batch,
-        rounds: args.rounds,
-        jobs: args.explore.jobs,
-        test_limit: args.limit,
-    };
-    let report = search::run(&setup, &config, &print_explore_event)?;
-    if args.explore.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", quench::report::explore::search(&report));
-    }
+    let spec = args.spec();
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| spec.default_out(Path::new(""), &args.explore.model));
+    let setup = args.explore.setup()?;
+    let report = quench::explore::search::run(&setup, &spec.config(out), &print_explore_event)?;
+    args.explore
+        .print(&report, quench::report::explore::search)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -1518,7 +1506,7 @@ fn cmd_sweep(args: SweepArgs) -> Result<ExitCode> {
         resume: args.resume,
         cancel: Arc::clone(&cancel),
         cache: args.cache.clone(),
-        ..RunOptions::new(out)
+        ..RunOptions::new(&out)
     };
     let (tx, rx) = std::sync::mpsc::channel::<Event>();
     let profile = args.profile.clone();
@@ -1548,6 +1536,22 @@ fn cmd_sweep(args: SweepArgs) -> Result<ExitCode> {
         writeln!(stdout)?;
         write!(stdout, "{}", quench::report::table::sweep(&summary.records))?;
         writeln!(stdout, "results: {}", summary.results.display())?;
+    }
+    if summary.cancelled == 0 {
+        // The profile's [search], after the cells; each finished search is saved at once.
+        let profile = quench::sweep::profile::load(&args.profile)?;
+        let saved = quench::explore::saved::run_profile(
+            &profile,
+            &out,
+            args.resume,
+            Some(Arc::clone(&cancel)),
+            &print_explore_event,
+        )?;
+        for s in &saved {
+            if !json {
+                write!(stdout, "{}", quench::report::explore::search(&s.report))?;
+            }
+        }
     }
     Ok(if summary.cancelled > 0 {
         ExitCode::from(130)
@@ -1645,7 +1649,11 @@ fn cmd_report(args: ReportArgs) -> Result<ExitCode> {
             .map(|p| p.display().to_string())
             .collect(),
     };
-    let written = files::write(&records, &options)?;
+    let (searches, warnings) = files::read_searches(&args.results)?;
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    let written = files::write_with_searches(&records, &searches, &options)?;
     println!(
         "quench report: {} record(s) -> {}",
         records.len(),
@@ -1654,6 +1662,9 @@ fn cmd_report(args: ReportArgs) -> Result<ExitCode> {
     println!("  {}", written.html.display());
     println!("  {}", written.markdown.display());
     println!("  {}", written.csv.display());
+    for s in &searches {
+        println!("  search section: {}", s.name);
+    }
     println!(
         "  {} chart(s) in {}",
         written.charts.len(),
@@ -1726,6 +1737,8 @@ fn cmd_tui(args: TuiArgs) -> Result<ExitCode> {
         Theme::from_env(),
     );
     app.notice = warnings_notice(&loaded.warnings);
+    let dir = args.target.parent().unwrap_or(Path::new(""));
+    app.searches = quench::explore::saved::read(dir)?.0;
     let (tx, rx) = std::sync::mpsc::channel();
     let options = Options {
         report_dir: args.report_dir,
@@ -1778,6 +1791,11 @@ fn tui_profile(path: &Path, args: LiveArgs) -> Result<ExitCode> {
         );
         app.notice = warnings_notice(&loaded.warnings);
     }
+    app.searches = quench::explore::saved::read(&args.out)?
+        .0
+        .into_iter()
+        .filter(|s| s.profile_hash.as_deref() == Some(profile.hash.as_str()))
+        .collect();
     let options = RunOptions {
         resume: args.resume,
         cache: args.cache,

@@ -12,6 +12,9 @@
 //!   interleaved rounds).
 //! * [`drift`]: per-layer outputs of the native engine against ONNX Runtime on the same inputs,
 //!   flagging the first layer where they part (`quench drift`).
+//! * [`spec`]: a search request, from `quench search` flags or a profile's `[search]` table.
+//! * [`saved`]: the search results file beside `results.jsonl` (`search.jsonl`) and running a
+//!   profile's search into it.
 //! * [`event`]: the progress stream these long jobs publish.
 
 pub mod drift;
@@ -19,8 +22,10 @@ pub mod event;
 pub mod objective;
 pub mod search;
 
+pub mod saved;
 pub mod sensitivity;
 pub mod setup;
+pub mod spec;
 
 use std::path::PathBuf;
 

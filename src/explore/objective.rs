@@ -49,7 +49,7 @@ impl Objective {
 }
 
 /// One candidate timed against FP32.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Timed {
     /// Median over rounds of candidate p50 / FP32 p50.
     pub latency_ratio: f64,

@@ -29,7 +29,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::eval::{evaluate, metrics, output_index, Dataset};
 use crate::explore::objective::{open_checked, Objective, Timed, Timer};
@@ -40,7 +40,7 @@ use crate::graph::Graph;
 use crate::runtime::RuntimeKind;
 
 /// Which runtime latency and energy are timed on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RuntimeChoice {
     /// The native engine when it runs every level the search may assign, else ONNX Runtime.
@@ -75,15 +75,18 @@ pub struct SearchConfig {
     pub jobs: Option<usize>,
     /// Test-split samples of the final report (`None`: all).
     pub test_limit: Option<usize>,
+    /// Set from outside (a Ctrl-C) to stop like a time budget does: the best so far is kept
+    /// and reported.
+    pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
 }
 
 /// One assignment tried.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Candidate {
     /// Order tried, from 0.
     pub index: usize,
     /// Which step proposed it: `seed`, `greedy` or `refine`.
-    pub step: &'static str,
+    pub step: String,
     /// Level of each layer, in [`Setup::layers`] order.
     pub levels: Vec<Level>,
     /// The assignment in words.
@@ -102,7 +105,7 @@ pub struct Candidate {
 }
 
 /// The chosen model against FP32 (and all-INT8) on the test split, on ONNX Runtime.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TestCheck {
     /// Test samples.
     pub samples: usize,
@@ -123,7 +126,7 @@ pub struct TestCheck {
 }
 
 /// What `quench search` found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchReport {
     /// The FP32 model.
     pub model: String,
@@ -178,6 +181,20 @@ struct State<'a> {
 
 impl State<'_> {
     fn out_of_time(&mut self) -> bool {
+        let cancelled = self
+            .config
+            .cancel
+            .as_ref()
+            .is_some_and(|c| c.load(std::sync::atomic::Ordering::Relaxed));
+        if cancelled && self.stopped.is_none() {
+            self.stopped = Some(format!(
+                "interrupted after {} candidates",
+                self.candidates.len()
+            ));
+            (self.on_event)(&ExploreEvent::Warning {
+                message: self.stopped.clone().unwrap_or_default(),
+            });
+        }
         if let (Some(limit), None) = (self.config.time_budget, &self.stopped) {
             if self.started.elapsed() >= limit {
                 self.stopped = Some(format!(
@@ -195,11 +212,7 @@ impl State<'_> {
 
     /// Scores, measures and records `levels` (once per assignment); writes it out when it is
     /// the best feasible so far. Returns its index.
-    fn try_levels(
-        &mut self,
-        levels: Vec<Level>,
-        step: &'static str,
-    ) -> Result<usize, ExploreError> {
+    fn try_levels(&mut self, levels: Vec<Level>, step: &str) -> Result<usize, ExploreError> {
         if let Some(&i) = self.seen.get(&levels) {
             return Ok(i);
         }
@@ -228,7 +241,7 @@ impl State<'_> {
         });
         self.candidates.push(Candidate {
             index,
-            step,
+            step: step.to_string(),
             levels: levels.clone(),
             assignment,
             score,
@@ -303,32 +316,16 @@ fn save_synced(graph: &Graph, path: &Path) -> Result<(), ExploreError> {
 }
 
 /// Indices of the candidates no other candidate beats on both held-out drop and objective,
-/// sorted by objective.
+/// sorted by objective ([`crate::report::pareto::front`] with the drop as a negated value).
 pub fn pareto_front(candidates: &[Candidate]) -> Vec<usize> {
-    let dominated = |c: &Candidate| {
-        candidates.iter().any(|o| {
-            o.score.drop <= c.score.drop
-                && o.objective <= c.objective
-                && (o.score.drop < c.score.drop || o.objective < c.objective)
-        })
-    };
-    let mut front: Vec<usize> = candidates
+    let points: Vec<(f64, f64)> = candidates
         .iter()
-        .filter(|c| !dominated(c))
-        .map(|c| c.index)
+        .map(|c| (c.objective, -c.score.drop))
         .collect();
-    front.sort_by(|&a, &b| {
-        candidates[a]
-            .objective
-            .total_cmp(&candidates[b].objective)
-            .then(
-                candidates[a]
-                    .score
-                    .drop
-                    .total_cmp(&candidates[b].score.drop),
-            )
-    });
-    front
+    crate::report::pareto::front(&points)
+        .into_iter()
+        .map(|i| candidates[i].index)
+        .collect()
 }
 
 /// The first of `assignments` (after FP32) the native engine cannot run, with its error.
@@ -751,7 +748,7 @@ mod tests {
     fn cand(index: usize, drop: f64, objective: f64) -> Candidate {
         Candidate {
             index,
-            step: "seed",
+            step: "seed".into(),
             levels: vec![],
             assignment: String::new(),
             score: Score {

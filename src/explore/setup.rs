@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::eval::manifest::{InputSpec, Split};
 use crate::eval::{evaluate, metrics, output_index, Dataset, Manifest};
@@ -64,7 +64,7 @@ pub struct LayerInfo {
 }
 
 /// How a variant did on the held-out samples, against FP32.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Score {
     /// Top-1 accuracy, with labels.
     pub accuracy: Option<f64>,

@@ -4,8 +4,11 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use crate::explore::saved::{self, SavedSearch};
+use crate::report::charts::front;
 use crate::report::charts::{self, ChartError};
 use crate::report::html::{self, Figure, Sources};
+use crate::report::search::{self, SearchFigure};
 use crate::report::{summary, tabular, view};
 use crate::sweep::record::{CellKey, Record};
 
@@ -107,6 +110,33 @@ pub fn latest_per_cell(records: Vec<Record>) -> Vec<Record> {
     out
 }
 
+/// The searches saved beside each results file (`search.jsonl` in the same folder), the last
+/// of each model, and a warning for each line that is not one.
+pub fn read_searches(results: &[PathBuf]) -> Result<(Vec<SavedSearch>, Vec<String>), ReportError> {
+    let mut all: Vec<SavedSearch> = Vec::new();
+    let mut warnings = Vec::new();
+    for path in results {
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let file = dir.join(saved::SEARCH_FILE);
+        if !file.is_file() {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).map_err(|source| ReportError::Read {
+            path: file.clone(),
+            source,
+        })?;
+        let (found, w) = saved::parse(&text, &file);
+        warnings.extend(w);
+        for s in found {
+            match all.iter_mut().find(|o| o.name == s.name) {
+                Some(slot) => *slot = s,
+                None => all.push(s),
+            }
+        }
+    }
+    Ok((all, warnings))
+}
+
 /// How to write a report.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -136,6 +166,16 @@ pub const CHARTS_DIR: &str = "charts";
 
 /// Writes the whole report for `records` into `options.out`.
 pub fn write(records: &[Record], options: &Options) -> Result<Written, ReportError> {
+    write_with_searches(records, &[], options)
+}
+
+/// [`write`], with a section per mixed-precision search in `searches` (its front chart as PNG
+/// too, and the chosen assignment).
+pub fn write_with_searches(
+    records: &[Record],
+    searches: &[SavedSearch],
+    options: &Options,
+) -> Result<Written, ReportError> {
     if !(options.budget_pp.is_finite() && options.budget_pp >= 0.0) {
         return Err(ReportError::Budget(options.budget_pp));
     }
@@ -157,6 +197,18 @@ pub fn write(records: &[Record], options: &Options) -> Result<Written, ReportErr
             png: Some(format!("{CHARTS_DIR}/{}.png", chart.file_stem)),
         });
     }
+    let png_of = |s: &SavedSearch| format!("{CHARTS_DIR}/{}.png", front::stem(s));
+    let mut search_figures = Vec::with_capacity(searches.len());
+    for s in searches {
+        let path = options.out.join(png_of(s));
+        put(&path, &front::png(s)?)?;
+        pngs.push(path);
+        search_figures.push(SearchFigure {
+            search: s,
+            svg: front::svg(s)?,
+            png: png_of(s),
+        });
+    }
     let advice = summary::advise(records, options.budget_pp);
     let sources = Sources {
         files: &options.sources,
@@ -170,11 +222,13 @@ pub fn write(records: &[Record], options: &Options) -> Result<Written, ReportErr
     };
     put(
         &written.html,
-        html::page(records, &advice, &figures, &sources).as_bytes(),
+        html::page(records, &advice, &figures, &search_figures, &sources).as_bytes(),
     )?;
     put(
         &written.markdown,
-        tabular::markdown(records, &advice, options.budget_pp).as_bytes(),
+        (tabular::markdown(records, &advice, options.budget_pp)
+            + &search::markdown(searches, png_of))
+            .as_bytes(),
     )?;
     put(&written.csv, tabular::csv(records).as_bytes())?;
     Ok(written)

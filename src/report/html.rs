@@ -149,6 +149,7 @@ pub fn page(
     records: &[Record],
     advice: &[Advice],
     figures: &[Figure<'_>],
+    searches: &[crate::report::search::SearchFigure<'_>],
     sources: &Sources<'_>,
 ) -> String {
     let models = view::distinct(records, |r| r.key.model.clone());
@@ -175,9 +176,15 @@ pub fn page(
                 .join(", ")
         }
     ));
-    out.push_str("<nav><a href=\"#advice\">Which variant?</a><a href=\"#charts\">Charts</a><a href=\"#cells-section\">All cells</a><a href=\"#problems\">Failed and skipped</a><a href=\"#machines\">Machines</a><a href=\"#reproduce\">Reproduce</a></nav>\n");
+    let search_link = if searches.is_empty() {
+        ""
+    } else {
+        "<a href=\"#search\">Search</a>"
+    };
+    out.push_str(&format!("<nav><a href=\"#advice\">Which variant?</a><a href=\"#charts\">Charts</a>{search_link}<a href=\"#cells-section\">All cells</a><a href=\"#problems\">Failed and skipped</a><a href=\"#machines\">Machines</a><a href=\"#reproduce\">Reproduce</a></nav>\n"));
     advice_section(&mut out, advice, sources.budget_pp);
     charts_section(&mut out, figures, &models);
+    out.push_str(&crate::report::search::html(searches));
     table_section(&mut out, records);
     problems_section(&mut out, records);
     machines_section(&mut out, records);
@@ -228,7 +235,7 @@ fn charts_section(out: &mut String, figures: &[Figure<'_>], models: &[String]) {
 }
 
 /// An SVG document without its `<?xml …?>` line, for inlining.
-fn strip_xml_declaration(svg: &str) -> &str {
+pub(crate) fn strip_xml_declaration(svg: &str) -> &str {
     match svg.strip_prefix("<?xml") {
         Some(rest) => rest
             .split_once("?>")
@@ -448,7 +455,7 @@ mod tests {
             files: &[hostile.to_string()],
             budget_pp: 1.0,
         };
-        let page = page(&records, &advice, &[], &sources);
+        let page = page(&records, &advice, &[], &[], &sources);
         assert!(!page.contains(hostile));
         assert!(page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;"));
         // Only the report's own script element is on the page.

@@ -10,6 +10,7 @@
 //! - [`columns`]: the cell table's columns, shared by [`tabular`] (CSV, Markdown) and [`html`].
 //! - [`files`]: reading results files and writing a report folder.
 //! - [`explore`]: text tables of `quench sensitivity`, `search` and `drift`.
+//! - [`search`]: the report's section on a saved mixed-precision search.
 
 pub mod charts;
 pub mod columns;
@@ -17,6 +18,7 @@ pub mod explore;
 pub mod files;
 pub mod html;
 pub mod pareto;
+pub mod search;
 pub mod summary;
 pub mod table;
 pub mod tabular;

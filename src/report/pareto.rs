@@ -1,9 +1,11 @@
-//! The Pareto front of a trade-off: the points no other point beats on both axes at once.
+//! The Pareto front of a trade-off: the points no other point beats on both axes at once. The
+//! one implementation every view uses (report charts, the TUI's front marks, the search's
+//! front of candidates).
 
 /// Indices of the points on the front of "lower `cost` is better, higher `value` is better",
-/// ordered by cost. A point is on the front when no other point has a cost at most its own and a
-/// value at least its own with one of the two strictly better. Of identical points the first
-/// is kept; points with a non-finite coordinate are never on the front.
+/// ordered by cost (ties by index). A point is on the front when no other point has a cost at
+/// most its own and a value at least its own with one of the two strictly better, so points
+/// identical to a front point are on it too. Points with a non-finite coordinate never are.
 pub fn front(points: &[(f64, f64)]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..points.len())
         .filter(|&i| points[i].0.is_finite() && points[i].1.is_finite())
@@ -14,15 +16,24 @@ pub fn front(points: &[(f64, f64)]) -> Vec<usize> {
             .then(pb.1.total_cmp(&pa.1))
             .then(a.cmp(&b))
     });
-    let mut best = f64::NEG_INFINITY;
-    let mut out = Vec::new();
+    let mut out: Vec<usize> = Vec::new();
     for i in order {
-        if points[i].1 > best {
-            best = points[i].1;
+        let last = out.last().map(|&j| points[j]);
+        let better = last.is_none_or(|l| points[i].1 > l.1);
+        if better || last == Some(points[i]) {
             out.push(i);
         }
     }
     out
+}
+
+/// For each point, whether it is on [`front`].
+pub fn on_front(points: &[(f64, f64)]) -> Vec<bool> {
+    let mut on = vec![false; points.len()];
+    for i in front(points) {
+        on[i] = true;
+    }
+    on
 }
 
 #[cfg(test)]
@@ -39,14 +50,19 @@ mod tests {
             (3.0, 0.99), // front: most accurate
             (4.0, 0.99), // as accurate as (3.0, 0.99) but slower
             (f64::NAN, 1.0),
-            (1.0, 0.90), // duplicate of the first
+            (1.0, 0.90), // identical to the first: on the front too
         ];
-        assert_eq!(front(&pts), vec![0, 1, 3]);
+        assert_eq!(front(&pts), vec![0, 6, 1, 3]);
+        assert_eq!(
+            on_front(&pts),
+            vec![true, true, false, true, false, false, true]
+        );
     }
 
     #[test]
     fn equal_cost_keeps_the_better_value() {
         assert_eq!(front(&[(1.0, 0.5), (1.0, 0.7)]), vec![1]);
         assert!(front(&[]).is_empty());
+        assert!(on_front(&[]).is_empty());
     }
 }

@@ -34,7 +34,21 @@
 //!
 //! [power]
 //! board = "raspberry-pi-4"     # board for the CPU-time energy estimate (default: detected)
+//!
+//! [search]                     # mixed-precision search, run after the cells (`quench search --profile`)
+//! budget = "0.5%"              # largest held-out accuracy drop, percentage points (required)
+//! objective = "size"           # size, latency or energy (default size)
+//! time_budget = "10m"          # stop after this long, best so far kept (default: none)
+//! precisions = ["int8", "int4", "binary"]  # levels a layer may take besides fp32 (default: these)
+//! models = ["mnist-cnn"]       # model names of the matrix it runs on (default: all)
+//! samples = 1000               # held-out validation samples decisions are made on (default 2000)
+//! rounds = 5                   # interleaved timing rounds per candidate (default 5)
+//! runtime = "auto"             # auto, native or ort: where latency/energy are timed
+//! seed = 0                     # seed choosing the held-out samples
 //! ```
+//!
+//! The search's test check reads `[data] test_limit` test samples and calibrates on
+//! `[data] calibration_samples`.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -43,6 +57,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::eval::Manifest;
+use crate::explore::objective::Objective;
+use crate::explore::search::RuntimeChoice;
+use crate::explore::spec::{parse_budget, parse_duration, SearchSpec};
+use crate::explore::Level;
 use crate::measure::power::estimate::BoardPower;
 use crate::quant::pipeline::CalibratorKind;
 use crate::runtime::RuntimeKind;
@@ -109,6 +127,30 @@ struct RawProfile {
     qat: RawQat,
     #[serde(default)]
     power: RawPower,
+    #[serde(default)]
+    search: Option<RawSearch>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSearch {
+    budget: Spanned<String>,
+    #[serde(default)]
+    objective: Option<Objective>,
+    #[serde(default)]
+    time_budget: Option<Spanned<String>>,
+    #[serde(default)]
+    precisions: Option<Spanned<Vec<Level>>>,
+    #[serde(default)]
+    models: Option<Spanned<Vec<Spanned<String>>>>,
+    #[serde(default)]
+    samples: Option<Spanned<usize>>,
+    #[serde(default)]
+    rounds: Option<Spanned<usize>>,
+    #[serde(default)]
+    runtime: Option<Spanned<String>>,
+    #[serde(default)]
+    seed: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -305,6 +347,17 @@ pub struct Profile {
     pub qat_imports: Vec<QatImport>,
     /// Board for the energy estimate (`None`: detected from the machine).
     pub board: Option<BoardPower>,
+    /// The `[search]` table, when the profile has one.
+    pub search: Option<ProfileSearch>,
+}
+
+/// A profile's `[search]` table, checked: the search to run and the models it runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileSearch {
+    /// The search (its test limit and calibration samples from `[data]`).
+    pub spec: SearchSpec,
+    /// Names of the matrix's models it runs on, in the matrix's order.
+    pub models: Vec<String>,
 }
 
 /// 1-based line and column of byte `offset` in `text`.
@@ -532,6 +585,10 @@ impl Checker<'_> {
         };
         self.settings(&raw.data, &raw.timing, &qat)?;
         let qat_imports = self.imports(raw.qat.import, &models)?;
+        let search = match raw.search {
+            Some(r) => Some(self.search(r, &models, &raw.data)?),
+            None => None,
+        };
         Ok(Profile {
             path: self.path.to_path_buf(),
             name: raw.name,
@@ -550,6 +607,90 @@ impl Checker<'_> {
             qat,
             qat_imports,
             board,
+            search,
+        })
+    }
+
+    /// The `[search]` table: a budget, a known duration and runtime, listed models, counts of
+    /// at least 1.
+    fn search(
+        &self,
+        raw: RawSearch,
+        models: &[ProfileModel],
+        data: &DataSettings,
+    ) -> Result<ProfileSearch, ProfileError> {
+        let budget = parse_budget(raw.budget.get_ref())
+            .map_err(|e| self.invalid(raw.budget.span(), "search.budget", e))?;
+        let mut spec = SearchSpec::new(budget);
+        if let Some(o) = raw.objective {
+            spec.objective = o;
+        }
+        if let Some(t) = &raw.time_budget {
+            spec.time_budget = Some(
+                parse_duration(t.get_ref())
+                    .map_err(|e| self.invalid(t.span(), "search.time_budget", e))?,
+            );
+        }
+        if let Some(p) = raw.precisions {
+            self.non_empty(&p, "search.precisions")?;
+            spec.levels = dedup(p.into_inner());
+        }
+        let positive = |v: &Option<Spanned<usize>>, key: &str| match v {
+            Some(v) if *v.get_ref() == 0 => Err(self.invalid(v.span(), key, "must be at least 1")),
+            Some(v) => Ok(Some(*v.get_ref())),
+            None => Ok(None),
+        };
+        spec.setup.samples = positive(&raw.samples, "search.samples")?;
+        if let Some(r) = positive(&raw.rounds, "search.rounds")? {
+            spec.rounds = r;
+        }
+        if let Some(r) = &raw.runtime {
+            spec.runtime = match r.get_ref().as_str() {
+                "auto" => RuntimeChoice::Auto,
+                "native" => RuntimeChoice::Fixed(RuntimeKind::Native),
+                "ort" => RuntimeChoice::Fixed(RuntimeKind::Ort),
+                _ => {
+                    return Err(self.invalid(
+                        r.span(),
+                        "search.runtime",
+                        "allowed values are auto, native and ort",
+                    ))
+                }
+            };
+        }
+        if let Some(seed) = raw.seed {
+            spec.setup.seed = seed;
+        }
+        spec.test_limit = data.test_limit;
+        if let Some(n) = data.calibration_samples {
+            spec.setup.calib_samples = n;
+        }
+        let names: Vec<&str> = models.iter().map(|m| m.name()).collect();
+        let chosen = match raw.models {
+            Some(list) => {
+                self.non_empty(&list, "search.models")?;
+                let mut out = Vec::new();
+                for m in list.into_inner() {
+                    if !names.contains(&m.get_ref().as_str()) {
+                        return Err(self.invalid(
+                            m.span(),
+                            "search.models",
+                            format!(
+                                "`{}` is not a model of the matrix; allowed: {}",
+                                m.get_ref(),
+                                names.join(", ")
+                            ),
+                        ));
+                    }
+                    out.push(m.into_inner());
+                }
+                dedup(out)
+            }
+            None => names.iter().map(|n| n.to_string()).collect(),
+        };
+        Ok(ProfileSearch {
+            spec,
+            models: chosen,
         })
     }
 

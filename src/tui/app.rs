@@ -2,6 +2,7 @@
 //! command) in, the new state and at most one [`Command`] for the shell out. Nothing here draws
 //! or does I/O, so every key and event sequence is testable on its own.
 
+use crate::explore::saved::SavedSearch;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 
 use super::grid::{cell_key, score, ColKey, Cost, Grid, RowKey};
@@ -190,6 +191,10 @@ pub struct App {
     pub dropped: Vec<Dropped>,
     /// The app should end.
     pub quit: bool,
+    /// Mixed-precision searches saved beside the results (`search.jsonl`), one per model.
+    pub searches: Vec<SavedSearch>,
+    /// The search front view is open (over the current screen).
+    pub front: bool,
     grid: Grid,
     row: usize,
     col: usize,
@@ -214,6 +219,8 @@ impl App {
             notice: None,
             dropped: Vec::new(),
             quit: false,
+            searches: Vec::new(),
+            front: false,
             grid: Grid::default(),
             row: 0,
             col: 0,
@@ -229,6 +236,11 @@ impl App {
         let mut app = App::new(title, false, theme);
         app.add_records(records);
         app
+    }
+
+    /// The saved search of `model`, if any.
+    pub fn search_of(&self, model: &str) -> Option<&SavedSearch> {
+        self.searches.iter().find(|s| s.name == model)
     }
 
     /// Adds past records (the latest record of a key wins).
@@ -418,6 +430,8 @@ impl App {
             Action::Screen(i) => self.screen = Screen::ALL[i.min(3)],
             Action::Open => self.screen = Screen::Detail,
             Action::Back if self.help => self.help = false,
+            Action::Back if self.front => self.front = false,
+            Action::Front => self.front = !self.front,
             Action::Back => self.screen = Screen::Matrix,
             Action::Help => self.help = !self.help,
             Action::Quit => self.quit = true,

@@ -23,6 +23,7 @@ pub fn draw(app: &App, f: &mut Frame) {
     .areas(f.area());
     draw_top(app, f, top);
     match app.screen {
+        _ if app.front => super::front::draw(app, f, body),
         Screen::Matrix => super::matrix::draw(app, f, body),
         Screen::Detail => super::detail::draw(app, f, body),
         Screen::Plot => super::plot::draw(app, f, body),

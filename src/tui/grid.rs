@@ -187,22 +187,6 @@ impl Cost {
     }
 }
 
-/// Marks the Pareto-optimal points of `(cost, score)` pairs: lower cost and higher score are
-/// better; a point is on the front when no other point is at least as good on both and better
-/// on one. Non-finite points are never on the front.
-pub fn pareto(points: &[(f64, f64)]) -> Vec<bool> {
-    points
-        .iter()
-        .map(|&(c, s)| {
-            c.is_finite()
-                && s.is_finite()
-                && !points.iter().any(|&(c2, s2)| {
-                    c2.is_finite() && s2.is_finite() && c2 <= c && s2 >= s && (c2 < c || s2 > s)
-                })
-        })
-        .collect()
-}
-
 /// How a quantized cell compares with the FP32 cell of the same model and column.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
@@ -302,7 +286,7 @@ impl Grid {
                 )
             })
             .collect();
-        let front = pareto(&points);
+        let front = crate::report::pareto::on_front(&points);
         recs.iter().zip(front).any(|(r, on)| on && &r.key == key)
     }
 
@@ -361,24 +345,6 @@ impl Grid {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn pareto_keeps_only_undominated_points() {
-        // (cost, score): b dominates a; c is cheaper but worse; d equals b (both stay).
-        let pts = [
-            (2.0, 0.9),
-            (1.0, 0.95),
-            (0.5, 0.8),
-            (1.0, 0.95),
-            (f64::NAN, 1.0),
-        ];
-        assert_eq!(pareto(&pts), vec![false, true, true, true, false]);
-    }
-
-    #[test]
-    fn pareto_of_nothing_is_empty() {
-        assert!(pareto(&[]).is_empty());
-    }
 
     #[test]
     fn row_labels_name_calibrator_and_group() {

@@ -44,6 +44,8 @@ pub enum Action {
     Export,
     /// Cycle the trade-off plot's x axis: latency, size, energy.
     Axis,
+    /// Show or hide the search front (the candidates a mixed-precision search tried).
+    Front,
 }
 
 /// The key table: keys as shown in the help, and what they do.
@@ -60,6 +62,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("/", "filter rows (Enter keeps, Esc clears)"),
     ("x", "plot axis: latency / size / energy"),
     ("e", "export a report of what is shown"),
+    ("f", "search front of the model (saved search.jsonl)"),
     ("?", "this help"),
     ("q Ctrl-C", "quit"),
 ];
@@ -89,6 +92,7 @@ pub fn action(key: KeyEvent) -> Option<Action> {
         KeyCode::Char('/') => Action::Filter,
         KeyCode::Char('e') => Action::Export,
         KeyCode::Char('x') => Action::Axis,
+        KeyCode::Char('f') => Action::Front,
         _ => return None,
     })
 }

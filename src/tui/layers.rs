@@ -49,20 +49,25 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         Span::styled(row.label(), t.accent()),
         Span::styled(" · per-layer error vs FP32, worst first", t.muted()),
     ]);
+    let ranking = super::front::ranking_lines(app, &key.model);
     if layers.is_empty() {
         let why = if key.precision == crate::sweep::record::Precision::Fp32 {
             "FP32 is the reference: select a quantized row (↑↓)."
         } else {
             "No per-layer figures recorded for this variant."
         };
-        f.render_widget(
-            Paragraph::new(vec![title, Line::from(Span::styled(why, t.muted()))]),
-            area,
-        );
+        let mut lines = vec![title, Line::from(Span::styled(why, t.muted()))];
+        lines.extend(ranking);
+        f.render_widget(Paragraph::new(lines), area);
         return;
     }
-    let [head, body] =
-        ratatui::layout::Layout::vertical([Constraint::Length(1), Constraint::Min(2)]).areas(area);
+    let [head, body, below] = ratatui::layout::Layout::vertical([
+        Constraint::Length(1),
+        Constraint::Min(2),
+        Constraint::Length((ranking.len() as u16).min(area.height / 2)),
+    ])
+    .areas(area);
+    f.render_widget(Paragraph::new(ranking), below);
     f.render_widget(Paragraph::new(title), head);
     let name_w = layers
         .iter()

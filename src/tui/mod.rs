@@ -9,7 +9,8 @@
 //! * [`app`]: state, messages, commands and `update`; [`input`]: keys to actions.
 //! * [`grid`]: rows (model × precision × method) and columns (runtime × threads) of the matrix,
 //!   the Pareto front and the comparison with FP32.
-//! * [`draw`]: the frame; one module per screen: [`matrix`], [`detail`], [`plot`], [`layers`].
+//! * [`draw`]: the frame; one module per screen: [`matrix`], [`detail`], [`plot`], [`layers`];
+//!   [`front`]: a saved search's front (key `f`) and its sensitivity ranking.
 //! * [`theme`]: colours that follow the terminal's palette and honour `NO_COLOR`.
 //! * [`terminal`]: raw mode and alternate screen, always restored; [`shell`]: the event loop;
 //!   [`export`]: the report of what is on screen; [`live`]: a sweep run from the UI.
@@ -30,6 +31,7 @@ pub mod app;
 pub mod detail;
 pub mod draw;
 pub mod export;
+pub mod front;
 pub mod grid;
 pub mod input;
 pub mod layers;

@@ -10,7 +10,8 @@ use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph};
 use ratatui::Frame;
 
 use super::app::App;
-use super::grid::{pareto, score, ColKey, Cost, RowKey};
+use super::grid::{score, ColKey, Cost, RowKey};
+use crate::report::pareto::on_front;
 use crate::report::table::{bytes, duration_ms, joules};
 use crate::sweep::record::Record;
 
@@ -58,7 +59,7 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
     let log = lo > 0.0 && hi / lo > 20.0;
     let to_x = |c: f64| if log { c.log10() } else { c };
     let xy: Vec<(f64, f64)> = raw.iter().map(|&(c, s)| (to_x(c), s * 100.0)).collect();
-    let on_front = pareto(&raw);
+    let on_front = on_front(&raw);
     let front: Vec<(f64, f64)> = xy
         .iter()
         .zip(&on_front)

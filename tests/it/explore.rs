@@ -73,6 +73,7 @@ fn search_config(out: PathBuf, budget: f64, levels: Vec<Level>) -> SearchConfig 
         rounds: 1,
         jobs: Some(2),
         test_limit: None,
+        cancel: None,
     }
 }
 
@@ -147,6 +148,24 @@ fn search_stops_on_its_time_budget_with_fp32_written() {
     assert!(r.stopped.as_deref().unwrap().contains("time budget"));
     assert_eq!(r.candidates.len(), 1);
     assert_eq!(r.candidates[0].levels, vec![Level::Fp32; 2]);
+}
+
+#[test]
+fn a_cancelled_search_keeps_and_reports_its_best_so_far() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = setup("mnist-mlp", 200, 0);
+    let mut config = search_config(dir.path().join("mlp.onnx"), 0.01, vec![Level::Int8]);
+    config.test_limit = Some(200);
+    config.cancel = Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
+        true,
+    )));
+    let r = search_checked(&s, &config);
+    assert!(
+        r.stopped.as_deref().unwrap().starts_with("interrupted"),
+        "{:?}",
+        r.stopped
+    );
+    assert_eq!(r.candidates.len(), 1, "FP32 only: a model is on disk");
 }
 
 /// The check: on the CNN with a 0.3% budget the search (validation data only) returns

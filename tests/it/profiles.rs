@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use quench::explore::objective::Objective;
+use quench::explore::Level;
 use quench::sweep::plan::plan;
 use quench::sweep::profile::{self, ProfileError};
 
@@ -211,4 +213,59 @@ fn a_qat_import_must_name_a_listed_model_and_an_existing_file() {
 fn a_missing_file_is_named() {
     let e = profile::load(Path::new("profiles/nope.toml")).unwrap_err();
     assert!(e.to_string().contains("profiles/nope.toml"), "{e}");
+}
+
+const SEARCH: &str = r#"
+[search]
+budget = "0.5%"
+objective = "latency"
+time_budget = "2m"
+precisions = ["int8", "int4"]
+models = ["mnist-mlp"]
+samples = 300
+"#;
+
+#[test]
+fn a_search_table_is_read_with_its_defaults() {
+    let path = root().join("tests/fixtures/profiles/bad.toml");
+    let p = profile::parse(&path, &format!("{GOOD}{SEARCH}")).unwrap();
+    let s = p.search.unwrap();
+    assert_eq!(s.models, ["mnist-mlp"]);
+    assert_eq!(s.spec.budget, 0.005);
+    assert_eq!(s.spec.objective, Objective::Latency);
+    assert_eq!(
+        s.spec.time_budget,
+        Some(std::time::Duration::from_secs(120))
+    );
+    assert_eq!(s.spec.levels, [Level::Int8, Level::Int4]);
+    assert_eq!(s.spec.setup.samples, Some(300));
+    assert_eq!(s.spec.rounds, 5, "default");
+    assert!(profile::parse(&path, GOOD).unwrap().search.is_none());
+}
+
+#[test]
+fn bad_search_values_are_named_with_their_position() {
+    let with = |from: &str, to: &str| error_of(&format!("{GOOD}{}", SEARCH.replace(from, to))).1;
+    let text = with("\"0.5%\"", "\"half\"");
+    assert!(
+        text.contains("bad.toml:11:10: search.budget = \"half\""),
+        "{text}"
+    );
+    assert!(text.contains("percentage points"), "{text}");
+    let text = with("\"2m\"", "\"2 weeks\"");
+    assert!(text.contains("search.time_budget"), "{text}");
+    let text = with("[\"mnist-mlp\"]", "[\"resnet\"]");
+    assert!(text.contains("search.models"), "{text}");
+    assert!(text.contains("allowed: mnist-mlp"), "{text}");
+    let text = with("\"int4\"]", "\"int2\"]");
+    assert!(text.contains("search.precisions"), "{text}");
+    assert!(text.contains("unknown variant `int2`"), "{text}");
+    let text = with("samples = 300", "sample = 300");
+    assert!(text.contains("search.sample"), "{text}");
+    assert!(text.contains("unknown field"), "{text}");
+    let text = with("samples = 300", "samples = 0");
+    assert!(
+        text.contains("search.samples = 0: must be at least 1"),
+        "{text}"
+    );
 }

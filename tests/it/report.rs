@@ -174,3 +174,52 @@ fn the_command_names_the_bad_file_and_line() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[test]
+fn a_saved_search_beside_the_results_gets_its_section_and_front_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results.jsonl");
+    std::fs::copy(fixture_path(), &results).unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    std::fs::copy(
+        fixtures.join("search.jsonl"),
+        dir.path().join("search.jsonl"),
+    )
+    .unwrap();
+    let (searches, warnings) = files::read_searches(std::slice::from_ref(&results)).unwrap();
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(searches.len(), 1);
+    let out = dir.path().join("report");
+    let options = Options {
+        out: out.clone(),
+        budget_pp: 1.0,
+        sources: vec!["results.jsonl".into()],
+    };
+    let written = files::write_with_searches(&fixture(), &searches, &options).unwrap();
+    let html = std::fs::read_to_string(&written.html).unwrap();
+    assert!(html.contains("<a href=\"#search\">Search</a>"), "nav link");
+    assert!(html.contains("<section id=\"search\">"));
+    assert!(html.contains("chosen #11 of 17 tried"), "headline");
+    assert!(html.contains("<tr><td>conv2</td><td>binary</td><td>1.65e-2</td></tr>"));
+    assert!(html.contains("<tr><td>conv1</td><td>fp32</td><td>-</td></tr>"));
+    let md = std::fs::read_to_string(&written.markdown).unwrap();
+    assert!(md.contains("## Mixed-precision search"), "{md}");
+    assert!(md.contains("![search front of mnist-cnn](charts/search-front-mnist-cnn.png)"));
+    assert!(md.contains("| fc1 | int4 | 3.84e-5 |"), "{md}");
+    let png = out.join("charts/search-front-mnist-cnn.png");
+    assert!(written.charts.contains(&png));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&png).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    assert_eq!((info.width, info.height), (WIDTH, HEIGHT));
+    // The chosen mark is ringed in red.
+    let red = buf[..info.buffer_size()]
+        .chunks(3)
+        .filter(|p| p[0] > 180 && p[1] < 60 && p[2] < 70)
+        .count();
+    assert!(red > 50, "{red} red pixels");
+    // Without a search file the page has no search section (the snapshot test covers it).
+    let plain = std::fs::read_to_string(write_report(&dir.path().join("plain")).html).unwrap();
+    assert!(!plain.contains("id=\"search\""));
+}

@@ -463,3 +463,49 @@ fn tiny_terminals_do_not_panic() {
         }
     }
 }
+
+/// The past results with the saved search of tests/fixtures/search.jsonl (mnist-cnn).
+fn with_search() -> App {
+    let path = Path::new("tests/fixtures/search.jsonl");
+    let (searches, warnings) =
+        quench::explore::saved::parse(&std::fs::read_to_string(path).unwrap(), path);
+    assert!(warnings.is_empty(), "{warnings:?}");
+    let mut app = past();
+    app.searches = searches;
+    app
+}
+
+#[test]
+fn layers_show_the_search_sensitivity_ranking() {
+    let mut app = with_search();
+    press(&mut app, "jjjl4");
+    assert_eq!(app.selected().unwrap().model, "mnist-cnn");
+    let s = screen(&app, 80, 24);
+    // Most sensitive first, with the level chosen.
+    assert!(s.contains("search sensitivity"), "{s}");
+    assert!(
+        s.contains("  4 conv2              1.28e-7 at int8   → binary"),
+        "{s}"
+    );
+    insta::assert_snapshot!("layers_search_80x24", s);
+}
+
+#[test]
+fn front_view_lists_the_front_and_marks_the_chosen() {
+    let mut app = with_search();
+    press(&mut app, "f");
+    assert!(app.front);
+    let s = screen(&app, 80, 24);
+    assert!(s.contains("*11"), "{s}");
+    assert!(
+        s.contains("mnist-cnn · search front, size objective"),
+        "{s}"
+    );
+    insta::assert_snapshot!("front_80x24", s);
+    update(&mut app, code(KeyCode::Esc));
+    assert!(!app.front);
+    // Without a saved search the view says how to get one.
+    let mut plain = past();
+    press(&mut plain, "f");
+    assert!(screen(&plain, 80, 24).contains("No saved search"));
+}

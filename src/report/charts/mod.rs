@@ -6,6 +6,7 @@
 //! plotters' `ab_glyph` feature, so charts render on a headless board with no fonts and no
 //! fontconfig. SVG text names `sans-serif` and is drawn by whatever views it.
 
+pub mod front;
 mod rows;
 mod scatter;
 mod style;
@@ -195,16 +196,31 @@ fn model_cells<'a>(records: &'a [Record], model: &str) -> Vec<&'a Record> {
 
 /// The chart as a PNG file of [`WIDTH`] × [`HEIGHT`] pixels.
 pub fn png(chart: &Chart, records: &[Record]) -> Result<Vec<u8>, ChartError> {
+    render_png(&chart.file_stem, |root| draw(root, chart, records))
+}
+
+/// The chart as an SVG document of [`WIDTH`] × [`HEIGHT`] user units.
+pub fn svg(chart: &Chart, records: &[Record]) -> Result<String, ChartError> {
+    render_svg(&chart.file_stem, |root| draw(root, chart, records))
+}
+
+/// What `paint` draws, as a PNG of [`WIDTH`] × [`HEIGHT`] pixels; `stem` names it in errors.
+fn render_png(
+    stem: &str,
+    paint: impl for<'a> FnOnce(
+        &DrawingArea<BitMapBackend<'a>, Shift>,
+    ) -> style::Drawn<BitMapBackend<'a>>,
+) -> Result<Vec<u8>, ChartError> {
     fonts()?;
     let mut rgb = vec![0u8; WIDTH as usize * HEIGHT as usize * 3];
     {
         let root = BitMapBackend::with_buffer(&mut rgb, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, chart, records)
+        paint(&root)
             .and_then(|()| root.present())
-            .map_err(|e| draw_error(chart, e))?;
+            .map_err(|e| draw_error(stem, e))?;
     }
     let png_error = |source| ChartError::Png {
-        chart: chart.file_stem.clone(),
+        chart: stem.to_string(),
         source,
     };
     let mut out = Vec::new();
@@ -217,25 +233,28 @@ pub fn png(chart: &Chart, records: &[Record]) -> Result<Vec<u8>, ChartError> {
     Ok(out)
 }
 
-/// The chart as an SVG document of [`WIDTH`] × [`HEIGHT`] user units.
-pub fn svg(chart: &Chart, records: &[Record]) -> Result<String, ChartError> {
+/// What `paint` draws, as an SVG document of [`WIDTH`] × [`HEIGHT`] user units.
+fn render_svg(
+    stem: &str,
+    paint: impl for<'a> FnOnce(&DrawingArea<SVGBackend<'a>, Shift>) -> style::Drawn<SVGBackend<'a>>,
+) -> Result<String, ChartError> {
     fonts()?;
     let mut out = String::new();
     {
         let root = SVGBackend::with_string(&mut out, (WIDTH, HEIGHT)).into_drawing_area();
-        draw(&root, chart, records)
+        paint(&root)
             .and_then(|()| root.present())
-            .map_err(|e| draw_error(chart, e))?;
+            .map_err(|e| draw_error(stem, e))?;
     }
     Ok(out)
 }
 
 fn draw_error<E: std::error::Error + Send + Sync>(
-    chart: &Chart,
+    stem: &str,
     e: DrawingAreaErrorKind<E>,
 ) -> ChartError {
     ChartError::Draw {
-        chart: chart.file_stem.clone(),
+        chart: stem.to_string(),
         message: e.to_string(),
     }
 }
