@@ -26,6 +26,7 @@ macro_rules! avx2_twin {
     };
 }
 
+pub mod b1;
 pub mod conv;
 pub mod elementwise;
 pub mod integer;
@@ -46,6 +47,7 @@ use crate::graph::{GraphError, Node};
 use crate::kernels::f32::Activation;
 use crate::tensor::{DataType, Tensor, TensorData};
 
+use b1::B1Layer;
 use conv::Conv;
 use elementwise::{Arith, BinOp, Broadcast, Unary};
 use integer::DynamicQuant;
@@ -97,6 +99,8 @@ pub enum Kernel {
     /// QuantizeLinear/DequantizeLinear, integer MaxPool and fused integer layers, on u8/i8
     /// values stored packed in the arena.
     Quantized(Box<QKernel>),
+    /// A fused layer with ±1 weights on the binary kernels ([`b1`]).
+    B1(Box<B1Layer>),
     /// A dynamic INT8 MatMul or Conv chain folded into one node ([`integer`]).
     DynamicQuant(Box<DynamicQuant>),
     /// `com.microsoft::MatMulNBits`, 4-bit weights ([`nbits`]).
@@ -196,6 +200,12 @@ impl Kernel {
                 .map(|t| t.shape.as_slice())
                 .ok_or_else(|| node.error(format!("missing input {i}")))
         };
+        if let Some(b) = B1Layer::compile(node, types, consts)? {
+            if act != Activation::None {
+                return Err(node.error("a quantized op takes no fused activation"));
+            }
+            return Ok(Kernel::B1(Box::new(b)));
+        }
         if let Some(q) = QKernel::compile(node, types, consts)? {
             if act != Activation::None {
                 return Err(node.error("a quantized op takes no fused activation"));
@@ -466,6 +476,7 @@ impl Kernel {
             Kernel::Conv(c) => c.scratch_len(),
             Kernel::MatMul(m) => m.scratch_len(),
             Kernel::Quantized(q) => q.scratch_len(),
+            Kernel::B1(b) => b.scratch_len(),
             Kernel::DynamicQuant(d) => d.scratch_len(),
             Kernel::QLinear(q) => q.scratch_len(),
             _ => 0,
@@ -478,6 +489,7 @@ impl Kernel {
             Kernel::Conv(c) => c.packed_bytes(),
             Kernel::MatMul(m) => m.packed_bytes(),
             Kernel::Quantized(q) => q.packed_bytes(),
+            Kernel::B1(b) => b.packed_bytes(),
             Kernel::DynamicQuant(d) => d.packed_bytes(),
             Kernel::MatMulNBits(m) => m.packed_bytes(),
             Kernel::QLinear(q) => q.packed_bytes(),
@@ -502,6 +514,7 @@ impl Kernel {
             | Kernel::LayerNorm(_)
             | Kernel::BatchNorm(_) => "f32-norm-direct".into(),
             Kernel::Quantized(q) => q.kernel_name(),
+            Kernel::B1(b) => b.kernel_name(),
             Kernel::DynamicQuant(d) => d.kernel_name(),
             Kernel::MatMulNBits(m) => m.kernel_name(),
             Kernel::QLinear(q) => q.kernel_name(),
@@ -527,6 +540,7 @@ impl Kernel {
             Kernel::LayerNorm(l) => l.run(x, out),
             Kernel::BatchNorm(b) => b.run(x, out),
             Kernel::Quantized(q) => q.run(x, out, scratch),
+            Kernel::B1(b) => b.run(x, out, scratch),
             Kernel::DynamicQuant(d) => d.run(x, out, scratch),
             Kernel::MatMulNBits(m) => m.run(x, out),
             Kernel::QLinear(q) => q.run(x, out, scratch),
