@@ -170,30 +170,29 @@ fn native_calibration_matches_ort_calibration() {
 fn binary_mlp_runs_on_b1_kernels_and_agrees() {
     use quench::quant::pipeline::calibrate;
     use quench::quant::scheme::{ActQuant, ActType, BinaryActs, Calibration, Precision};
-    for model in ["mnist-mlp"] {
-        let m = manifest(model);
-        let g = quench::onnx::load(Path::new(&m.model.file)).unwrap();
-        let scheme = Scheme::uniform(Precision::Binary {
-            activations: BinaryActs::Int8 {
-                activations: ActQuant {
-                    dtype: ActType::U8,
-                    symmetric: false,
-                },
-                calibration: Calibration::MinMax,
+    let model = "mnist-mlp";
+    let m = manifest(model);
+    let g = quench::onnx::load(Path::new(&m.model.file)).unwrap();
+    let scheme = Scheme::uniform(Precision::Binary {
+        activations: BinaryActs::Int8 {
+            activations: ActQuant {
+                dtype: ActType::U8,
+                symmetric: false,
             },
-        });
-        let calib = m.data.calibration.as_ref().unwrap();
-        let data = Dataset::load(calib, &m.input, Some(100)).unwrap();
-        let ranges = calibrate(&g, &scheme, &data, 100).unwrap();
-        let q = quantize(&g, &scheme, &ranges).unwrap();
-        let mut native = NativeRuntime::new(q.clone(), 1).unwrap();
-        let x = data.batch(0..1).unwrap();
-        native.run(&[(data.input_name(), &x)]).unwrap();
-        let names = native.kernel_names();
-        assert!(
-            names.iter().any(|k| k.starts_with("b1-i8-gemm")),
-            "{model}: {names:?}"
-        );
-        check(model, &q);
-    }
+            calibration: Calibration::MinMax,
+        },
+    });
+    let calib = m.data.calibration.as_ref().unwrap();
+    let data = Dataset::load(calib, &m.input, Some(100)).unwrap();
+    let ranges = calibrate(&g, &scheme, &data, 100).unwrap();
+    let q = quantize(&g, &scheme, &ranges).unwrap();
+    let mut native = NativeRuntime::new(q.clone(), 1).unwrap();
+    let x = data.batch(0..1).unwrap();
+    native.run(&[(data.input_name(), &x)]).unwrap();
+    let names = native.kernel_names();
+    assert!(
+        names.iter().any(|k| k.starts_with("b1-i8-gemm")),
+        "{model}: {names:?}"
+    );
+    check(model, &q);
 }
