@@ -227,7 +227,7 @@ impl Plan {
         // The dynamic and QOperator forms first: their DequantizeLinear/QuantizeLinear nodes
         // belong to those chains, not to QDQ pairs.
         super::fuse_int::fuse_integer(&mut g)?;
-        super::fuse_qop::carry_qoperator(&mut g)?;
+        super::fuse_qop::unfold_qoperator(&mut g)?;
         fuse_qdq(&mut g)?;
         fold_constants(&mut g, inputs, &eval_node)?;
         fold_batchnorm(&mut g)?;

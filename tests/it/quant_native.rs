@@ -102,10 +102,26 @@ fn ort_dynamic_convinteger_fixture_agrees() {
     check("mnist-cnn", &fixture("mnist-cnn.dyn-ort.onnx"));
 }
 
+/// QOperator models are turned into the fused integer layers QDQ models run on: every
+/// QLinearConv/QLinearMatMul/QGemm is an int8 GEMM with u8 values in the arena, no f32 Conv or
+/// MatMul is left.
 #[test]
 fn qoperator_fixtures_agree() {
-    check("mnist-cnn", &fixture("mnist-cnn.qop.onnx"));
-    check("mnist-mlp", &fixture("mnist-mlp.qop.onnx"));
+    for (model, input) in [
+        ("mnist-cnn", vec![1, 1, 28, 28]),
+        ("mnist-mlp", vec![1, 784]),
+    ] {
+        let g = fixture(&format!("{model}.qop.onnx"));
+        check(model, &g);
+        let name = g.inputs[0].name.clone();
+        let plan = quench::engine::Plan::new(&g, &[(name.as_str(), input)], 1).unwrap();
+        let names = plan.kernel_names().join(", ");
+        assert!(names.contains("i8-gem"), "{model}: {names}");
+        assert!(
+            !names.contains("f32-gemm") && !names.contains("f32-matmul"),
+            "{model}: {names}"
+        );
+    }
 }
 
 /// Static calibration on the native engine finds the ranges calibration on ORT finds (float

@@ -35,7 +35,6 @@ pub mod matmul;
 pub mod nbits;
 pub mod norm;
 pub mod pool;
-pub mod qlinear;
 pub mod quantized;
 
 use crate::graph::shape::{
@@ -56,7 +55,6 @@ use matmul::MatMul;
 use nbits::MatMulNBits;
 use norm::{ChannelAffine, LayerNorm, ReduceMean, Softmax};
 use pool::{Pool, PoolKind};
-use qlinear::{Grid, QLinear};
 use quantized::QKernel;
 
 /// One compiled operator.
@@ -105,10 +103,6 @@ pub enum Kernel {
     DynamicQuant(Box<DynamicQuant>),
     /// `com.microsoft::MatMulNBits`, 4-bit weights ([`nbits`]).
     MatMulNBits(Box<MatMulNBits>),
-    /// QLinearConv, QLinearMatMul or QGemm on carried values ([`qlinear`]).
-    QLinear(Box<QLinear>),
-    /// QuantizeLinear whose output is carried as f32 ([`qlinear`]).
-    QuantizeCarried(Grid),
 }
 
 /// The activation a Relu or Clip node applies, when it can be fused into a GEMM store (Clip
@@ -226,34 +220,6 @@ impl Kernel {
                     x_type()?,
                     consts,
                 )?)))
-            }
-            (
-                integer::INTERNAL_DOMAIN,
-                shape_int::QLINEAR_CONV | shape_int::QLINEAR_MATMUL | shape_int::QGEMM,
-            ) => {
-                return Ok(Kernel::QLinear(Box::new(QLinear::compile(
-                    node,
-                    x_type()?,
-                    consts,
-                )?)))
-            }
-            (integer::INTERNAL_DOMAIN, shape_int::FAKE_QUANT) => {
-                let scale = consts
-                    .get(1)
-                    .copied()
-                    .flatten()
-                    .ok_or_else(|| node.error("the scale must be a constant"))?;
-                let zp = match node.input(2) {
-                    None => None,
-                    Some(_) => Some(
-                        consts
-                            .get(2)
-                            .copied()
-                            .flatten()
-                            .ok_or_else(|| node.error("the zero point must be a constant"))?,
-                    ),
-                };
-                return Ok(Kernel::QuantizeCarried(Grid::of(node, scale, zp)?));
             }
             (shape_int::MS_DOMAIN, "MatMulNBits") => {
                 return Ok(Kernel::MatMulNBits(Box::new(MatMulNBits::compile(
@@ -478,7 +444,6 @@ impl Kernel {
             Kernel::Quantized(q) => q.scratch_len(),
             Kernel::B1(b) => b.scratch_len(),
             Kernel::DynamicQuant(d) => d.scratch_len(),
-            Kernel::QLinear(q) => q.scratch_len(),
             _ => 0,
         }
     }
@@ -492,7 +457,6 @@ impl Kernel {
             Kernel::B1(b) => b.packed_bytes(),
             Kernel::DynamicQuant(d) => d.packed_bytes(),
             Kernel::MatMulNBits(m) => m.packed_bytes(),
-            Kernel::QLinear(q) => q.packed_bytes(),
             _ => 0,
         }
     }
@@ -517,8 +481,6 @@ impl Kernel {
             Kernel::B1(b) => b.kernel_name(),
             Kernel::DynamicQuant(d) => d.kernel_name(),
             Kernel::MatMulNBits(m) => m.kernel_name(),
-            Kernel::QLinear(q) => q.kernel_name(),
-            Kernel::QuantizeCarried(_) => "quantize-carried".into(),
         }
     }
 
@@ -543,8 +505,6 @@ impl Kernel {
             Kernel::B1(b) => b.run(x, out, scratch),
             Kernel::DynamicQuant(d) => d.run(x, out, scratch),
             Kernel::MatMulNBits(m) => m.run(x, out),
-            Kernel::QLinear(q) => q.run(x, out, scratch),
-            Kernel::QuantizeCarried(g) => g.quantize_carried(x, out),
             _ => {
                 let handled = self.run_generic(ins, out);
                 debug_assert!(handled, "every kernel runs on f32");
