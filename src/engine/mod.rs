@@ -15,7 +15,9 @@ pub use plan::{EngineError, Observer, Plan};
 use std::collections::BTreeMap;
 
 use crate::graph::fold::fold_constants;
+use crate::graph::inputs::concrete_input_shapes;
 use crate::graph::shape::{infer_shapes, ValueType};
+use crate::graph::stats::{stats, GraphStats};
 use crate::graph::{Graph, GraphError};
 
 /// A copy of `graph` with its constant subgraphs folded (by the engine's own kernels) for the
@@ -30,4 +32,23 @@ pub fn fold_and_infer(
     fold_constants(&mut g, inputs, &ops::eval_node)?;
     let types = infer_shapes(&g, inputs)?;
     Ok((g, types))
+}
+
+/// Statistics (per-node output shapes, parameters, MACs) of one inference on a single sample of
+/// shape `sample_shape` fed to `input` (other inputs take their declared shapes at batch 1): the
+/// unit per-layer MACs and the op-count energy model are quoted in.
+pub fn single_sample_stats(
+    graph: &Graph,
+    input: &str,
+    sample_shape: &[usize],
+) -> Result<GraphStats, GraphError> {
+    let mut shape = vec![1];
+    shape.extend(sample_shape);
+    let shapes = concrete_input_shapes(graph, 1, &[(input.to_string(), shape)])?;
+    let refs: Vec<(&str, Vec<usize>)> = shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.clone()))
+        .collect();
+    let (folded, types) = fold_and_infer(graph, &refs)?;
+    stats(&folded, &types)
 }

@@ -233,6 +233,9 @@ pub enum PipelineError {
     /// Outputs could not be compared.
     #[error(transparent)]
     Metric(#[from] MetricError),
+    /// The model's shapes (for per-layer MACs) could not be worked out.
+    #[error("working out layer shapes: {0}")]
+    Graph(#[from] crate::graph::GraphError),
     /// A file's size could not be read.
     #[error("{}: {source}", path.display())]
     Io {
@@ -323,6 +326,10 @@ pub struct LayerReport {
     pub precision: String,
     /// The compared tensor (the layer output as the next layer reads it, after a sole Relu).
     pub tensor: String,
+    /// Shape of the layer's output for one sample (batch 1).
+    pub output_shape: Vec<usize>,
+    /// Multiply-accumulates of the layer for one sample.
+    pub macs: u64,
     /// SQNR in dB (`null` in JSON when identical).
     pub sqnr_db: f64,
     /// Cosine similarity.
@@ -666,6 +673,9 @@ fn layer_errors(
         }
         layers.push((node, tensor.to_string()));
     }
+    let input = data.input();
+    let stats = crate::engine::single_sample_stats(fp32, &input.name, &input.sample_shape)?;
+    let node_stats = |name: &str| stats.nodes.iter().find(|s| s.name == name);
     let tensors: Vec<String> = layers.iter().map(|(_, t)| t.clone()).collect();
     let gather = |g: &Graph| -> Result<BTreeMap<String, Vec<Tensor>>, PipelineError> {
         let mut got: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
@@ -698,11 +708,16 @@ fn layer_errors(
         .into_iter()
         .map(|(node, tensor)| {
             let e = layer_error(&join(a.get(&tensor))?, &join(b.get(&tensor))?)?;
+            let s = node_stats(&node.name);
             Ok(LayerReport {
                 layer: node.name.clone(),
                 op_type: node.op_type.clone(),
                 precision: applied(scheme, node).to_string(),
                 tensor,
+                output_shape: s
+                    .and_then(|s| s.output_shapes.first().cloned())
+                    .unwrap_or_default(),
+                macs: s.map_or(0, |s| s.macs),
                 sqnr_db: e.sqnr_db,
                 cosine: e.cosine,
             })

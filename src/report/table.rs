@@ -87,17 +87,26 @@ pub fn duration_ms(ms: f64) -> String {
 
 /// Bytes with a binary unit.
 pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    scaled(n, 1024.0, &[" B", " KiB", " MiB", " GiB"])
+}
+
+/// A count with a decimal suffix (`k`, `M`, `G`), for MACs where a column is narrow.
+pub fn count(n: u64) -> String {
+    scaled(n, 1000.0, &["", "k", "M", "G"])
+}
+
+/// `n` divided by `step` until below it (or out of units), with one decimal once divided.
+fn scaled(n: u64, step: f64, units: &[&str]) -> String {
     let mut value = n as f64;
     let mut unit = 0;
-    while value >= 1024.0 && unit + 1 < UNITS.len() {
-        value /= 1024.0;
+    while value >= step && unit + 1 < units.len() {
+        value /= step;
         unit += 1;
     }
     if unit == 0 {
-        format!("{n} B")
+        format!("{n}{}", units[0])
     } else {
-        format!("{value:.1} {}", UNITS[unit])
+        format!("{value:.1}{}", units[unit])
     }
 }
 

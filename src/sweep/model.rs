@@ -4,7 +4,6 @@
 use std::path::Path;
 
 use crate::eval::{self, Dataset, Manifest};
-use crate::graph::inputs::concrete_input_shapes;
 use crate::graph::Graph;
 use crate::measure::latency::Budget;
 use crate::measure::machine::MachineInfo;
@@ -95,16 +94,8 @@ impl PreparedModel {
 /// MACs and weight bytes of one FP32 inference, for the op-count energy model; `None` when the
 /// graph's shapes cannot be worked out.
 fn fp32_op_counts(graph: &Graph, manifest: &Manifest) -> Option<OpCounts> {
-    let mut sample = vec![1];
-    sample.extend(&manifest.input.sample_shape);
-    let known = vec![(manifest.input.name.clone(), sample)];
-    let shapes = concrete_input_shapes(graph, 1, &known).ok()?;
-    let refs: Vec<(&str, Vec<usize>)> = shapes
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.clone()))
-        .collect();
-    let (folded, types) = crate::engine::fold_and_infer(graph, &refs).ok()?;
-    let stats = crate::graph::stats::stats(&folded, &types).ok()?;
+    let input = &manifest.input;
+    let stats = crate::engine::single_sample_stats(graph, &input.name, &input.sample_shape).ok()?;
     Some(OpCounts {
         macs_f32: stats.total_macs,
         dram_bytes: stats.total_param_bytes as u64,

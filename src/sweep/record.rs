@@ -176,6 +176,12 @@ pub struct LayerRecord {
     pub sqnr_db: Option<f64>,
     /// Cosine similarity of the two outputs as flat vectors.
     pub cosine: f64,
+    /// Shape of the layer's output for one sample (empty in records written before it was kept).
+    #[serde(default)]
+    pub output_shape: Vec<usize>,
+    /// Multiply-accumulates of the layer for one sample (0 in records written before it was kept).
+    #[serde(default)]
+    pub macs: u64,
 }
 
 /// Agreement of a cell's outputs with a reference run of the same samples.
@@ -289,6 +295,8 @@ impl From<crate::quant::pipeline::LayerReport> for LayerRecord {
             precision: l.precision,
             sqnr_db: l.sqnr_db.is_finite().then_some(l.sqnr_db),
             cosine: l.cosine,
+            output_shape: l.output_shape,
+            macs: l.macs,
         }
     }
 }

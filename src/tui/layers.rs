@@ -1,5 +1,5 @@
 //! The layers screen: per-layer SQNR and cosine of the selected variant against FP32, worst
-//! first, from the record's `layers` (measured when the variant was made, so any runtime's
+//! first, with each layer's output shape and MACs, from the record's `layers` (measured when the variant was made, so any runtime's
 //! record of the variant will do).
 
 use ratatui::layout::{Constraint, Rect};
@@ -9,6 +9,7 @@ use ratatui::Frame;
 
 use super::app::App;
 use super::grid::{cell_key, RowKey, Verdict};
+use crate::report::table::count;
 use crate::sweep::record::LayerRecord;
 
 /// The variant's layers, worst SQNR first (identical outputs, `None`, last).
@@ -85,10 +86,24 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
                 ),
                 None => ("  exact".to_string(), t.verdict(Some(Verdict::Good))),
             };
+            let shape = match l.output_shape.as_slice() {
+                [] => "–".to_string(),
+                dims => dims
+                    .iter()
+                    .map(usize::to_string)
+                    .collect::<Vec<_>>()
+                    .join("×"),
+            };
+            let macs = match l.macs {
+                0 => "–".to_string(),
+                m => count(m),
+            };
             Row::new(vec![
                 Line::from(l.layer.clone()),
                 Line::from(l.op_type.clone()),
                 Line::from(l.precision.clone()),
+                Line::from(shape),
+                Line::from(format!("{macs:>6}")),
                 Line::from(Span::styled(text, style)),
                 Line::from(format!("{:.5}", l.cosine)),
             ])
@@ -98,13 +113,26 @@ pub fn draw(app: &App, f: &mut Frame, area: Rect) {
         rows,
         [
             Constraint::Length(name_w),
-            Constraint::Length(8),
+            Constraint::Length(7),
             Constraint::Length(13),
-            Constraint::Length(9),
+            Constraint::Length(11),
+            Constraint::Length(6),
+            Constraint::Length(8),
             Constraint::Length(8),
         ],
     )
-    .header(Row::new(["layer", "op", "as", "SQNR dB", "cosine"]).style(t.header()))
+    .header(
+        Row::new([
+            "layer",
+            "op",
+            "as",
+            "out shape",
+            "MACs",
+            "SQNR dB",
+            "cosine",
+        ])
+        .style(t.header()),
+    )
     .column_spacing(1);
     f.render_widget(table, body);
 }
@@ -120,6 +148,8 @@ mod tests {
             precision: "int8".into(),
             sqnr_db: db,
             cosine: 1.0,
+            output_shape: vec![1, 8, 4, 4],
+            macs: 1152,
         }
     }
 
