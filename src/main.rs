@@ -413,6 +413,10 @@ struct VariantArgs {
     /// Calibration samples (default 1000), or QAT training samples (default: the whole split).
     #[arg(long)]
     calib_samples: Option<usize>,
+    /// Runtime that runs the FP32 model while --method static calibrates its ranges: quench's
+    /// own engine (default; needs no ONNX Runtime) or ONNX Runtime.
+    #[arg(long, value_enum, default_value = "native")]
+    calibrate_on: CalibrateOnArg,
     /// QAT epochs (default 1).
     #[arg(long)]
     epochs: Option<usize>,
@@ -446,6 +450,7 @@ impl VariantArgs {
             per_tensor: self.per_tensor,
             group: self.group,
             calib_samples: self.calib_samples,
+            calibrate_on: self.calibrate_on.into(),
             epochs: self.epochs,
             limit,
             out,
@@ -620,6 +625,21 @@ enum QuantMethodArg {
     Static,
     WeightOnly,
     Qat,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CalibrateOnArg {
+    Native,
+    Ort,
+}
+
+impl From<CalibrateOnArg> for quench::quant::pipeline::CalibrateOn {
+    fn from(c: CalibrateOnArg) -> Self {
+        match c {
+            CalibrateOnArg::Native => Self::Native,
+            CalibrateOnArg::Ort => Self::Ort,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

@@ -1,178 +1,315 @@
-//! Carries a QOperator graph (`QuantizeLinear → QLinearConv / QLinearMatMul / QGemm, MaxPool,
-//! Flatten, … → DequantizeLinear`, as ORT's `quantize_static(quant_format=QOperator)` writes
-//! it) on f32 values, before constant folding: every u8/s8 value on the integer path is held as
-//! `(q - zp) · scale` (see [`crate::engine::ops::qlinear`] for why that is exact).
+//! Turns a QOperator graph (ORT's `quantize_static(quant_format=QOperator)`: `QuantizeLinear →
+//! QLinearConv / QLinearMatMul / com.microsoft::QGemm, MaxPool, Flatten, … → DequantizeLinear`)
+//! into the QDQ form, before [`crate::graph::qdq::fuse_qdq`] runs: each QOperator node becomes
+//! `DequantizeLinear(x)`, `DequantizeLinear(W)`, `DequantizeLinear(B)` (the int32 bias on scale
+//! `x_scale · w_scale`), the float Conv/MatMul/Gemm and, when the node has an output grid,
+//! `QuantizeLinear` on it. The QDQ pass then folds those patterns into the same fused integer
+//! layers QDQ models run on (u8/i8 values packed in the arena, requantized in the GEMM
+//! epilogue), so the engine has one design for quantized values.
 //!
-//! * a `QuantizeLinear` whose output reaches a QOperator node becomes a carried quantize;
-//! * `QLinearConv`, `QLinearMatMul` and `QGemm` become their carried forms;
-//! * `MaxPool`, `Flatten`, `Reshape`, `Squeeze`, `Unsqueeze` and `Transpose` pass a carried value
-//!   on unchanged (they commute with the carrying);
-//! * a `DequantizeLinear` of a carried value on the same grid becomes an `Identity`.
-//!
-//! Every carried value must be read only by those nodes, on the grid it was made with, and must
-//! not be a graph output: anything else is an error naming the node.
+//! The rewrite is the ONNX definition of each operator (DQ, float op, Q), so a pattern the QDQ
+//! pass cannot fuse (e.g. u8 weights, a run-time B) still runs, through the standalone
+//! QuantizeLinear/DequantizeLinear kernels and the f32 op.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use crate::engine::ops::qlinear::Grid;
-use crate::graph::shape_int::{
-    FAKE_QUANT, INTERNAL_DOMAIN, MS_DOMAIN, QGEMM, QLINEAR_CONV, QLINEAR_MATMUL,
-};
-use crate::graph::{Graph, GraphError, Node};
+use crate::graph::shape_int::MS_DOMAIN;
+use crate::graph::{Attr, Graph, GraphError, Node};
+use crate::tensor::Tensor;
 
-const PASS_ON: [&str; 6] = [
-    "MaxPool",
-    "Flatten",
-    "Reshape",
-    "Squeeze",
-    "Unsqueeze",
-    "Transpose",
-];
+/// The float operator behind a QOperator node, and its input positions: x (scale, zero point
+/// follow), W (scale, zero point follow), bias, output scale (zero point follows).
+struct Layout {
+    op: &'static str,
+    w: usize,
+    bias: Option<usize>,
+    y: Option<usize>,
+}
 
-/// The carried form of a QOperator node, if `n` is one.
-fn carried_op(n: &Node) -> Option<&'static str> {
-    match (n.domain.as_str(), n.op_type.as_str()) {
-        ("", "QLinearConv") => Some(QLINEAR_CONV),
-        ("", "QLinearMatMul") => Some(QLINEAR_MATMUL),
-        (MS_DOMAIN, "QGemm") => Some(QGEMM),
-        _ => None,
+fn layout(n: &Node) -> Option<Layout> {
+    Some(match (n.domain.as_str(), n.op_type.as_str()) {
+        ("" | "ai.onnx", "QLinearConv") => Layout {
+            op: "Conv",
+            w: 3,
+            bias: Some(8),
+            y: Some(6),
+        },
+        ("" | "ai.onnx", "QLinearMatMul") => Layout {
+            op: "MatMul",
+            w: 3,
+            bias: None,
+            y: Some(6),
+        },
+        (MS_DOMAIN, "QGemm") => Layout {
+            op: "Gemm",
+            w: 3,
+            bias: Some(6),
+            y: Some(7),
+        },
+        _ => return None,
+    })
+}
+
+/// Names not yet used in the graph.
+struct Names(HashSet<String>);
+
+impl Names {
+    fn of(g: &Graph) -> Names {
+        let mut used: HashSet<String> = g.initializers.keys().cloned().collect();
+        used.extend(g.inputs.iter().map(|v| v.name.clone()));
+        for n in &g.nodes {
+            used.extend(n.outputs.iter().cloned());
+            used.extend(n.inputs.iter().cloned());
+        }
+        Names(used)
+    }
+
+    fn fresh(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1;
+        while self.0.contains(&name) {
+            name = format!("{base}_{k}");
+            k += 1;
+        }
+        self.0.insert(name.clone());
+        name
     }
 }
 
-fn grid_at(g: &Graph, n: &Node, scale: usize, zp: usize) -> Result<Grid, GraphError> {
-    let get = |i: usize, what: &str| -> Result<Option<&crate::tensor::Tensor>, GraphError> {
-        match n.input(i) {
-            None => Ok(None),
-            Some(name) => g
-                .initializers
-                .get(name)
-                .map(Some)
-                .ok_or_else(|| n.error(format!("{what} `{name}` must be a constant"))),
-        }
-    };
-    let s = get(scale, "the scale")?.ok_or_else(|| n.error("the scale is missing"))?;
-    Grid::of(n, s, get(zp, "the zero point")?)
+fn dequantize(name: String, inputs: [&str; 3], output: &str, axis: Option<i64>) -> Node {
+    Node {
+        name,
+        op_type: "DequantizeLinear".into(),
+        domain: String::new(),
+        inputs: inputs
+            .iter()
+            .map(|s| s.to_string())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        outputs: vec![output.to_string()],
+        attrs: axis
+            .map(|a| ("axis".to_string(), Attr::Int(a)))
+            .into_iter()
+            .collect(),
+    }
 }
 
-/// Rewrites the QOperator part of `g` to run on carried f32 values; returns the number of
-/// QOperator nodes rewritten.
-pub fn carry_qoperator(g: &mut Graph) -> Result<usize, GraphError> {
-    if !g.nodes.iter().any(|n| carried_op(n).is_some()) {
-        return Ok(0);
-    }
-    // Values that must hold integers: QOperator inputs, and back through pass-on nodes.
-    let mut needed: HashSet<String> = HashSet::new();
-    for n in g.nodes.iter().filter(|n| carried_op(n).is_some()) {
-        needed.extend(n.input(0).map(str::to_string));
-        if n.op_type != "QLinearConv" {
-            needed.extend(
-                n.input(3)
-                    .filter(|b| !g.initializers.contains_key(*b))
-                    .map(str::to_string),
-            );
-        }
-    }
-    for n in g.nodes.iter().rev() {
-        if n.domain.is_empty()
-            && PASS_ON.contains(&n.op_type.as_str())
-            && n.outputs.first().is_some_and(|o| needed.contains(o))
-        {
-            needed.extend(n.input(0).map(str::to_string));
-        }
-    }
-    let mut grids: HashMap<String, Grid> = HashMap::new();
-    let mut count = 0;
-    for i in 0..g.nodes.len() {
-        let n = &g.nodes[i];
-        let carried_in: Vec<&String> = n.inputs.iter().filter(|x| grids.contains_key(*x)).collect();
-        let out = n.outputs.first().cloned().unwrap_or_default();
-        if let Some(op) = carried_op(n) {
-            let x = n.input(0).unwrap_or_default();
-            let have = grids.get(x).copied().ok_or_else(|| {
-                n.error(format!(
-                    "input `{x}` is not a quantized value the native engine can follow \
-                     (it must come from QuantizeLinear or another QOperator node)"
-                ))
-            })?;
-            if carried_in.iter().any(|v| v.as_str() != x) {
-                return Err(n.error("a run-time quantized B operand is not supported natively"));
-            }
-            let declared = grid_at(g, n, 1, 2)?;
-            if declared != have {
-                return Err(n.error(format!(
-                    "input `{x}` is declared on grid {declared:?} but was made on {have:?}"
-                )));
-            }
-            let y_at = if op == QGEMM { 7 } else { 6 };
-            if n.input(y_at).is_some() {
-                let y = grid_at(g, n, y_at, y_at + 1)?;
-                grids.insert(out, y);
-            }
-            let n = &mut g.nodes[i];
-            n.op_type = op.into();
-            n.domain = INTERNAL_DOMAIN.into();
-            count += 1;
-            continue;
-        }
-        if n.domain.is_empty() && n.op_type == "QuantizeLinear" && needed.contains(&out) {
-            if n.attrs.contains_key("axis")
-                && g.initializers
-                    .get(n.input(1).unwrap_or_default())
-                    .is_some_and(|s| s.len() > 1)
-            {
-                return Err(n.error("a per-axis activation QuantizeLinear is not supported"));
-            }
-            let grid = grid_at(g, n, 1, 2)?;
-            grids.insert(out, grid);
-            let n = &mut g.nodes[i];
-            n.op_type = FAKE_QUANT.into();
-            n.domain = INTERNAL_DOMAIN.into();
-            continue;
-        }
-        let Some(&v) = carried_in.first() else {
-            continue;
-        };
-        let grid = grids[v.as_str()];
-        if n.domain.is_empty() && PASS_ON.contains(&n.op_type.as_str()) && n.input(0) == Some(v) {
-            if n.outputs.iter().skip(1).any(|o| !o.is_empty()) {
-                return Err(
-                    n.error("only the first output of a node on quantized values is supported")
-                );
-            }
-            grids.insert(out, grid);
-            continue;
-        }
-        if n.domain.is_empty() && n.op_type == "DequantizeLinear" && n.input(0) == Some(v) {
-            let declared = grid_at(g, n, 1, 2)?;
-            if declared != grid {
-                return Err(n.error(format!(
-                    "dequantizes `{v}` on grid {declared:?} but it was made on {grid:?}"
-                )));
-            }
-            let n = &mut g.nodes[i];
-            n.op_type = "Identity".into();
-            n.inputs.truncate(1);
-            n.attrs.clear();
-            continue;
-        }
+/// A constant f32 input of `n`, checked finite and positive (a scale).
+fn scale<'g>(g: &'g Graph, n: &Node, i: usize, what: &str) -> Result<&'g [f32], GraphError> {
+    let name = n
+        .input(i)
+        .ok_or_else(|| n.error(format!("the {what} is missing")))?;
+    let s = g
+        .initializers
+        .get(name)
+        .ok_or_else(|| n.error(format!("the {what} `{name}` must be a constant")))?
+        .as_f32()
+        .map_err(|e| n.error(format!("the {what} `{name}`: {e}")))?;
+    if s.is_empty() || s.iter().any(|v| !(v.is_finite() && *v > 0.0)) {
         return Err(n.error(format!(
-            "reads the quantized value `{v}`; the native engine follows quantized values only \
-             through QLinearConv, QLinearMatMul, QGemm, DequantizeLinear and {}",
-            PASS_ON.join("/")
+            "the {what} `{name}` must be finite and positive, got {:?}",
+            &s[..s.len().min(4)]
         )));
     }
-    if let Some(o) = g.outputs.iter().find(|o| grids.contains_key(&o.name)) {
-        let message = format!(
-            "graph output `{}` is quantized; the native engine needs it dequantized",
-            o.name
-        );
-        return Err(match g.nodes.iter().find(|n| n.outputs.contains(&o.name)) {
-            Some(n) => n.error(message),
-            None => GraphError::Input {
-                name: o.name.clone(),
-                message,
-            },
-        });
+    Ok(s)
+}
+
+/// Rewrites every QOperator node of `g` into its QDQ pattern; returns how many were rewritten.
+pub fn unfold_qoperator(g: &mut Graph) -> Result<usize, GraphError> {
+    if !g.nodes.iter().any(|n| layout(n).is_some()) {
+        return Ok(0);
     }
+    let mut names = Names::of(g);
+    let mut count = 0;
+    let mut nodes = Vec::with_capacity(g.nodes.len());
+    for n in std::mem::take(&mut g.nodes) {
+        let Some(l) = layout(&n) else {
+            nodes.push(n);
+            continue;
+        };
+        let rewritten = (|| -> Result<Vec<Node>, GraphError> {
+            let input = |i: usize| n.input(i).unwrap_or("");
+            let out = n
+                .outputs
+                .first()
+                .ok_or_else(|| n.error("no output"))?
+                .clone();
+            let sx = scale(g, &n, 1, "input scale")?;
+            let &[sx] = sx else {
+                return Err(n.error("the input scale must be one value"));
+            };
+            let sw = scale(g, &n, l.w + 1, "weight scale")?.to_vec();
+            let trans_b = n.attr_int("transB", 0)? != 0;
+            if l.op == "Gemm"
+                && (n.attr_int("transA", 0)? != 0 || n.attr_float("alpha", 1.0)? != 1.0)
+            {
+                return Err(n.error("QGemm with transA or alpha ≠ 1 is not supported natively"));
+            }
+            let w_axis = match l.op {
+                "Conv" => 0,
+                "Gemm" if trans_b => 0,
+                _ => 1,
+            };
+            let mut out_nodes = Vec::new();
+            let x_f = names.fresh(&format!("{}_dq", input(0)));
+            out_nodes.push(dequantize(
+                names.fresh(&format!("{}_DequantizeLinear", n.name)),
+                [input(0), input(1), input(2)],
+                &x_f,
+                None,
+            ));
+            let w_f = names.fresh(&format!("{}_dq", input(l.w)));
+            out_nodes.push(dequantize(
+                names.fresh(&format!("{}_w_DequantizeLinear", n.name)),
+                [input(l.w), input(l.w + 1), input(l.w + 2)],
+                &w_f,
+                (sw.len() > 1).then_some(w_axis),
+            ));
+            let mut op_inputs = vec![x_f, w_f];
+            if let Some(b) = l.bias.and_then(|i| n.input(i)) {
+                // The int32 bias is on the accumulator's grid: scale x_scale · w_scale[j].
+                let bs: Vec<f32> = sw.iter().map(|s| sx * s).collect();
+                let bs_name = names.fresh(&format!("{b}_scale"));
+                let shape = if bs.len() > 1 { vec![bs.len()] } else { vec![] };
+                let t = Tensor::from_f32(shape, bs).map_err(|e| n.error(e.to_string()))?;
+                g.initializers.insert(bs_name.clone(), t);
+                let b_f = names.fresh(&format!("{b}_dq"));
+                out_nodes.push(dequantize(
+                    names.fresh(&format!("{}_b_DequantizeLinear", n.name)),
+                    [b, &bs_name, ""],
+                    &b_f,
+                    (sw.len() > 1).then_some(0),
+                ));
+                op_inputs.push(b_f);
+            }
+            let quantized = l.y.is_some_and(|y| n.input(y).is_some());
+            let y_f = if quantized {
+                names.fresh(&format!("{out}_float"))
+            } else {
+                out.clone()
+            };
+            let mut attrs = n.attrs.clone();
+            if l.op == "Gemm" {
+                attrs.retain(|k, _| k == "transB");
+            }
+            out_nodes.push(Node {
+                name: n.name.clone(),
+                op_type: l.op.into(),
+                domain: String::new(),
+                inputs: op_inputs,
+                outputs: vec![y_f.clone()],
+                attrs,
+            });
+            if let Some(y) = l.y.filter(|_| quantized) {
+                out_nodes.push(Node {
+                    name: names.fresh(&format!("{}_QuantizeLinear", n.name)),
+                    op_type: "QuantizeLinear".into(),
+                    domain: String::new(),
+                    inputs: [y_f.as_str(), input(y), input(y + 1)]
+                        .iter()
+                        .map(|s| s.to_string())
+                        .filter(|s| !s.is_empty())
+                        .collect(),
+                    outputs: vec![out],
+                    attrs: Default::default(),
+                });
+            }
+            Ok(out_nodes)
+        })()?;
+        nodes.extend(rewritten);
+        count += 1;
+    }
+    g.nodes = nodes;
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::qdq::{fuse_qdq, DOMAIN, QCONV};
+    use crate::graph::ValueInfo;
+    use crate::tensor::{DataType, TensorData};
+
+    fn qlinear_conv(w_scale: Vec<f32>) -> Graph {
+        let t = |shape: &[usize], d: TensorData| Tensor::new(shape.to_vec(), d).unwrap();
+        let inits = [
+            ("xs", t(&[], TensorData::F32(vec![0.1]))),
+            ("xz", t(&[], TensorData::U8(vec![3]))),
+            ("w", t(&[2, 1, 1, 1], TensorData::I8(vec![5, -7]))),
+            ("ws", t(&[2], TensorData::F32(w_scale))),
+            ("wz", t(&[2], TensorData::I8(vec![0, 0]))),
+            ("ys", t(&[], TensorData::F32(vec![0.2]))),
+            ("yz", t(&[], TensorData::U8(vec![1]))),
+            ("b", t(&[2], TensorData::I32(vec![40, -9]))),
+        ];
+        let node = |op: &str, ins: &[&str], out: &str| Node {
+            name: format!("{op}_n"),
+            op_type: op.into(),
+            domain: String::new(),
+            inputs: ins.iter().map(|s| s.to_string()).collect(),
+            outputs: vec![out.into()],
+            attrs: Default::default(),
+        };
+        let vi = |n: &str| ValueInfo {
+            name: n.into(),
+            dtype: DataType::F32,
+            shape: None,
+        };
+        Graph {
+            name: "g".into(),
+            opset: 13,
+            extra_opsets: Default::default(),
+            inputs: vec![vi("x")],
+            outputs: vec![vi("y")],
+            initializers: inits.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            nodes: vec![
+                node("QuantizeLinear", &["x", "xs", "xz"], "xq"),
+                node(
+                    "QLinearConv",
+                    &["xq", "xs", "xz", "w", "ws", "wz", "ys", "yz", "b"],
+                    "yq",
+                ),
+                node("DequantizeLinear", &["yq", "ys", "yz"], "y"),
+            ],
+            metadata: Default::default(),
+        }
+    }
+
+    #[test]
+    fn qlinear_conv_becomes_one_fused_integer_conv() {
+        let mut g = qlinear_conv(vec![0.01, 0.02]);
+        assert_eq!(unfold_qoperator(&mut g).unwrap(), 1);
+        let ops: Vec<&str> = g.nodes.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(
+            ops,
+            [
+                "QuantizeLinear",
+                "DequantizeLinear",
+                "DequantizeLinear",
+                "DequantizeLinear",
+                "Conv",
+                "QuantizeLinear",
+                "DequantizeLinear"
+            ]
+        );
+        // The bias is dequantized on x_scale · w_scale per channel.
+        let bs = g.nodes[3].input(1).unwrap();
+        let want: Vec<f32> = [0.01f32, 0.02].iter().map(|s| 0.1 * s).collect();
+        assert_eq!(g.initializers[bs].as_f32().unwrap(), want.as_slice());
+        fuse_qdq(&mut g).unwrap();
+        let fused: Vec<&Node> = g.nodes.iter().filter(|n| n.domain == DOMAIN).collect();
+        assert_eq!(fused.len(), 1);
+        assert_eq!(fused[0].op_type, QCONV);
+        assert_eq!(fused[0].outputs, ["yq"]);
+    }
+
+    #[test]
+    fn a_zero_weight_scale_is_refused_naming_the_node() {
+        let mut g = qlinear_conv(vec![0.01, 0.0]);
+        let err = unfold_qoperator(&mut g).unwrap_err().to_string();
+        assert!(
+            err.contains("QLinearConv_n") && err.contains("`ws`"),
+            "{err}"
+        );
+    }
 }

@@ -10,7 +10,7 @@ pub mod fuse_qop;
 pub mod ops;
 pub mod plan;
 
-pub use plan::{EngineError, Plan};
+pub use plan::{EngineError, Observer, Plan};
 
 use std::collections::BTreeMap;
 

@@ -32,6 +32,14 @@ pub enum EngineError {
         /// What is wrong.
         message: String,
     },
+    /// A value asked to be observed cannot be.
+    #[error("tap `{name}`: {message}")]
+    Tap {
+        /// The value.
+        name: String,
+        /// Why.
+        message: String,
+    },
     /// The thread pool could not be built.
     #[error("cannot start a pool of {threads} threads: {message}")]
     Threads {
@@ -74,6 +82,21 @@ struct Step {
     out_len: usize,
 }
 
+/// What [`Plan::run_observed`] calls with each tapped value: its name, shape and elements.
+pub type Observer<'a> = dyn FnMut(&str, &[usize], &[f32]) + Send + 'a;
+
+/// An intermediate value handed to the observer of [`Plan::run_observed`] as soon as the step
+/// that computes it has run (borrowed from the arena, not copied).
+#[derive(Debug)]
+struct Tap {
+    name: String,
+    src: Src,
+    shape: Vec<usize>,
+    /// The step after which the value is complete; `None`: before the first step (an input or
+    /// a constant).
+    after: Option<usize>,
+}
+
 #[derive(Debug)]
 struct Output {
     src: Src,
@@ -97,6 +120,8 @@ pub struct Plan {
     arena: Vec<f32>,
     scratch: Vec<f32>,
     outputs: Vec<Output>,
+    /// Values observed by [`Plan::run_observed`], ordered by the step that completes them.
+    taps: Vec<Tap>,
     kernel_names: Vec<String>,
     packed_bytes: usize,
     /// Per-step time summed over runs, when `QUENCH_PROFILE_OPS=1`.
@@ -162,23 +187,93 @@ impl Plan {
         inputs: &[(&str, Vec<usize>)],
         pool: Arc<ThreadPool>,
     ) -> Result<Plan, EngineError> {
+        Plan::with_taps(graph, inputs, pool, &[])
+    }
+
+    /// Plans `graph` so that [`Plan::run_observed`] also hands the f32 values named in `taps`
+    /// (graph inputs or node outputs) to an observer on every run: what calibration needs to
+    /// collect activation ranges on the engine itself. Tapped values are kept from being fused
+    /// away (a Conv output tapped before its Relu stays a value of its own) but live in the
+    /// arena only as long as the plan needs them: each is observed right after the step that
+    /// computes it, so nothing is copied. Fails naming a tap no node produces or that is not
+    /// f32 at run time.
+    pub fn with_taps(
+        graph: &Graph,
+        inputs: &[(&str, Vec<usize>)],
+        pool: Arc<ThreadPool>,
+        taps: &[String],
+    ) -> Result<Plan, EngineError> {
         let mut g = graph.clone();
+        let outputs = g.outputs.len();
+        for t in taps {
+            let known = g.inputs.iter().any(|i| &i.name == t)
+                || g.nodes.iter().any(|n| n.outputs.contains(t));
+            if !known {
+                return Err(EngineError::Tap {
+                    name: t.clone(),
+                    message: "no node produces this value and it is not a graph input".into(),
+                });
+            }
+            if !g.is_output(t) {
+                // Declared as an output while planning, so no pass removes or fuses it away.
+                g.outputs.push(crate::graph::ValueInfo {
+                    name: t.clone(),
+                    dtype: DataType::F32,
+                    shape: None,
+                });
+            }
+        }
         remove_passthrough(&mut g);
         // The dynamic and QOperator forms first: their DequantizeLinear/QuantizeLinear nodes
         // belong to those chains, not to QDQ pairs.
         super::fuse_int::fuse_integer(&mut g)?;
-        super::fuse_qop::carry_qoperator(&mut g)?;
+        super::fuse_qop::unfold_qoperator(&mut g)?;
         fuse_qdq(&mut g)?;
         fold_constants(&mut g, inputs, &eval_node)?;
         fold_batchnorm(&mut g)?;
         fold_conv_bias_add(&mut g)?;
         fuse_hardswish(&mut g)?;
         let types = infer_shapes(&g, inputs)?;
-        Builder::new(&g, &types, pool)?.finish()
+        let mut plan = Builder::new(&g, &types, pool)?.finish(outputs)?;
+        for t in taps {
+            if !plan.taps.iter().any(|x| &x.name == t) {
+                // Also a real output: observed from where the output lives.
+                let i = g.outputs.iter().position(|o| &o.name == t).unwrap_or(0);
+                let o = &plan.outputs[i];
+                if o.dtype != DataType::F32 {
+                    return Err(EngineError::Tap {
+                        name: t.clone(),
+                        message: format!(
+                            "is {} at run time, only f32 values are observed",
+                            o.dtype
+                        ),
+                    });
+                }
+                let tap = Tap {
+                    name: t.clone(),
+                    src: o.src,
+                    shape: o.shape.clone(),
+                    after: plan.steps.len().checked_sub(1),
+                };
+                plan.taps.push(tap);
+                plan.taps.sort_by_key(|t| t.after.map_or(0, |s| s + 1));
+            }
+        }
+        Ok(plan)
     }
 
     /// Runs the plan: `inputs` by graph input name, outputs in the graph's declared order.
     pub fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>, EngineError> {
+        self.run_observed(inputs, &mut |_, _, _| {})
+    }
+
+    /// Runs the plan like [`Plan::run`], handing every value tapped at planning
+    /// ([`Plan::with_taps`]) to `observe(name, shape, values)` as soon as it is computed.
+    pub fn run_observed(
+        &mut self,
+        inputs: &[(&str, &Tensor)],
+        observe: &mut Observer<'_>,
+    ) -> Result<Vec<Tensor>, EngineError> {
         for (i, (name, shape)) in self.inputs.iter().enumerate() {
             let pos =
                 inputs
@@ -205,6 +300,7 @@ impl Plan {
             arena,
             scratch,
             profile,
+            taps,
             ..
         } = self;
         let order: &[usize] = input_order;
@@ -213,6 +309,20 @@ impl Plan {
             if let Some(p) = profile.as_mut() {
                 p.runs += 1;
             }
+            let mut next_tap = 0;
+            let mut observe_through = |done: Option<usize>, arena: &[f32]| {
+                while let Some(t) = taps.get(next_tap).filter(|t| t.after <= done) {
+                    let data = match t.src {
+                        Src::Input(i) => input(i),
+                        Src::Const(c) => consts[c].as_f32().unwrap_or(&[]),
+                        Src::Arena { off, len } => &arena[off..off + len],
+                        Src::Absent => &[],
+                    };
+                    observe(&t.name, &t.shape, data);
+                    next_tap += 1;
+                }
+            };
+            observe_through(None, arena.as_slice());
             for (si, step) in steps.iter().enumerate() {
                 let started = profile.is_some().then(Instant::now);
                 let (lo, rest) = arena.split_at_mut(step.out_off);
@@ -240,6 +350,7 @@ impl Plan {
                 if let (Some(p), Some(t)) = (profile.as_mut(), started) {
                     p.step_time[si] += t.elapsed();
                 }
+                observe_through(Some(si), arena.as_slice());
             }
         };
         // A one-thread plan runs on the calling thread with the kernels kept serial: handing it
@@ -422,7 +533,8 @@ impl<'g> Builder<'g> {
         }
     }
 
-    fn finish(mut self) -> Result<Plan, EngineError> {
+    /// The plan; graph outputs from index `outputs` on are taps, not outputs.
+    fn finish(mut self, outputs: usize) -> Result<Plan, EngineError> {
         let g = self.graph;
         let opset = g.opset;
         let counts = g.consumer_counts();
@@ -483,7 +595,7 @@ impl<'g> Builder<'g> {
                 .types
                 .get(out_name)
                 .ok_or_else(|| node.error(format!("no type for output `{out_name}`")))?;
-            let int_ok = matches!(kernel, Kernel::Quantized(_) | Kernel::Alias);
+            let int_ok = matches!(kernel, Kernel::Quantized(_) | Kernel::B1(_) | Kernel::Alias);
             if out_type.dtype != DataType::F32 && !(int_ok && QType::of(out_type.dtype).is_some()) {
                 return Err(node.error(format!(
                     "output `{out_name}` is {} at run time; the native engine computes f32 values, and u8/i8 only in quantized ops (other types must fold to constants)",
@@ -532,9 +644,37 @@ impl<'g> Builder<'g> {
                 out,
             });
         }
+        let real_outputs = outputs;
         let mut outputs = Vec::new();
-        for o in &g.outputs {
+        let mut taps = Vec::new();
+        for (oi, o) in g.outputs.iter().enumerate() {
             let l = self.locate(&o.name);
+            if oi >= real_outputs {
+                let ty = self.types.get(&o.name);
+                match ty {
+                    Some(t) if t.dtype == DataType::F32 => {}
+                    _ => {
+                        return Err(EngineError::Tap {
+                            name: o.name.clone(),
+                            message: format!(
+                                "is {} at run time, only f32 values are observed",
+                                ty.map_or("of unknown type".to_string(), |t| t.dtype.to_string())
+                            ),
+                        })
+                    }
+                }
+                let after = match l {
+                    Loc::Val(v) => Some(self.vals[v].1),
+                    _ => None,
+                };
+                taps.push((
+                    l,
+                    ty.map(|t| t.shape.clone()).unwrap_or_default(),
+                    o.name.clone(),
+                    after,
+                ));
+                continue;
+            }
             if let Loc::Val(v) = l {
                 self.vals[v].2 = usize::MAX;
             }
@@ -588,6 +728,16 @@ impl<'g> Builder<'g> {
                 dtype,
             })
             .collect();
+        let mut taps: Vec<Tap> = taps
+            .into_iter()
+            .map(|(l, shape, name, after)| Tap {
+                name,
+                src: src(l),
+                shape,
+                after,
+            })
+            .collect();
+        taps.sort_by_key(|t| t.after.map_or(0, |s| s + 1));
         let step_count = steps.len();
         let inputs: Vec<(String, Vec<usize>)> = g
             .inputs
@@ -611,6 +761,7 @@ impl<'g> Builder<'g> {
             arena: vec![0.0; arena_len],
             scratch: vec![0.0; scratch_len],
             outputs,
+            taps,
             kernel_names,
             packed_bytes,
             profile: profiling_wanted().then(|| Profile {

@@ -2,7 +2,7 @@
 //! `com.microsoft::MatMulNBits` and the nodes the engine fuses integer chains into
 //! ([`crate::engine::fuse_int`]), so that shape inference and constant folding see through them.
 
-use super::shape::{matmul_shapes, ConvParams, GemmParams, ValueType};
+use super::shape::{matmul_shapes, ConvParams, ValueType};
 use super::{GraphError, Node};
 use crate::tensor::DataType;
 
@@ -14,16 +14,6 @@ pub const DYNAMIC_MATMUL: &str = "DynamicQuantMatMul";
 /// Op type of a fused dynamic INT8 Conv: inputs `[x, w [OC, C, kh, kw], w_zero_point?,
 /// w_scale (scalar or [OC]), bias? [OC]]`, the Conv attributes and `relu`.
 pub const DYNAMIC_CONV: &str = "DynamicQuantConv";
-/// Op type of a QOperator `QLinearConv` carried on f32 values (every u8/s8 value `q` of grid
-/// `(scale, zp)` is held as `(q - zp) · scale`, from which `q` is recovered exactly): same
-/// inputs as `QLinearConv`, f32 output.
-pub const QLINEAR_CONV: &str = "QLinearConvF32";
-/// `QLinearMatMul` carried on f32 values (see [`QLINEAR_CONV`]).
-pub const QLINEAR_MATMUL: &str = "QLinearMatMulF32";
-/// `com.microsoft::QGemm` carried on f32 values (see [`QLINEAR_CONV`]).
-pub const QGEMM: &str = "QGemmF32";
-/// `QuantizeLinear` whose u8/s8 output is carried on f32 values: `(q - zp) · scale`.
-pub const FAKE_QUANT: &str = "QuantizeLinearF32";
 /// Domain of ORT's contrib operators.
 pub const MS_DOMAIN: &str = "com.microsoft";
 
@@ -53,11 +43,7 @@ pub fn infer_quantized(
 ) -> Option<Result<Vec<ValueType>, GraphError>> {
     let known = matches!(
         (node.domain.as_str(), node.op_type.as_str()),
-        (MS_DOMAIN, "MatMulNBits")
-            | (
-                INTERNAL_DOMAIN,
-                DYNAMIC_MATMUL | DYNAMIC_CONV | QLINEAR_CONV | QLINEAR_MATMUL | QGEMM | FAKE_QUANT
-            )
+        (MS_DOMAIN, "MatMulNBits") | (INTERNAL_DOMAIN, DYNAMIC_MATMUL | DYNAMIC_CONV)
     );
     known.then(|| infer(node, types).map(|t| vec![t]))
 }
@@ -92,13 +78,6 @@ fn infer(node: &Node, types: &[Option<&ValueType>]) -> Result<ValueType, GraphEr
             }
         }
         DYNAMIC_CONV => ConvParams::resolve(node, &x.shape, &need(1)?.shape)?.output_shape(),
-        QLINEAR_CONV => ConvParams::resolve(node, &x.shape, &need(3)?.shape)?.output_shape(),
-        QLINEAR_MATMUL => matmul_shapes(node, &x.shape, &need(3)?.shape)?.out,
-        QGEMM => {
-            let p = GemmParams::resolve(node, &x.shape, &need(3)?.shape, None)?;
-            vec![p.m, p.n]
-        }
-        FAKE_QUANT => x.shape.clone(),
         _ => matmul_shapes(node, &x.shape, &need(1)?.shape)?.out,
     };
     Ok(ValueType::new(DataType::F32, shape))

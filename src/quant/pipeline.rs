@@ -11,6 +11,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
+use crate::engine::Plan;
 use crate::eval::metrics::{self, MetricError};
 use crate::eval::{evaluate, output_index, DataError, Dataset, EvalError, Manifest};
 use crate::graph::Graph;
@@ -55,6 +56,27 @@ pub enum Method {
     WeightOnly,
     /// Quantization-aware training, then a static export with the trained ranges.
     Qat,
+}
+
+/// Which runtime runs the FP32 model while static activation ranges are calibrated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CalibrateOn {
+    /// Quench's own engine, observing the tapped values in its arena (no ONNX Runtime needed).
+    #[default]
+    Native,
+    /// ONNX Runtime, with the calibrated tensors exposed as extra graph outputs.
+    Ort,
+}
+
+impl CalibrateOn {
+    /// Lowercase name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            CalibrateOn::Native => "native",
+            CalibrateOn::Ort => "ort",
+        }
+    }
 }
 
 /// The histogram or min/max rule for static activation ranges.
@@ -163,6 +185,8 @@ pub struct QuantizeConfig {
     pub per_tensor: bool,
     /// 4-bit group size; `None`: 32.
     pub group: Option<usize>,
+    /// The runtime static calibration runs the FP32 model on.
+    pub calibrate_on: CalibrateOn,
     /// Calibration samples (PTQ; default [`DEFAULT_CALIB_SAMPLES`]) or training samples (QAT;
     /// default the whole calibration split).
     pub calib_samples: Option<usize>,
@@ -200,6 +224,9 @@ pub enum PipelineError {
     /// ONNX Runtime failed.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The native engine failed.
+    #[error(transparent)]
+    Engine(#[from] crate::engine::EngineError),
     /// A model could not be read or written.
     #[error(transparent)]
     Onnx(#[from] crate::onnx::OnnxError),
@@ -515,22 +542,92 @@ fn probe(
     Ok(())
 }
 
-/// Calibrated ranges of every site `scheme` needs, from ORT running the FP32 graph over the
-/// first `samples` of `data` (what `quench quantize` exports from; public so that checks can
-/// export the same models).
+/// What [`probe_native`] hands each tapped value to (name, shape, elements).
+type ValueObserver<'a> = dyn FnMut(&str, &[usize], &[f32]) -> Result<(), PipelineError> + Send + 'a;
+
+/// Runs `graph` on the native engine (one thread) over `batches` of the first `samples` of
+/// `data`, handing each of `tensors` to `observe` as the engine computes it, straight from its
+/// arena. One plan per batch size (the last batch may be shorter).
+fn probe_native(
+    graph: &Graph,
+    tensors: &[String],
+    data: &Dataset,
+    samples: usize,
+    observe: &mut ValueObserver<'_>,
+) -> Result<(), PipelineError> {
+    let pool = crate::engine::plan::thread_pool(1)?;
+    let mut plans: Vec<(Vec<usize>, Plan)> = Vec::new();
+    let mut start = 0;
+    while start < samples.min(data.len()) {
+        let end = (start + BATCH).min(samples).min(data.len());
+        let batch = data.batch(start..end)?;
+        let shape = batch.shape().to_vec();
+        let at = match plans.iter().position(|(s, _)| *s == shape) {
+            Some(i) => i,
+            None => {
+                let plan = Plan::with_taps(
+                    graph,
+                    &[(data.input_name(), shape.clone())],
+                    pool.clone(),
+                    tensors,
+                )?;
+                plans.push((shape, plan));
+                plans.len() - 1
+            }
+        };
+        let mut failed: Option<PipelineError> = None;
+        plans[at].1.run_observed(
+            &[(data.input_name(), &batch)],
+            &mut |name, shape, values| {
+                if failed.is_none() {
+                    failed = observe(name, shape, values).err();
+                }
+            },
+        )?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        start = end;
+    }
+    Ok(())
+}
+
+/// Calibrated ranges of every site `scheme` needs, from the native engine running the FP32
+/// graph over the first `samples` of `data` (what `quench quantize` exports from by default;
+/// public so that checks can export the same models).
 pub fn calibrate(
     graph: &Graph,
     scheme: &Scheme,
     data: &Dataset,
     samples: usize,
 ) -> Result<BTreeMap<String, CalibratedRange>, PipelineError> {
+    calibrate_on(graph, scheme, data, samples, CalibrateOn::Native)
+}
+
+/// [`calibrate`] with the FP32 graph run on the runtime `on`.
+pub fn calibrate_on(
+    graph: &Graph,
+    scheme: &Scheme,
+    data: &Dataset,
+    samples: usize,
+    on: CalibrateOn,
+) -> Result<BTreeMap<String, CalibratedRange>, PipelineError> {
     let sites = calibration_sites(graph, scheme)?;
     let mut cals = Calibrators::new(&sites)?;
     if !sites.is_empty() {
         let tensors: Vec<String> = sites.iter().map(|s| s.tensor.clone()).collect();
-        probe(graph, &tensors, data, samples, &mut |name, value| {
-            Ok(cals.observe(name, &value)?)
-        })?;
+        match on {
+            CalibrateOn::Native => probe_native(
+                graph,
+                &tensors,
+                data,
+                samples,
+                &mut |name, shape, values| Ok(cals.observe_values(name, shape, values)?),
+            )?,
+            CalibrateOn::Ort => probe(graph, &tensors, data, samples, &mut |name, value| {
+                Ok(cals.observe(name, &value)?)
+            })?,
+        }
     }
     Ok(cals.ranges()?)
 }
@@ -838,12 +935,16 @@ pub fn build(
             } else {
                 n.min(data.len())
             };
-            let ranges = calibrate(&graph, &scheme, &data, used)?;
+            let ranges = calibrate_on(&graph, &scheme, &data, used, config.calibrate_on)?;
             let note = match used {
                 0 => "none needed".to_string(),
                 _ => format!(
-                    "{} calibration on {used} calibration samples",
-                    config.calibrator.unwrap_or(CalibratorKind::MinMax).name()
+                    "{} calibration on {used} calibration samples ({})",
+                    config.calibrator.unwrap_or(CalibratorKind::MinMax).name(),
+                    match config.calibrate_on {
+                        CalibrateOn::Native => "native engine",
+                        CalibrateOn::Ort => "ONNX Runtime",
+                    }
                 ),
             };
             (graph.clone(), ranges, note, used, data, None)
@@ -919,6 +1020,7 @@ mod tests {
             per_tensor: false,
             group: None,
             calib_samples: None,
+            calibrate_on: CalibrateOn::Native,
             epochs: None,
             limit: None,
             out: PathBuf::from("unused.onnx"),

@@ -136,6 +136,21 @@ impl Calibrators {
     /// Adds one batch of `tensor`'s values. Fails naming the tensor when it is not a site, not
     /// f32, or its per-sample shape differs from the first batch's.
     pub fn observe(&mut self, tensor: &str, value: &Tensor) -> Result<(), QuantError> {
+        let data = value.as_f32().map_err(|_| QuantError::Calibration {
+            name: tensor.to_string(),
+            message: format!("values are {}, not f32", value.dtype()),
+        })?;
+        self.observe_values(tensor, value.shape(), data)
+    }
+
+    /// Adds one batch of `tensor`'s values given as a shape and borrowed f32 data (what the
+    /// native engine's observer hands out). Fails like [`Calibrators::observe`].
+    pub fn observe_values(
+        &mut self,
+        tensor: &str,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<(), QuantError> {
         let bad = |m: String| QuantError::Calibration {
             name: tensor.to_string(),
             message: m,
@@ -144,15 +159,11 @@ impl Calibrators {
             .entries
             .get_mut(tensor)
             .ok_or_else(|| bad("is not a tensor being calibrated".into()))?;
-        let data = value
-            .as_f32()
-            .map_err(|_| bad(format!("values are {}, not f32", value.dtype())))?;
-        let sample = value.shape().get(1..).unwrap_or_default().to_vec();
+        let sample = shape.get(1..).unwrap_or_default().to_vec();
         match &e.sample_shape {
             Some(s) if *s != sample => {
                 return Err(bad(format!(
-                    "batch of shape {:?} does not match the earlier per-sample shape {s:?}",
-                    value.shape()
+                    "batch of shape {shape:?} does not match the earlier per-sample shape {s:?}"
                 )))
             }
             Some(_) => {}

@@ -19,6 +19,7 @@
 //! [data]
 //! test_limit = 500             # evaluate the first N test samples (default: all)
 //! calibration_samples = 200    # post-training calibration samples (default 1000)
+//! calibrate_on = "native"      # runtime running FP32 while static ranges are found: native|ort
 //! eval_batch = 100
 //!
 //! [timing]
@@ -62,7 +63,7 @@ use crate::explore::search::RuntimeChoice;
 use crate::explore::spec::{parse_budget, parse_duration, SearchSpec};
 use crate::explore::Level;
 use crate::measure::power::estimate::BoardPower;
-use crate::quant::pipeline::CalibratorKind;
+use crate::quant::pipeline::{CalibrateOn, CalibratorKind};
 use crate::runtime::RuntimeKind;
 use crate::sweep::record::{Method, Precision};
 
@@ -215,6 +216,9 @@ pub struct DataSettings {
     /// Calibration samples of static variants (`None`: the pipeline's default, 1000).
     #[serde(default)]
     pub calibration_samples: Option<usize>,
+    /// The runtime static calibration runs the FP32 model on (default: the native engine).
+    #[serde(default)]
+    pub calibrate_on: CalibrateOn,
     /// Batch size of the accuracy pass.
     #[serde(default = "default_eval_batch")]
     pub eval_batch: usize,
@@ -229,6 +233,7 @@ impl Default for DataSettings {
         DataSettings {
             test_limit: None,
             calibration_samples: None,
+            calibrate_on: CalibrateOn::Native,
             eval_batch: default_eval_batch(),
         }
     }

@@ -416,6 +416,7 @@ impl Runner<'_> {
             } else {
                 self.profile.data.calibration_samples
             },
+            calibrate_on: self.profile.data.calibrate_on,
             epochs: qat.then_some(self.profile.qat.epochs),
             limit: None,
             out: out.clone(),

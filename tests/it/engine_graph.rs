@@ -763,3 +763,57 @@ fn stats_work_on_graphs_with_shape_subgraphs_after_folding() {
     assert_eq!(s.nodes[3].output_shapes, vec![vec![2, 8]]);
     assert_eq!(s.total_macs, 0);
 }
+
+#[test]
+fn taps_hand_intermediate_values_to_the_observer_as_computed() {
+    // MatMul → Relu → MatMul: tapping the MatMul output before its Relu keeps it from being
+    // fused away; the Flatten alias of the Relu output and the graph input are observed too.
+    let nodes = vec![
+        node("MatMul", "a", &["x", "w1"], &["h"], vec![]),
+        node("Relu", "r", &["h"], &["h2"], vec![]),
+        node("Flatten", "f", &["h2"], &["h3"], vec![]),
+        node("MatMul", "b", &["h3", "w2"], &["y"], vec![]),
+    ];
+    let w1 = formula_from(6, 0, 1.0, 0.0);
+    let w2 = formula_from(6, 3, 0.2, -0.5);
+    let inits = vec![("w1", t(&[3, 2], w1.clone())), ("w2", t(&[2, 3], w2))];
+    let g = graph(13, &[("x", 2)], &["y"], nodes, inits);
+    let x = t(&[2, 3], formula_from(6, 1, 0.5, -1.0));
+    let want_y = run(&g, &[("x", &x)]);
+    let taps: Vec<String> = ["h", "h3", "x", "y"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let pool = quench::engine::plan::thread_pool(1).unwrap();
+    let mut plan = Plan::with_taps(&g, &[("x", vec![2, 3])], pool, &taps).unwrap();
+    let mut seen: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+    let y = plan
+        .run_observed(&[("x", &x)], &mut |n, s, v| {
+            seen.push((n.to_string(), s.to_vec(), v.to_vec()))
+        })
+        .unwrap();
+    assert_eq!(y[0].as_f32().unwrap(), want_y[0].as_f32().unwrap());
+    let names: Vec<&str> = seen.iter().map(|s| s.0.as_str()).collect();
+    assert_eq!(names, ["x", "h", "h3", "y"]);
+    let xs = x.as_f32().unwrap();
+    let h: Vec<f32> = (0..4)
+        .map(|ij| {
+            let (i, j) = (ij / 2, ij % 2);
+            (0..3).map(|k| xs[i * 3 + k] * w1[k * 2 + j]).sum()
+        })
+        .collect();
+    assert_eq!(seen[1].1, [2, 2]);
+    assert_close(&seen[1].2, &h, 1e-5);
+    assert!(
+        h.iter().any(|&v| v < 0.0),
+        "the test needs a negative pre-Relu value"
+    );
+    let relu: Vec<f32> = h.iter().map(|v| v.max(0.0)).collect();
+    assert_close(&seen[2].2, &relu, 1e-5);
+    assert_eq!(seen[3].2, y[0].as_f32().unwrap());
+    // Plain runs observe nothing and give the same output; unknown taps are refused by name.
+    assert_eq!(plan.run(&[("x", &x)]).unwrap()[0], y[0]);
+    let pool = quench::engine::plan::thread_pool(1).unwrap();
+    let err = Plan::with_taps(&g, &[("x", vec![2, 3])], pool, &["nope".into()]).unwrap_err();
+    assert!(err.to_string().contains("`nope`"), "{err}");
+}

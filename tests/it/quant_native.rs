@@ -102,8 +102,113 @@ fn ort_dynamic_convinteger_fixture_agrees() {
     check("mnist-cnn", &fixture("mnist-cnn.dyn-ort.onnx"));
 }
 
+/// QOperator models are turned into the fused integer layers QDQ models run on: every
+/// QLinearConv/QLinearMatMul/QGemm is an int8 GEMM with u8 values in the arena, no f32 Conv or
+/// MatMul is left.
 #[test]
 fn qoperator_fixtures_agree() {
-    check("mnist-cnn", &fixture("mnist-cnn.qop.onnx"));
-    check("mnist-mlp", &fixture("mnist-mlp.qop.onnx"));
+    for (model, input) in [
+        ("mnist-cnn", vec![1, 1, 28, 28]),
+        ("mnist-mlp", vec![1, 784]),
+    ] {
+        let g = fixture(&format!("{model}.qop.onnx"));
+        check(model, &g);
+        let name = g.inputs[0].name.clone();
+        let plan = quench::engine::Plan::new(&g, &[(name.as_str(), input)], 1).unwrap();
+        let names = plan.kernel_names().join(", ");
+        assert!(names.contains("i8-gem"), "{model}: {names}");
+        assert!(
+            !names.contains("f32-gemm") && !names.contains("f32-matmul"),
+            "{model}: {names}"
+        );
+    }
+}
+
+/// Static calibration on the native engine finds the ranges calibration on ORT finds (float
+/// tolerance), for MinMax and for a histogram calibrator, and the INT8 models exported from
+/// either score the same on the test split.
+#[test]
+fn native_calibration_matches_ort_calibration() {
+    use quench::quant::pipeline::{calibrate_on, CalibrateOn, CalibratorKind};
+    let m = manifest("mnist-cnn");
+    let g = quench::onnx::load(Path::new(&m.model.file)).unwrap();
+    let calib = m.data.calibration.as_ref().unwrap();
+    let data = Dataset::load(calib, &m.input, Some(150)).unwrap();
+    let test = Dataset::load(&m.data.test, &m.input, Some(500)).unwrap();
+    let labels = test.labels().unwrap().to_vec();
+    for kind in [CalibratorKind::MinMax, CalibratorKind::Entropy] {
+        let scheme = Scheme::int8_static(true, kind.calibration());
+        // 150 samples: a full batch of 100 and a shorter one (two plans on the native side).
+        let native = calibrate_on(&g, &scheme, &data, 150, CalibrateOn::Native).unwrap();
+        let ort = calibrate_on(&g, &scheme, &data, 150, CalibrateOn::Ort).unwrap();
+        assert!(native.len() >= 4, "{native:?}");
+        assert_eq!(
+            native.keys().collect::<Vec<_>>(),
+            ort.keys().collect::<Vec<_>>()
+        );
+        for (t, a) in &native {
+            let b = ort[t];
+            let tol = 1e-4 * (b.max - b.min).abs().max(1.0);
+            assert!(
+                (a.min - b.min).abs() <= tol && (a.max - b.max).abs() <= tol,
+                "{} `{t}`: native {a:?} vs ORT {b:?}",
+                kind.name()
+            );
+        }
+        let accuracy = |ranges| {
+            let q = quantize(&g, &scheme, &ranges).unwrap();
+            let mut rt = NativeRuntime::new(q, 1).unwrap();
+            let out = output_index(&m.output, rt.output_names()).unwrap();
+            let mut right = 0;
+            for (i, batch) in test.batches(100).enumerate() {
+                let batch = batch.unwrap();
+                let got = top1(&rt.run(&[(test.input_name(), &batch)]).unwrap()[out]).unwrap();
+                right += got
+                    .iter()
+                    .zip(&labels[i * 100..])
+                    .filter(|(p, l)| **p == **l as usize)
+                    .count();
+            }
+            right as f64 / labels.len() as f64
+        };
+        let (a, b) = (accuracy(native), accuracy(ort));
+        eprintln!(
+            "{}: static INT8 accuracy {a} (native ranges) {b} (ORT ranges)",
+            kind.name()
+        );
+        assert!((a - b).abs() <= 0.002 && a > 0.97, "{a} vs {b}");
+    }
+}
+
+/// Binary-weight variants (INT8 activations, exported as int8 ±1 with α scales) run on the
+/// b1 kernels natively and give ORT's top-1 on the exported model (mnist-cnn: engine_qdq).
+#[test]
+fn binary_mlp_runs_on_b1_kernels_and_agrees() {
+    use quench::quant::pipeline::calibrate;
+    use quench::quant::scheme::{ActQuant, ActType, BinaryActs, Calibration, Precision};
+    let model = "mnist-mlp";
+    let m = manifest(model);
+    let g = quench::onnx::load(Path::new(&m.model.file)).unwrap();
+    let scheme = Scheme::uniform(Precision::Binary {
+        activations: BinaryActs::Int8 {
+            activations: ActQuant {
+                dtype: ActType::U8,
+                symmetric: false,
+            },
+            calibration: Calibration::MinMax,
+        },
+    });
+    let calib = m.data.calibration.as_ref().unwrap();
+    let data = Dataset::load(calib, &m.input, Some(100)).unwrap();
+    let ranges = calibrate(&g, &scheme, &data, 100).unwrap();
+    let q = quantize(&g, &scheme, &ranges).unwrap();
+    let mut native = NativeRuntime::new(q.clone(), 1).unwrap();
+    let x = data.batch(0..1).unwrap();
+    native.run(&[(data.input_name(), &x)]).unwrap();
+    let names = native.kernel_names();
+    assert!(
+        names.iter().any(|k| k.starts_with("b1-i8-gemm")),
+        "{model}: {names:?}"
+    );
+    check(model, &q);
 }

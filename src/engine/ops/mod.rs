@@ -26,6 +26,7 @@ macro_rules! avx2_twin {
     };
 }
 
+pub mod b1;
 pub mod conv;
 pub mod elementwise;
 pub mod integer;
@@ -34,7 +35,6 @@ pub mod matmul;
 pub mod nbits;
 pub mod norm;
 pub mod pool;
-pub mod qlinear;
 pub mod quantized;
 
 use crate::graph::shape::{
@@ -46,6 +46,7 @@ use crate::graph::{GraphError, Node};
 use crate::kernels::f32::Activation;
 use crate::tensor::{DataType, Tensor, TensorData};
 
+use b1::B1Layer;
 use conv::Conv;
 use elementwise::{Arith, BinOp, Broadcast, Unary};
 use integer::DynamicQuant;
@@ -54,7 +55,6 @@ use matmul::MatMul;
 use nbits::MatMulNBits;
 use norm::{ChannelAffine, LayerNorm, ReduceMean, Softmax};
 use pool::{Pool, PoolKind};
-use qlinear::{Grid, QLinear};
 use quantized::QKernel;
 
 /// One compiled operator.
@@ -97,14 +97,12 @@ pub enum Kernel {
     /// QuantizeLinear/DequantizeLinear, integer MaxPool and fused integer layers, on u8/i8
     /// values stored packed in the arena.
     Quantized(Box<QKernel>),
+    /// A fused layer with ±1 weights on the binary kernels ([`b1`]).
+    B1(Box<B1Layer>),
     /// A dynamic INT8 MatMul or Conv chain folded into one node ([`integer`]).
     DynamicQuant(Box<DynamicQuant>),
     /// `com.microsoft::MatMulNBits`, 4-bit weights ([`nbits`]).
     MatMulNBits(Box<MatMulNBits>),
-    /// QLinearConv, QLinearMatMul or QGemm on carried values ([`qlinear`]).
-    QLinear(Box<QLinear>),
-    /// QuantizeLinear whose output is carried as f32 ([`qlinear`]).
-    QuantizeCarried(Grid),
 }
 
 /// The activation a Relu or Clip node applies, when it can be fused into a GEMM store (Clip
@@ -196,6 +194,12 @@ impl Kernel {
                 .map(|t| t.shape.as_slice())
                 .ok_or_else(|| node.error(format!("missing input {i}")))
         };
+        if let Some(b) = B1Layer::compile(node, types, consts)? {
+            if act != Activation::None {
+                return Err(node.error("a quantized op takes no fused activation"));
+            }
+            return Ok(Kernel::B1(Box::new(b)));
+        }
         if let Some(q) = QKernel::compile(node, types, consts)? {
             if act != Activation::None {
                 return Err(node.error("a quantized op takes no fused activation"));
@@ -216,34 +220,6 @@ impl Kernel {
                     x_type()?,
                     consts,
                 )?)))
-            }
-            (
-                integer::INTERNAL_DOMAIN,
-                shape_int::QLINEAR_CONV | shape_int::QLINEAR_MATMUL | shape_int::QGEMM,
-            ) => {
-                return Ok(Kernel::QLinear(Box::new(QLinear::compile(
-                    node,
-                    x_type()?,
-                    consts,
-                )?)))
-            }
-            (integer::INTERNAL_DOMAIN, shape_int::FAKE_QUANT) => {
-                let scale = consts
-                    .get(1)
-                    .copied()
-                    .flatten()
-                    .ok_or_else(|| node.error("the scale must be a constant"))?;
-                let zp = match node.input(2) {
-                    None => None,
-                    Some(_) => Some(
-                        consts
-                            .get(2)
-                            .copied()
-                            .flatten()
-                            .ok_or_else(|| node.error("the zero point must be a constant"))?,
-                    ),
-                };
-                return Ok(Kernel::QuantizeCarried(Grid::of(node, scale, zp)?));
             }
             (shape_int::MS_DOMAIN, "MatMulNBits") => {
                 return Ok(Kernel::MatMulNBits(Box::new(MatMulNBits::compile(
@@ -466,8 +442,8 @@ impl Kernel {
             Kernel::Conv(c) => c.scratch_len(),
             Kernel::MatMul(m) => m.scratch_len(),
             Kernel::Quantized(q) => q.scratch_len(),
+            Kernel::B1(b) => b.scratch_len(),
             Kernel::DynamicQuant(d) => d.scratch_len(),
-            Kernel::QLinear(q) => q.scratch_len(),
             _ => 0,
         }
     }
@@ -478,9 +454,9 @@ impl Kernel {
             Kernel::Conv(c) => c.packed_bytes(),
             Kernel::MatMul(m) => m.packed_bytes(),
             Kernel::Quantized(q) => q.packed_bytes(),
+            Kernel::B1(b) => b.packed_bytes(),
             Kernel::DynamicQuant(d) => d.packed_bytes(),
             Kernel::MatMulNBits(m) => m.packed_bytes(),
-            Kernel::QLinear(q) => q.packed_bytes(),
             _ => 0,
         }
     }
@@ -502,10 +478,9 @@ impl Kernel {
             | Kernel::LayerNorm(_)
             | Kernel::BatchNorm(_) => "f32-norm-direct".into(),
             Kernel::Quantized(q) => q.kernel_name(),
+            Kernel::B1(b) => b.kernel_name(),
             Kernel::DynamicQuant(d) => d.kernel_name(),
             Kernel::MatMulNBits(m) => m.kernel_name(),
-            Kernel::QLinear(q) => q.kernel_name(),
-            Kernel::QuantizeCarried(_) => "quantize-carried".into(),
         }
     }
 
@@ -527,10 +502,9 @@ impl Kernel {
             Kernel::LayerNorm(l) => l.run(x, out),
             Kernel::BatchNorm(b) => b.run(x, out),
             Kernel::Quantized(q) => q.run(x, out, scratch),
+            Kernel::B1(b) => b.run(x, out, scratch),
             Kernel::DynamicQuant(d) => d.run(x, out, scratch),
             Kernel::MatMulNBits(m) => m.run(x, out),
-            Kernel::QLinear(q) => q.run(x, out, scratch),
-            Kernel::QuantizeCarried(g) => g.quantize_carried(x, out),
             _ => {
                 let handled = self.run_generic(ins, out);
                 debug_assert!(handled, "every kernel runs on f32");

@@ -83,7 +83,7 @@ impl QType {
 
     /// Stores a value already inside the type's range.
     #[inline(always)]
-    fn put(self, v: i32) -> u8 {
+    pub(super) fn put(self, v: i32) -> u8 {
         match self {
             QType::U8 => v as u8,
             QType::S8 => (v as i8) as u8,
@@ -221,7 +221,7 @@ pub enum QKernel {
 
 /// What a fused integer layer stores: requantized u8/i8, or dequantized f32.
 #[derive(Debug, Clone)]
-enum Store {
+pub(super) enum Store {
     Requant {
         ty: QType,
         multiplier: Vec<f32>,
@@ -246,7 +246,7 @@ impl Store {
     }
 
     /// The epilogue writing `n` values into `out` (packed bytes or f32, from element `at`).
-    fn output<'a>(&'a self, out: &'a mut [f32], at: usize, n: usize) -> Output<'a> {
+    pub(super) fn output<'a>(&'a self, out: &'a mut [f32], at: usize, n: usize) -> Output<'a> {
         match self {
             Store::Requant {
                 ty,
@@ -280,7 +280,7 @@ impl Store {
 }
 
 /// Packed u8/i8 activations with their zero point.
-fn activations(ty: QType, zero: i32, b: &[u8]) -> Activations<'_> {
+pub(super) fn activations(ty: QType, zero: i32, b: &[u8]) -> Activations<'_> {
     match ty {
         QType::U8 => Activations::U8 {
             data: b,
@@ -295,18 +295,18 @@ fn activations(ty: QType, zero: i32, b: &[u8]) -> Activations<'_> {
 
 /// The parts every fused layer shares: activation type and zero point, weights, store.
 #[derive(Debug, Clone)]
-struct Layer {
-    x: QType,
-    x_zero: i32,
-    store: Store,
+pub(super) struct Layer {
+    pub(super) x: QType,
+    pub(super) x_zero: i32,
+    pub(super) store: Store,
     /// The weights are all ±1 (a binary layer exported as int8).
-    binary: bool,
+    pub(super) binary: bool,
 }
 
 impl Layer {
     /// Reads the quantization of a fused node's input, weights, bias and output for `n` output
     /// channels, and the weights' values and zero points (s8).
-    fn new(
+    pub(super) fn new(
         node: &Node,
         q: &QInputs,
         consts: &[Option<&Tensor>],

@@ -300,3 +300,48 @@ impl Finish<i8> for Requant<'_, i8> {
         }
     }
 }
+
+impl Output<'_> {
+    /// Stores `len` finished accumulators computed outside the int8 GEMM (the binary kernels'
+    /// exact dot products) through this epilogue, value by value with the arithmetic of the
+    /// GEMM's own store: `acc(i)` gives output element `i`'s accumulator and its column (output
+    /// channel, of `n`), so a pixel-major result can be stored channel-major directly.
+    pub fn store_with(
+        self,
+        len: usize,
+        n: usize,
+        acc: impl Fn(usize) -> (i32, usize),
+    ) -> Result<(), I8Error> {
+        let got = self.check_params(n)?;
+        if got < len {
+            return Err(I8Error::Length {
+                what: "output",
+                expected: len,
+                got,
+            });
+        }
+        fn each<T>(
+            out: &mut [T],
+            acc: impl Fn(usize) -> (i32, usize),
+            f: impl Fn(i32, usize) -> T,
+        ) {
+            for (i, o) in out.iter_mut().enumerate() {
+                let (a, j) = acc(i);
+                *o = f(a, j);
+            }
+        }
+        match self {
+            Output::I32(c) => each(&mut c[..len], acc, |a, _| a),
+            Output::F32(c, d) => each(&mut c[..len], acc, |a, j| d.finish(a, j)),
+            Output::U8(c, r) => {
+                let q = r.for_u8();
+                each(&mut c[..len], acc, |a, j| q.finish(a, j))
+            }
+            Output::S8(c, r) => {
+                let q = r.for_s8();
+                each(&mut c[..len], acc, |a, j| q.finish(a, j))
+            }
+        }
+        Ok(())
+    }
+}
