@@ -205,7 +205,7 @@ pub fn transpose2d(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 
 /// Tile edge of the transposes: rows and columns past the last whole 8×8 tile.
 #[inline(always)]
-fn transpose_edges(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+fn transpose_edges<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
     for r in 0..rb {
         for c in cb..cols {
@@ -219,13 +219,14 @@ fn transpose_edges(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     }
 }
 
-/// [`transpose2d`] as portable code: 8×8 tiles through a local array, then the edges.
-pub fn transpose2d_portable(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+/// [`transpose2d`] as portable code for any element type (the INT8 convolutions transpose
+/// bytes with it): 8×8 tiles through a local array, then the edges.
+pub fn transpose2d_portable<T: Copy + Default>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     const B: usize = 8;
     let (rb, cb) = (rows / B * B, cols / B * B);
     for r0 in (0..rb).step_by(B) {
         for c0 in (0..cb).step_by(B) {
-            let mut tile = [[0f32; B]; B];
+            let mut tile = [[T::default(); B]; B];
             for (i, t) in tile.iter_mut().enumerate() {
                 t.copy_from_slice(&src[(r0 + i) * cols + c0..][..B]);
             }

@@ -228,21 +228,9 @@ impl Kernel {
                 )?)))
             }
             (integer::INTERNAL_DOMAIN, shape_int::FAKE_QUANT) => {
-                let scale = consts
-                    .get(1)
-                    .copied()
-                    .flatten()
-                    .ok_or_else(|| node.error("the scale must be a constant"))?;
-                let zp = match node.input(2) {
-                    None => None,
-                    Some(_) => Some(
-                        consts
-                            .get(2)
-                            .copied()
-                            .flatten()
-                            .ok_or_else(|| node.error("the zero point must be a constant"))?,
-                    ),
-                };
+                let scale = integer::constant(node, consts, 1, "the scale")?
+                    .ok_or_else(|| node.error("the scale is missing"))?;
+                let zp = integer::constant(node, consts, 2, "the zero point")?;
                 return Ok(Kernel::QuantizeCarried(Grid::of(node, scale, zp)?));
             }
             (shape_int::MS_DOMAIN, "MatMulNBits") => {

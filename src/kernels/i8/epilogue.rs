@@ -246,9 +246,16 @@ impl<T> Requant<'_, T> {
         x.max(self.lo).min(self.hi) as i32 + self.r.zero_point
     }
 
-    /// A tile row through the AVX2 form when allowed, else value by value.
+    /// A whole tile row as bytes (the s8 bits when `SIGNED`) through the AVX2 form, when
+    /// `simd` allows it and the row is full; `None` otherwise.
     #[inline(always)]
-    fn quantize_row(&self, simd: bool, v: &[i32; NR], j0: usize, cols: usize) -> [i32; NR] {
+    fn row_bytes<const SIGNED: bool>(
+        &self,
+        simd: bool,
+        v: &[i32; NR],
+        j0: usize,
+        cols: usize,
+    ) -> Option<[u8; NR]> {
         #[cfg(target_arch = "x86_64")]
         if simd && cols == NR {
             let bias = self
@@ -258,16 +265,12 @@ impl<T> Requant<'_, T> {
             let m = self.r.multiplier.row(j0);
             let zp = self.r.zero_point;
             // SAFETY: `simd` is set only for the AVX2 kernel, chosen after AVX2 was detected.
-            return unsafe { super::avx2::requantize_row(v, &bias, &m, self.lo, self.hi, zp) };
+            return Some(unsafe {
+                super::avx2::requantize_row::<SIGNED>(v, &bias, &m, self.lo, self.hi, zp)
+            });
         }
-        let _ = simd;
-        std::array::from_fn(|c| {
-            if c < cols {
-                self.quantize(v[c], j0 + c)
-            } else {
-                0
-            }
-        })
+        let _ = (simd, v, j0, cols);
+        None
     }
 }
 
@@ -279,9 +282,13 @@ impl Finish<u8> for Requant<'_, u8> {
 
     #[inline(always)]
     fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [u8]) {
-        let q = self.quantize_row(simd, v, j0, out.len());
-        for (o, &x) in out.iter_mut().zip(&q) {
-            *o = x as u8;
+        match self.row_bytes::<false>(simd, v, j0, out.len()) {
+            Some(b) => out.copy_from_slice(&b),
+            None => {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = self.finish(v[c], j0 + c);
+                }
+            }
         }
     }
 }
@@ -294,9 +301,17 @@ impl Finish<i8> for Requant<'_, i8> {
 
     #[inline(always)]
     fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [i8]) {
-        let q = self.quantize_row(simd, v, j0, out.len());
-        for (o, &x) in out.iter_mut().zip(&q) {
-            *o = x as i8;
+        match self.row_bytes::<true>(simd, v, j0, out.len()) {
+            Some(b) => {
+                for (o, x) in out.iter_mut().zip(b) {
+                    *o = x as i8;
+                }
+            }
+            None => {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = self.finish(v[c], j0 + c);
+                }
+            }
         }
     }
 }
