@@ -729,7 +729,7 @@ impl QConv {
                     checked(k8::gemm(self.pixels, a, g.k(), w, o, self.cout));
                     // The GEMM result is pixel-major; the output is channel-major (NCHW).
                     match self.layer.store {
-                        Store::Requant { .. } => super::conv::transpose2d_portable(
+                        Store::Requant { .. } => super::conv::transpose2d_u8(
                             &bytes(res)[..out_len],
                             self.pixels,
                             self.cout,
