@@ -579,9 +579,25 @@ impl QKernel {
         match self {
             QKernel::Quantize(a, ty) => {
                 let range = ty.range();
-                for (i, (o, &v)) in bytes_mut(out).iter_mut().zip(x).enumerate() {
-                    let (s, z) = a.at(i);
-                    *o = ty.put(quantize_one(v, s, z, range));
+                let o = bytes_mut(out);
+                match (a.per_tensor(), ty) {
+                    // Per tensor, each type in its own loop over plain slices, so it vectorizes.
+                    (Some((s, z)), QType::U8) => {
+                        for (o, &v) in o.iter_mut().zip(x) {
+                            *o = quantize_one(v, s, z, range) as u8;
+                        }
+                    }
+                    (Some((s, z)), QType::S8) => {
+                        for (o, &v) in o.iter_mut().zip(x) {
+                            *o = quantize_one(v, s, z, range) as i8 as u8;
+                        }
+                    }
+                    (None, _) => {
+                        for (i, (o, &v)) in o.iter_mut().zip(x).enumerate() {
+                            let (s, z) = a.at(i);
+                            *o = ty.put(quantize_one(v, s, z, range));
+                        }
+                    }
                 }
             }
             QKernel::Dequantize(a, ty) => {
