@@ -205,7 +205,7 @@ pub fn transpose2d(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
 
 /// Tile edge of the transposes: rows and columns past the last whole 8×8 tile.
 #[inline(always)]
-fn transpose_edges(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+fn transpose_edges<T: Copy>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
     for r in 0..rb {
         for c in cb..cols {
@@ -219,13 +219,14 @@ fn transpose_edges(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
     }
 }
 
-/// [`transpose2d`] as portable code: 8×8 tiles through a local array, then the edges.
-pub fn transpose2d_portable(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+/// [`transpose2d`] as portable code for any element type (the INT8 convolutions transpose
+/// bytes with it): 8×8 tiles through a local array, then the edges.
+pub fn transpose2d_portable<T: Copy + Default>(src: &[T], rows: usize, cols: usize, dst: &mut [T]) {
     const B: usize = 8;
     let (rb, cb) = (rows / B * B, cols / B * B);
     for r0 in (0..rb).step_by(B) {
         for c0 in (0..cb).step_by(B) {
-            let mut tile = [[0f32; B]; B];
+            let mut tile = [[T::default(); B]; B];
             for (i, t) in tile.iter_mut().enumerate() {
                 t.copy_from_slice(&src[(r0 + i) * cols + c0..][..B]);
             }
@@ -233,6 +234,59 @@ pub fn transpose2d_portable(src: &[f32], rows: usize, cols: usize, dst: &mut [f3
                 let d = &mut dst[(c0 + j) * rows + r0..][..B];
                 for (i, v) in d.iter_mut().enumerate() {
                     *v = tile[i][j];
+                }
+            }
+        }
+    }
+    transpose_edges(src, rows, cols, dst);
+}
+
+/// `dst[c × r] = src[r × c]ᵀ` for bytes (the INT8 convolutions' pixel-major results), with an
+/// SSE2 8×8 register transpose on x86_64 (SSE2 is part of its baseline), else
+/// [`transpose2d_portable`].
+pub fn transpose2d_u8(src: &[u8], rows: usize, cols: usize, dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        // SAFETY: SSE2 is part of every x86_64 CPU (the target's baseline).
+        unsafe { transpose2d_u8_sse2(src, rows, cols, dst) };
+        return;
+    }
+    #[cfg_attr(target_arch = "x86_64", allow(unreachable_code))]
+    transpose2d_portable(src, rows, cols, dst);
+}
+
+/// [`transpose2d_u8`] with each 8×8 tile transposed by three rounds of SSE2 unpacks.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse2")]
+fn transpose2d_u8_sse2(src: &[u8], rows: usize, cols: usize, dst: &mut [u8]) {
+    use std::arch::x86_64::*;
+    let (rb, cb) = (rows / 8 * 8, cols / 8 * 8);
+    for r0 in (0..rb).step_by(8) {
+        for c0 in (0..cb).step_by(8) {
+            let row = |i: usize| {
+                let s = &src[(r0 + i) * cols + c0..][..8];
+                // SAFETY: `s` holds exactly 8 bytes, which `_mm_loadl_epi64` reads (unaligned).
+                unsafe { _mm_loadl_epi64(s.as_ptr() as *const __m128i) }
+            };
+            // Bytes of rows (0,1), (2,3), …, interleaved; then pairs of those; then quads: each
+            // 64-bit half of `v*` is then one column of the tile.
+            let t0 = _mm_unpacklo_epi8(row(0), row(1));
+            let t1 = _mm_unpacklo_epi8(row(2), row(3));
+            let t2 = _mm_unpacklo_epi8(row(4), row(5));
+            let t3 = _mm_unpacklo_epi8(row(6), row(7));
+            let (u0, u1) = (_mm_unpacklo_epi16(t0, t1), _mm_unpackhi_epi16(t0, t1));
+            let (u2, u3) = (_mm_unpacklo_epi16(t2, t3), _mm_unpackhi_epi16(t2, t3));
+            let cols4 = [
+                _mm_unpacklo_epi32(u0, u2),
+                _mm_unpackhi_epi32(u0, u2),
+                _mm_unpacklo_epi32(u1, u3),
+                _mm_unpackhi_epi32(u1, u3),
+            ];
+            for (j, v) in cols4.into_iter().enumerate() {
+                for (h, half) in [v, _mm_unpackhi_epi64(v, v)].into_iter().enumerate() {
+                    let d = &mut dst[(c0 + 2 * j + h) * rows + r0..][..8];
+                    // SAFETY: `d` holds exactly 8 bytes, which `_mm_storel_epi64` writes.
+                    unsafe { _mm_storel_epi64(d.as_mut_ptr() as *mut __m128i, half) };
                 }
             }
         }
@@ -626,6 +680,11 @@ mod tests {
             transpose2d(&src, rows, cols, &mut a);
             transpose2d_portable(&src, rows, cols, &mut b);
             assert_eq!(a, b);
+            let bytes: Vec<u8> = (0..rows * cols).map(|i| (i * 97 % 256) as u8).collect();
+            let (mut a8, mut b8) = (vec![0u8; rows * cols], vec![1u8; rows * cols]);
+            transpose2d_u8(&bytes, rows, cols, &mut a8);
+            transpose2d_portable(&bytes, rows, cols, &mut b8);
+            assert_eq!(a8, b8, "{rows}x{cols}");
             for r in 0..rows {
                 for c in 0..cols {
                     assert_eq!(a[c * rows + r], src[r * cols + c]);

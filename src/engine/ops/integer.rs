@@ -24,7 +24,7 @@ use std::cell::RefCell;
 use crate::graph::shape::{matmul_shapes, ConvParams, ValueType};
 use crate::graph::{GraphError, Node};
 use crate::kernels::i8::{
-    gemm, im2col, Activations, Conv2d, Dequantize, I8Error, Output, PackedI8, Scale,
+    copy_short, gemm, im2col, Activations, Conv2d, Dequantize, I8Error, Output, PackedI8, Scale,
     WeightZeroPoint,
 };
 use crate::tensor::{Tensor, TensorData};
@@ -169,8 +169,22 @@ fn hwc_patches<T: Copy>(g: &Conv2d, ow: usize, xp: &[T], out: &mut [T]) {
         for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
             let iy = oy * g.stride[0] + ky * g.dilation[0];
             let at = (iy * wp + ox * g.stride[1]) * g.channels;
-            dst.copy_from_slice(&xp[at..at + run]);
+            copy_short(dst, &xp[at..at + run]);
         }
+    }
+}
+
+/// The per-image convolution geometry of a resolved Conv node, as the INT8 kernels take it.
+pub(super) fn conv2d(p: &ConvParams) -> Conv2d {
+    let win = &p.window;
+    Conv2d {
+        channels: p.cin,
+        height: win.input[0],
+        width: win.input[1],
+        kernel: win.kernel,
+        stride: win.strides,
+        dilation: win.dilations,
+        pads: win.pads,
     }
 }
 
@@ -189,25 +203,16 @@ impl Geometry {
                 op: format!("grouped integer Conv (group {})", p.group),
             });
         }
-        let win = &p.window;
-        let conv = Conv2d {
-            channels: p.cin,
-            height: win.input[0],
-            width: win.input[1],
-            kernel: win.kernel,
-            stride: win.strides,
-            dilation: win.dilations,
-            pads: win.pads,
-        };
-        let pixels = win.output[0] * win.output[1];
-        Ok((
-            Geometry::Conv {
-                batch: p.batch,
-                conv,
-                pixels,
-            },
-            p.cout,
-        ))
+        Ok((Geometry::of_conv(&p), p.cout))
+    }
+
+    /// The group-1 convolution `p` as a Geometry (its group is not checked here).
+    pub(super) fn of_conv(p: &ConvParams) -> Geometry {
+        Geometry::Conv {
+            batch: p.batch,
+            conv: conv2d(p),
+            pixels: p.window.output[0] * p.window.output[1],
+        }
     }
 
     /// A MatMul of A shape `a` by a 2-D constant of shape `w`; returns it and N.
@@ -411,6 +416,8 @@ pub fn check_scales(node: &Node, what: &str, scale: &[f32], n: usize) -> Result<
     Ok(())
 }
 
+/// Input `i` of `node` as a constant tensor: `None` when the optional input is absent, an error
+/// naming `what` when it is present but not a constant.
 pub(super) fn constant<'a>(
     node: &Node,
     consts: &[Option<&'a Tensor>],

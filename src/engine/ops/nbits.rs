@@ -32,17 +32,7 @@ impl MatMulNBits {
         let out = infer_quantized(node, &[Some(a)]).ok_or_else(|| node.unsupported())??;
         let rows = out.first().map_or(0, rows_of);
         let (k, n, block) = nbits_dims(node)?;
-        let get = |i: usize, what: &str| -> Result<Option<&Tensor>, GraphError> {
-            match node.input(i) {
-                None => Ok(None),
-                Some(_) => consts
-                    .get(i)
-                    .copied()
-                    .flatten()
-                    .map(Some)
-                    .ok_or_else(|| node.error(format!("{what} must be a constant"))),
-            }
-        };
+        let get = |i: usize, what: &str| super::integer::constant(node, consts, i, what);
         let b = match get(1, "B")?.map(Tensor::data) {
             Some(TensorData::U8(b)) => b,
             Some(other) => {

@@ -10,6 +10,7 @@
 
 use bytemuck::{cast_slice, cast_slice_mut};
 
+use super::integer::{conv2d, Geometry};
 use super::pool::max_pool;
 use crate::graph::qdq::{self, QInputs};
 use crate::graph::shape::{norm_axis, pool_window, ConvParams, ValueType, Window2d};
@@ -452,11 +453,12 @@ pub struct QGemm {
     w: PackedI8,
 }
 
-/// A fused integer 2-D convolution (group 1 through im2col + GEMM, or depthwise).
+/// A fused integer 2-D convolution (group 1 through patches + GEMM, or depthwise).
 #[derive(Debug, Clone)]
 pub struct QConv {
     batch: usize,
-    geo: Conv2d,
+    /// Input elements per image.
+    in_len: usize,
     cout: usize,
     /// Output pixels per image.
     pixels: usize,
@@ -466,8 +468,10 @@ pub struct QConv {
 
 #[derive(Debug, Clone)]
 enum ConvBody {
-    Gemm(PackedI8),
-    Depthwise(PackedDepthwise),
+    /// Group 1: the patches of each image (from an HWC copy, see [`Geometry::patches`]) times
+    /// the weights, packed in the patches' order.
+    Gemm(Geometry, PackedI8),
+    Depthwise(Conv2d, PackedDepthwise),
 }
 
 impl QKernel {
@@ -544,8 +548,8 @@ impl QKernel {
                 k8::gemm_kernel_name()
             }),
             QKernel::Conv(c) => c.layer.name(match c.body {
-                ConvBody::Gemm(_) => format!("{} (im2col)", k8::gemm_kernel_name()),
-                ConvBody::Depthwise(_) => k8::depthwise_kernel_name(),
+                ConvBody::Gemm(..) => format!("{} (im2col)", k8::gemm_kernel_name()),
+                ConvBody::Depthwise(..) => k8::depthwise_kernel_name(),
             }),
         }
     }
@@ -563,8 +567,8 @@ impl QKernel {
         match self {
             QKernel::Gemm(g) => g.w.size_bytes(),
             QKernel::Conv(c) => match &c.body {
-                ConvBody::Gemm(w) => w.size_bytes(),
-                ConvBody::Depthwise(w) => w.size_bytes(),
+                ConvBody::Gemm(_, w) => w.size_bytes(),
+                ConvBody::Depthwise(_, w) => w.size_bytes(),
             },
             _ => 0,
         }
@@ -575,9 +579,25 @@ impl QKernel {
         match self {
             QKernel::Quantize(a, ty) => {
                 let range = ty.range();
-                for (i, (o, &v)) in bytes_mut(out).iter_mut().zip(x).enumerate() {
-                    let (s, z) = a.at(i);
-                    *o = ty.put(quantize_one(v, s, z, range));
+                let o = bytes_mut(out);
+                match (a.per_tensor(), ty) {
+                    // Per tensor, each type in its own loop over plain slices, so it vectorizes.
+                    (Some((s, z)), QType::U8) => {
+                        for (o, &v) in o.iter_mut().zip(x) {
+                            *o = quantize_one(v, s, z, range) as u8;
+                        }
+                    }
+                    (Some((s, z)), QType::S8) => {
+                        for (o, &v) in o.iter_mut().zip(x) {
+                            *o = quantize_one(v, s, z, range) as i8 as u8;
+                        }
+                    }
+                    (None, _) => {
+                        for (i, (o, &v)) in o.iter_mut().zip(x).enumerate() {
+                            let (s, z) = a.at(i);
+                            *o = ty.put(quantize_one(v, s, z, range));
+                        }
+                    }
                 }
             }
             QKernel::Dequantize(a, ty) => {
@@ -655,24 +675,20 @@ impl QConv {
     ) -> Result<QConv, GraphError> {
         let p = ConvParams::resolve(node, &x.shape, w.shape())?;
         let win = &p.window;
-        let geo = Conv2d {
-            channels: p.cin,
-            height: win.input[0],
-            width: win.input[1],
-            kernel: win.kernel,
-            stride: win.strides,
-            dilation: win.dilations,
-            pads: win.pads,
-        };
+        let geo = conv2d(&p);
+        geo.output_size().map_err(|e| kernel_error(node, e))?;
         let (layer, wv, wz) = Layer::new(node, &QInputs::LAYOUT, consts, x.dtype, p.cout)?;
         let zp = weight_zero(&wz);
         let body = if p.group == 1 {
+            let g = Geometry::of_conv(&p);
             ConvBody::Gemm(
-                PackedI8::from_n_by_k(p.cout, geo.patch_len(), &wv, zp)
+                g,
+                PackedI8::from_n_by_k(p.cout, geo.patch_len(), &g.order_weights(wv), zp)
                     .map_err(|e| kernel_error(node, e))?,
             )
         } else if p.group == p.cin && p.cout == p.cin {
             ConvBody::Depthwise(
+                geo,
                 PackedDepthwise::new(p.cin, win.kernel, &wv, zp)
                     .map_err(|e| kernel_error(node, e))?,
             )
@@ -682,10 +698,9 @@ impl QConv {
                 p.group
             )));
         };
-        geo.output_size().map_err(|e| kernel_error(node, e))?;
         Ok(QConv {
             batch: p.batch,
-            geo,
+            in_len: p.cin * win.input[0] * win.input[1],
             cout: p.cout,
             pixels: win.output[0] * win.output[1],
             layer,
@@ -693,43 +708,44 @@ impl QConv {
         })
     }
 
-    /// f32 slots of the pixel-major GEMM result, and of the whole scratch (result + im2col).
+    /// f32 slots of the pixel-major GEMM result, and of the whole scratch (result + patches).
     fn scratch_split(&self) -> (usize, usize) {
-        match self.body {
-            ConvBody::Depthwise(_) => (0, 0),
-            ConvBody::Gemm(_) => {
+        match &self.body {
+            ConvBody::Depthwise(..) => (0, 0),
+            ConvBody::Gemm(g, _) => {
                 let res = (self.pixels * self.cout).div_ceil(self.layer.store.per_slot());
-                (res, res + (self.pixels * self.geo.patch_len()).div_ceil(4))
+                (res, res + g.cols_len().div_ceil(4))
             }
         }
     }
 
     fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
         let xb = bytes(x);
-        let in_len = self.geo.channels * self.geo.height * self.geo.width;
+        let in_len = self.in_len;
         let out_len = self.cout * self.pixels;
         let pad = self.layer.x.put(self.layer.x_zero);
         for b in 0..self.batch {
             let xi = &xb[b * in_len..(b + 1) * in_len];
             match &self.body {
-                ConvBody::Depthwise(w) => {
+                ConvBody::Depthwise(g, w) => {
                     let a = activations(self.layer.x, self.layer.x_zero, xi);
                     let o = self.layer.store.output(out, b * out_len, out_len);
-                    checked(k8::depthwise(&self.geo, a, w, o));
+                    checked(k8::depthwise(g, a, w, o));
                 }
-                ConvBody::Gemm(w) => {
+                ConvBody::Gemm(g, w) => {
                     let (res_len, _) = self.scratch_split();
                     let (res, rest) = scratch.split_at_mut(res_len);
-                    let k = self.geo.patch_len();
-                    let col = &mut bytes_mut(rest)[..self.pixels * k];
-                    // im2col copies bytes: the u8/i8 distinction matters only to the GEMM.
-                    checked(k8::im2col(&self.geo, xi, pad, col));
+                    // The patches copy bytes: the u8/i8 distinction matters only to the GEMM.
+                    let col = match g.patches(xi, pad, bytes_mut(rest)) {
+                        Ok(col) => col,
+                        Err(e) => return checked(Err(e)),
+                    };
                     let a = activations(self.layer.x, self.layer.x_zero, col);
                     let o = self.layer.store.output(res, 0, out_len);
-                    checked(k8::gemm(self.pixels, a, k, w, o, self.cout));
+                    checked(k8::gemm(self.pixels, a, g.k(), w, o, self.cout));
                     // The GEMM result is pixel-major; the output is channel-major (NCHW).
                     match self.layer.store {
-                        Store::Requant { .. } => transpose(
+                        Store::Requant { .. } => super::conv::transpose2d_u8(
                             &bytes(res)[..out_len],
                             self.pixels,
                             self.cout,
@@ -744,15 +760,6 @@ impl QConv {
                     }
                 }
             }
-        }
-    }
-}
-
-/// `dst[c × r] = src[r × c]ᵀ` for bytes.
-fn transpose(src: &[u8], rows: usize, cols: usize, dst: &mut [u8]) {
-    for (c, drow) in dst.chunks_exact_mut(rows).enumerate().take(cols) {
-        for (r, d) in drow.iter_mut().enumerate() {
-            *d = src[r * cols + c];
         }
     }
 }

@@ -75,21 +75,23 @@ pub(super) unsafe fn dequantize_row(
 }
 
 /// One tile row requantized: `round_half_even((acc + bias) · m)` clamped to `[lo, hi]` in f32
-/// (NaN gives `lo`, as the scalar `f32::max` does), converted and offset by `zp`.
+/// (NaN gives `lo`, as the scalar `f32::max` does), converted, offset by `zp` and packed to bytes
+/// (the s8 bits when `SIGNED`). The values are inside the output type once offset, so the
+/// saturating packs change nothing.
 ///
 /// # Safety
 /// The CPU must support AVX2. Not a `target_feature` function so that it inlines into the AVX2
 /// row loop (`row_block_avx2`); its intrinsics are compiled there.
 #[inline(always)]
-pub(super) unsafe fn requantize_row(
+pub(super) unsafe fn requantize_row<const SIGNED: bool>(
     v: &[i32; NR],
     bias: &[i32; NR],
     m: &[f32; NR],
     lo: f32,
     hi: f32,
     zp: i32,
-) -> [i32; NR] {
-    // SAFETY: every pointer is to an 8-element array; unaligned loads and stores.
+) -> [u8; NR] {
+    // SAFETY: every pointer is to an 8-element array; unaligned loads.
     unsafe {
         let acc = _mm256_add_epi32(
             _mm256_loadu_si256(v.as_ptr() as *const __m256i),
@@ -100,9 +102,16 @@ pub(super) unsafe fn requantize_row(
         // maxps returns its second operand (lo) when the first is NaN.
         let c = _mm256_min_ps(_mm256_max_ps(r, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
         let q = _mm256_add_epi32(_mm256_cvttps_epi32(c), _mm256_set1_epi32(zp));
-        let mut out = [0i32; NR];
-        _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, q);
-        out
+        // Per 128-bit lane the packs leave that lane's four values in its low four bytes.
+        let b = if SIGNED {
+            let w = _mm256_packs_epi32(q, q);
+            _mm256_packs_epi16(w, w)
+        } else {
+            let w = _mm256_packus_epi32(q, q);
+            _mm256_packus_epi16(w, w)
+        };
+        let pair = _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256::<1>(b));
+        (_mm_cvtsi128_si64(pair) as u64).to_le_bytes()
     }
 }
 

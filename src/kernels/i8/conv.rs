@@ -138,10 +138,11 @@ pub fn im2col<T: Copy + Send + Sync>(
     Ok(())
 }
 
-/// `dst.copy_from_slice(src)` for a kernel row: the common widths copy as fixed-size arrays, which
-/// compile to a few moves instead of a `memmove` call per kernel row.
+/// `dst.copy_from_slice(src)` for a kernel row (of [`im2col`] or of patches from an HWC copy):
+/// the common widths copy as fixed-size arrays, which compile to a few moves instead of a
+/// `memmove` call per kernel row.
 #[inline(always)]
-fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
+pub fn copy_short<T: Copy>(dst: &mut [T], src: &[T]) {
     fn fixed<T: Copy, const N: usize>(dst: &mut [T], src: &[T]) {
         if let (Ok(d), Ok(s)) = (<&mut [T; N]>::try_from(&mut *dst), <&[T; N]>::try_from(src)) {
             *d = *s;

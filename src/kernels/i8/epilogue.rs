@@ -27,7 +27,7 @@ impl Scale<'_> {
     fn row(&self, j0: usize) -> [f32; NR] {
         match *self {
             Scale::PerTensor(s) => [s; NR],
-            Scale::PerChannel(s) => std::array::from_fn(|c| s[j0 + c]),
+            Scale::PerChannel(s) => row(s, j0),
         }
     }
 
@@ -41,6 +41,14 @@ impl Scale<'_> {
             _ => Ok(()),
         }
     }
+}
+
+/// Entries `j0 .. j0 + NR` of a per-column parameter (all inside N): one bounds check.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+#[inline(always)]
+fn row<T: Copy>(v: &[T], j0: usize) -> [T; NR] {
+    let v = &v[j0..][..NR];
+    std::array::from_fn(|c| v[c])
 }
 
 /// Dequantization to f32: `y = act(acc · scale[j] + bias[j])`, where `scale` is the product of
@@ -194,13 +202,14 @@ impl Finish<f32> for Dequantize<'_> {
     fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
         if simd && out.len() == NR {
-            let bias = self
-                .bias
-                .map_or([0.0; NR], |b| std::array::from_fn(|c| b[j0 + c]));
+            let bias = self.bias.map_or([0.0; NR], |b| row(b, j0));
             let scale = self.scale.row(j0);
             // SAFETY: `simd` is set only for the AVX2 kernel, chosen after AVX2 was detected.
             let y = unsafe { super::avx2::dequantize_row(v, &scale, &bias, self.relu) };
-            out.copy_from_slice(&y);
+            // A fixed-size store: `copy_from_slice` on the unsized row would call `memmove`.
+            if let Ok(o) = <&mut [f32; NR]>::try_from(out) {
+                *o = y;
+            }
             return;
         }
         let _ = simd;
@@ -246,28 +255,28 @@ impl<T> Requant<'_, T> {
         x.max(self.lo).min(self.hi) as i32 + self.r.zero_point
     }
 
-    /// A tile row through the AVX2 form when allowed, else value by value.
+    /// A whole tile row as bytes (the s8 bits when `SIGNED`) through the AVX2 form, when
+    /// `simd` allows it and the row is full; `None` otherwise.
     #[inline(always)]
-    fn quantize_row(&self, simd: bool, v: &[i32; NR], j0: usize, cols: usize) -> [i32; NR] {
+    fn row_bytes<const SIGNED: bool>(
+        &self,
+        simd: bool,
+        v: &[i32; NR],
+        j0: usize,
+        cols: usize,
+    ) -> Option<[u8; NR]> {
         #[cfg(target_arch = "x86_64")]
         if simd && cols == NR {
-            let bias = self
-                .r
-                .bias
-                .map_or([0; NR], |b| std::array::from_fn(|c| b[j0 + c]));
+            let bias = self.r.bias.map_or([0; NR], |b| row(b, j0));
             let m = self.r.multiplier.row(j0);
             let zp = self.r.zero_point;
             // SAFETY: `simd` is set only for the AVX2 kernel, chosen after AVX2 was detected.
-            return unsafe { super::avx2::requantize_row(v, &bias, &m, self.lo, self.hi, zp) };
+            return Some(unsafe {
+                super::avx2::requantize_row::<SIGNED>(v, &bias, &m, self.lo, self.hi, zp)
+            });
         }
-        let _ = simd;
-        std::array::from_fn(|c| {
-            if c < cols {
-                self.quantize(v[c], j0 + c)
-            } else {
-                0
-            }
-        })
+        let _ = (simd, v, j0, cols);
+        None
     }
 }
 
@@ -279,9 +288,18 @@ impl Finish<u8> for Requant<'_, u8> {
 
     #[inline(always)]
     fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [u8]) {
-        let q = self.quantize_row(simd, v, j0, out.len());
-        for (o, &x) in out.iter_mut().zip(&q) {
-            *o = x as u8;
+        match self.row_bytes::<false>(simd, v, j0, out.len()) {
+            // A fixed-size store: `copy_from_slice` on the unsized row would call `memmove`.
+            Some(b) => {
+                if let Ok(o) = <&mut [u8; NR]>::try_from(out) {
+                    *o = b;
+                }
+            }
+            None => {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = self.finish(v[c], j0 + c);
+                }
+            }
         }
     }
 }
@@ -294,9 +312,17 @@ impl Finish<i8> for Requant<'_, i8> {
 
     #[inline(always)]
     fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [i8]) {
-        let q = self.quantize_row(simd, v, j0, out.len());
-        for (o, &x) in out.iter_mut().zip(&q) {
-            *o = x as i8;
+        match self.row_bytes::<true>(simd, v, j0, out.len()) {
+            Some(b) => {
+                if let Ok(o) = <&mut [i8; NR]>::try_from(out) {
+                    *o = b.map(|x| x as i8);
+                }
+            }
+            None => {
+                for (c, o) in out.iter_mut().enumerate() {
+                    *o = self.finish(v[c], j0 + c);
+                }
+            }
         }
     }
 }

@@ -41,7 +41,7 @@ mod conv_tests;
 #[cfg(test)]
 mod tests;
 
-pub use conv::{depthwise, depthwise_kernel_name, im2col, Conv2d, PackedDepthwise};
+pub use conv::{copy_short, depthwise, depthwise_kernel_name, im2col, Conv2d, PackedDepthwise};
 pub use epilogue::{Dequantize, Output, Requantize, Scale};
 pub use pack::{PackedI8, WeightZeroPoint};
 
@@ -143,21 +143,9 @@ impl Activations<'_> {
         }
     }
 
-    /// `a[idx]` shifted to s8 (`a - za = shifted + shift_offset()`), for `sdot`; its bits XOR
-    /// 0x80, read as u8, are the value shifted to u8 for `vpdpbusd` (offset 128 less).
-    #[cfg_attr(
-        not(any(target_arch = "aarch64", target_arch = "x86_64")),
-        allow(dead_code)
-    )]
-    #[inline(always)]
-    fn shifted(&self, idx: usize) -> i8 {
-        match *self {
-            Activations::U8 { data, .. } => (data[idx] ^ 0x80) as i8,
-            Activations::S8 { data, .. } => data[idx],
-        }
-    }
-
-    /// The constant with `a - za = shifted(a) + offset`.
+    /// The constant with `a - za = shifted + offset`, where `shifted` is `a` moved to s8 (u8
+    /// values XOR 0x80, s8 values as they are) for `sdot`; its bits XOR 0x80, read as u8, are
+    /// the value shifted to u8 for `vpdpbusd` (offset 128 less).
     #[cfg_attr(
         not(any(target_arch = "aarch64", target_arch = "x86_64")),
         allow(dead_code)
@@ -304,30 +292,41 @@ impl Prepared {
         };
         for i in 0..m {
             let (row, at) = (i * lda, i * kp);
-            // One pass per output, each over a whole row with the element type fixed, so the
-            // loops vectorize.
+            // The element type is matched once per row, so each loop runs over plain bytes and
+            // vectorizes. Padding columns stay 0 (i16) or contribute nothing: the weight padding
+            // is 0.
             p.row_sums[i] = match a {
                 Activations::U8 { data, zero_point } => {
                     let src = &data[row..row + k];
+                    if narrow {
+                        // Shifted to s8 is `x ^ 0x80`; `flip` undoes it for `vpdpbusd`.
+                        let bits = 0x80 ^ flip as u8;
+                        for (d, &x) in p.narrow[at..at + k].iter_mut().zip(src) {
+                            *d = (x ^ bits) as i8;
+                        }
+                    } else {
+                        let z = i16::from(zero_point);
+                        for (d, &x) in p.wide[at..at + k].iter_mut().zip(src) {
+                            *d = i16::from(x) - z;
+                        }
+                    }
                     src.iter().map(|&x| x as i32).sum::<i32>() - k as i32 * zero_point as i32
                 }
                 Activations::S8 { data, zero_point } => {
                     let src = &data[row..row + k];
+                    if narrow {
+                        for (d, &x) in p.narrow[at..at + k].iter_mut().zip(src) {
+                            *d = x ^ flip;
+                        }
+                    } else {
+                        let z = i16::from(zero_point);
+                        for (d, &x) in p.wide[at..at + k].iter_mut().zip(src) {
+                            *d = i16::from(x) - z;
+                        }
+                    }
                     src.iter().map(|&x| x as i32).sum::<i32>() - k as i32 * zero_point as i32
                 }
             };
-            // Padding columns stay 0 (i16) or contribute nothing: the weight padding is 0.
-            if narrow {
-                let dst = &mut p.narrow[at..at + k];
-                for (kk, d) in dst.iter_mut().enumerate() {
-                    *d = a.shifted(row + kk) ^ flip;
-                }
-            } else {
-                let dst = &mut p.wide[at..at + k];
-                for (kk, d) in dst.iter_mut().enumerate() {
-                    *d = a.centred(row + kk);
-                }
-            }
         }
         p
     }
