@@ -20,9 +20,10 @@ use crate::kernels::f32 as kf32;
 /// Rows from which the SIMD kernels take this path in F32 mode (below it the column kernels
 /// are faster: measured with `quench kernels --shape`).
 pub(super) const DEQUANT_MIN_M: usize = 8;
-/// Weight columns dequantized at a time: a multiple of the f32 micro-kernel's 6 rows, small
-/// enough that a strip of K = 4096 (768 KiB) stays in L2 beside the activations' K block.
-const STRIP: usize = 48;
+/// Weight columns dequantized at a time: the f32 GEMM's M block (144 rows), whose 256-deep K
+/// block (144 KiB) it keeps in L2 while every activation panel passes; fewer, taller strips
+/// stream the packed activations fewer times.
+const STRIP: usize = 144;
 
 /// `out[m×N] = A[m×K] · dequant(B)ᵀ + bias`, with the rows split over the rayon pool.
 pub(super) fn gemm(
@@ -60,8 +61,8 @@ fn rows_block(
     let (n, k) = (b.n(), b.k());
     let kpad = b.blocks() * b.block();
     let acts = kf32::PackedB::from_n_by_k_strided(m, k, a, lda);
-    let mut strip = vec![0f32; STRIP * kpad];
-    let mut y = vec![0f32; STRIP * m];
+    let mut strip = vec![0f32; STRIP.min(n) * kpad];
+    let mut y = vec![0f32; STRIP.min(n) * m];
     let epi = kf32::Epilogue {
         bias: None,
         act: kf32::Activation::None,
@@ -72,10 +73,11 @@ fn rows_block(
             dequantize(b, j0 + c, dst);
         }
         kf32::gemm(cols, &strip, kpad, &acts, epi, &mut y, m);
-        for (c, yc) in y.chunks_exact(m).take(cols).enumerate() {
-            let bj = bias.map_or(0.0, |bv| bv[j0 + c]);
-            for (i, &v) in yc.iter().enumerate() {
-                out[i * ldc + j0 + c] = v + bj;
+        // Row by row of `out`, so stores are contiguous; the strided reads of `y` revisit the
+        // same `cols` cache lines for 16 rows in a row.
+        for (i, orow) in out.chunks_mut(ldc).take(m).enumerate() {
+            for (c, o) in orow[j0..j0 + cols].iter_mut().enumerate() {
+                *o = y[c * m + i] + bias.map_or(0.0, |bv| bv[j0 + c]);
             }
         }
     }
