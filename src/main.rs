@@ -204,6 +204,9 @@ struct KernelsArgs {
     /// Small shapes and short timings (a few seconds), for tests and smoke runs.
     #[arg(long)]
     quick: bool,
+    /// Run only this GEMM shape, given as MxNxK (e.g. 64x4096x4096).
+    #[arg(long)]
+    shape: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -1476,6 +1479,11 @@ fn cmd_kernels(args: KernelsArgs) -> Result<ExitCode> {
         threads: args.threads,
         rounds: args.rounds,
         quick: args.quick,
+        shape: args
+            .shape
+            .as_deref()
+            .map(quench::bench::Shape::parse)
+            .transpose()?,
     };
     let report = quench::bench::run(&config)?;
     if args.json {

@@ -65,6 +65,8 @@ pub struct BenchConfig {
     pub rounds: usize,
     /// Small shapes and short timings (seconds in all), for tests.
     pub quick: bool,
+    /// Run only this shape instead of the default (or quick) list.
+    pub shape: Option<Shape>,
 }
 
 /// A GEMM shape: `C[m×n] = A[m×k] · B[k×n]`.
@@ -83,6 +85,21 @@ pub struct Shape {
 impl Shape {
     const fn new(m: usize, n: usize, k: usize, label: &'static str) -> Shape {
         Shape { m, n, k, label }
+    }
+
+    /// A shape given as `MxNxK` (or `M×N×K`), every dimension at least 1, labelled "custom".
+    pub fn parse(text: &str) -> Result<Shape, BenchError> {
+        let dims: Vec<usize> = text
+            .split(['x', '×'])
+            .map(|d| d.trim().parse::<usize>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| BenchError::Settings(format!("shape {text:?}: {e}")))?;
+        match dims[..] {
+            [m, n, k] if m > 0 && n > 0 && k > 0 => Ok(Shape::new(m, n, k, "custom")),
+            _ => Err(BenchError::Settings(format!(
+                "shape {text:?}: expected MxNxK with three dimensions of at least 1"
+            ))),
+        }
     }
 
     /// `M×N×K`.
@@ -236,7 +253,15 @@ pub fn run(config: &BenchConfig) -> Result<BenchReport, BenchError> {
         .build()
         .map_err(|e| BenchError::Settings(format!("thread pool: {e}")))?;
     let peaks = probes::measure(config.threads, config.quick);
-    let shapes: &[Shape] = if config.quick { &QUICK_SHAPES } else { &SHAPES };
+    let one;
+    let shapes: &[Shape] = match config.shape {
+        Some(shape) => {
+            one = [shape];
+            &one
+        }
+        None if config.quick => &QUICK_SHAPES,
+        None => &SHAPES,
+    };
     let mut rows = Vec::new();
     let mut ort_version = String::new();
     for &shape in shapes {
@@ -352,4 +377,18 @@ fn summarise(shape: Shape, cases: &[Case<'_>], times: &[Vec<f64>], peaks: &Peaks
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shape;
+
+    #[test]
+    fn shapes_parse_from_the_command_line() {
+        let s = Shape::parse("64x4096×128").unwrap();
+        assert_eq!((s.m, s.n, s.k, s.label), (64, 4096, 128, "custom"));
+        for bad in ["", "64x4096", "0x1x1", "1x2x3x4", "ax1x1", "1x-1x1"] {
+            assert!(Shape::parse(bad).is_err(), "{bad}");
+        }
+    }
 }

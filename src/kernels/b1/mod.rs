@@ -20,7 +20,7 @@ mod avx2;
 #[cfg(target_arch = "aarch64")]
 mod neon;
 #[cfg(target_arch = "x86_64")]
-mod vpopcnt;
+mod wide;
 
 #[cfg(test)]
 mod tests;
@@ -177,15 +177,20 @@ fn gemm_binary_with(
     if a.k() != b.k() {
         return Err(B1Error::InnerDim { a: a.k(), b: b.k() });
     }
-    drive(
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Vpopcnt {
+        let wide = Wide {
+            rows: wide::RowGroups::new(a.m(), b.words(), a.rows_from(0, a.m())),
+            b,
+        };
+        return drive(a.m(), b, a.scales(), out, ldc, &wide);
+    }
+    let tiled = Tiled {
         kernel,
-        a.m(),
+        tile: &Xnor { kernel, a, b },
         b,
-        a.scales(),
-        out,
-        ldc,
-        &Xnor { kernel, a, b },
-    )
+    };
+    drive(a.m(), b, a.scales(), out, ldc, &tiled)
 }
 
 /// Int8 activations × binary weights: `dot[i][j] = Σ_k sign(w_jk)·(a_ik - za)`, stored as
@@ -223,7 +228,12 @@ fn gemm_i8_with(
     }
     let p = pack::Unsigned::new(m, a, lda, k, b.words() * 64, MR)?;
     let scales = vec![scale_a; m];
-    drive(kernel, m, b, &scales, out, ldc, &Int8 { kernel, p: &p, b })
+    let tiled = Tiled {
+        kernel,
+        tile: &Int8 { kernel, p: &p, b },
+        b,
+    };
+    drive(m, b, &scales, out, ldc, &tiled)
 }
 
 /// One MR×NR tile of exact integer dot products starting at row `i0`, column `j0`.
@@ -247,12 +257,11 @@ impl Tile for Xnor<'_> {
         let pop = match self.kernel {
             Kernel::Scalar => scalar::xor_popcount::<MR, NR>(rows, cols, words),
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: chosen only when AVX2 was detected; `rows`/`cols` hold MR/NR rows of `words`.
-            Kernel::Avx2 => unsafe { avx2::xor_popcount::<MR, NR>(rows, cols, words) },
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: chosen only when AVX-512 F/VL/VPOPCNTDQ were detected, and reached only
-            // through `row_block_vpopcnt`, which enables them; lengths as for AVX2.
-            Kernel::Vpopcnt => unsafe { vpopcnt::xor_popcount::<MR, NR>(rows, cols, words) },
+            // SAFETY: chosen only when AVX2 was detected (AVX-512 implies it); `rows`/`cols` hold
+            // MR/NR rows of `words`. (`gemm_binary` runs `Kernel::Vpopcnt` on the wide kernel.)
+            Kernel::Avx2 | Kernel::Vpopcnt => unsafe {
+                avx2::xor_popcount::<MR, NR>(rows, cols, words)
+            },
             #[cfg(target_arch = "aarch64")]
             // SAFETY: NEON was detected; `rows`/`cols` hold MR/NR rows of `words`.
             Kernel::Neon => unsafe { neon::xor_popcount::<MR, NR>(rows, cols, words) },
@@ -300,16 +309,160 @@ impl Tile for Int8<'_> {
     }
 }
 
-/// Runs `tile` over the output in MR×NR tiles (rows split over rayon when it has threads) and
-/// stores each through the epilogue.
-fn drive<Tl: Tile>(
+/// Computes and stores whole blocks of rows: the unit [`drive`] splits over threads.
+trait RowBlocks: Sync {
+    /// Rows per block.
+    fn rows(&self) -> usize;
+    /// Every output of the block starting at row `i0` into `chunk` (its rows, `ldc` apart),
+    /// each exact dot product stored as `fin(dot, row, column)`.
+    fn block<T, Fi: Fn(i32, usize, usize) -> T>(
+        &self,
+        i0: usize,
+        m: usize,
+        chunk: &mut [T],
+        ldc: usize,
+        fin: &Fi,
+    );
+}
+
+/// MR×NR tiles from a [`Tile`].
+struct Tiled<'a, Tl> {
     kernel: Kernel,
+    tile: &'a Tl,
+    b: &'a PackedBinary,
+}
+
+impl<Tl: Tile> RowBlocks for Tiled<'_, Tl> {
+    fn rows(&self) -> usize {
+        MR
+    }
+
+    fn block<T, Fi: Fn(i32, usize, usize) -> T>(
+        &self,
+        i0: usize,
+        m: usize,
+        chunk: &mut [T],
+        ldc: usize,
+        fin: &Fi,
+    ) {
+        row_block(self.kernel, self.tile, self.b, i0, m, chunk, ldc, fin);
+    }
+}
+
+/// The wide AVX-512 XNOR kernel ([`wide`]) over regrouped activations.
+#[cfg(target_arch = "x86_64")]
+struct Wide<'a> {
+    rows: wide::RowGroups,
+    b: &'a PackedBinary,
+}
+
+#[cfg(target_arch = "x86_64")]
+impl RowBlocks for Wide<'_> {
+    fn rows(&self) -> usize {
+        wide::ROWS
+    }
+
+    fn block<T, Fi: Fn(i32, usize, usize) -> T>(
+        &self,
+        i0: usize,
+        m: usize,
+        chunk: &mut [T],
+        ldc: usize,
+        fin: &Fi,
+    ) {
+        /// [`wide_block`] with the AVX-512 tile inlined.
+        ///
+        /// # Safety
+        /// The CPU must support AVX-512 F and VPOPCNTDQ.
+        #[target_feature(enable = "avx512f,avx512vpopcntdq")]
+        unsafe fn simd<T, Fi: Fn(i32, usize, usize) -> T>(
+            w: &Wide<'_>,
+            i0: usize,
+            m: usize,
+            chunk: &mut [T],
+            ldc: usize,
+            fin: &Fi,
+        ) {
+            wide_block(
+                w,
+                i0,
+                m,
+                chunk,
+                ldc,
+                fin,
+                |r, c, words| {
+                    // SAFETY: the features are enabled here; `wide_block` passes a tile's
+                    // row groups and `C` columns of `words` words.
+                    unsafe { wide::tile_avx512::<1>(r, c, words) }
+                },
+                |r, c, words| {
+                    // SAFETY: as above, for `NC` columns.
+                    unsafe { wide::tile_avx512::<{ wide::NC }>(r, c, words) }
+                },
+            );
+        }
+        if super::has_vpopcntdq() {
+            // SAFETY: AVX-512 F and VPOPCNTDQ were just detected.
+            unsafe { simd(self, i0, m, chunk, ldc, fin) };
+            return;
+        }
+        wide_block(
+            self,
+            i0,
+            m,
+            chunk,
+            ldc,
+            fin,
+            wide::tile_portable::<1>,
+            wide::tile_portable::<{ wide::NC }>,
+        );
+    }
+}
+
+/// One [`wide::ROWS`]-row block: full [`wide::NC`]-column tiles by `full`, the last columns one
+/// at a time by `one`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn wide_block<T, Fi: Fn(i32, usize, usize) -> T>(
+    w: &Wide<'_>,
+    i0: usize,
+    m: usize,
+    chunk: &mut [T],
+    ldc: usize,
+    fin: &Fi,
+    one: impl Fn(&[u64], &[u64], usize) -> [[u64; wide::ROWS]; 1],
+    full: impl Fn(&[u64], &[u64], usize) -> [[u64; wide::ROWS]; wide::NC],
+) {
+    let (b, words) = (w.b, w.b.words());
+    let (n, k) = (b.n(), b.k() as i32);
+    let rows = wide::ROWS.min(m - i0);
+    let ar = w.rows.tile_rows(i0);
+    let mut store = |j0: usize, pop: &[[u64; wide::ROWS]]| {
+        for (c, pc) in pop.iter().enumerate() {
+            for (r, &p) in pc.iter().enumerate().take(rows) {
+                chunk[r * ldc + j0 + c] = fin(k - 2 * p as i32, i0 + r, j0 + c);
+            }
+        }
+    };
+    let full_end = n / wide::NC * wide::NC;
+    for j0 in (0..full_end).step_by(wide::NC) {
+        store(j0, &full(ar, b.cols_from(j0, wide::NC), words));
+    }
+    for j in full_end..n {
+        store(j, &one(ar, b.cols_from(j, 1), words));
+    }
+}
+
+/// Runs `blocks` over the output (row blocks split over rayon when it has threads), storing
+/// through the epilogue.
+fn drive<B: RowBlocks>(
     m: usize,
     b: &PackedBinary,
     row_scales: &[f32],
     out: Output<'_>,
     ldc: usize,
-    tile: &Tl,
+    blocks: &B,
 ) -> Result<(), B1Error> {
     let n = b.n();
     if ldc < n {
@@ -323,8 +476,8 @@ fn drive<Tl: Tile>(
     match out {
         Output::Dots(c) => {
             check(c.len(), need)?;
-            rows_par(m, &mut c[..need], ldc, |i0, chunk| {
-                row_block(kernel, tile, b, i0, m, chunk, ldc, &|d, _, _| d)
+            rows_par(m, &mut c[..need], ldc, blocks.rows(), |i0, chunk| {
+                blocks.block(i0, m, chunk, ldc, &|d, _, _| d)
             });
         }
         Output::F32 { out: c, bias, relu } => {
@@ -346,8 +499,8 @@ fn drive<Tl: Tile>(
                     y
                 }
             };
-            rows_par(m, &mut c[..need], ldc, |i0, chunk| {
-                row_block(kernel, tile, b, i0, m, chunk, ldc, &fin)
+            rows_par(m, &mut c[..need], ldc, blocks.rows(), |i0, chunk| {
+                blocks.block(i0, m, chunk, ldc, &fin)
             });
         }
     }
@@ -365,10 +518,16 @@ fn check(got: usize, expected: usize) -> Result<(), B1Error> {
     Ok(())
 }
 
-/// Splits `c` into blocks of MR rows, in parallel when rayon has more than one thread.
-fn rows_par<T: Send>(m: usize, c: &mut [T], ldc: usize, f: impl Fn(usize, &mut [T]) + Sync + Send) {
+/// Splits `c` into blocks of `rows` rows, in parallel when rayon has more than one thread.
+fn rows_par<T: Send>(
+    m: usize,
+    c: &mut [T],
+    ldc: usize,
+    rows: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     if m > 0 {
-        par::for_each_chunk(c, MR * ldc, |bi, ch| f(bi * MR, ch));
+        par::for_each_chunk(c, rows * ldc, |bi, ch| f(bi * rows, ch));
     }
 }
 

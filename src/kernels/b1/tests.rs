@@ -74,7 +74,7 @@ proptest! {
     /// XNOR-popcount: every kernel equals the naive ±1 dot product, and f32 outputs are
     /// bit-identical to the scalar twin's.
     #[test]
-    fn binary_gemm_matches_naive(m in 1usize..=9, n in 1usize..=11, k in k_dim(), seed: u64) {
+    fn binary_gemm_matches_naive(m in prop_oneof![1usize..=9, 15usize..=18, Just(33usize)], n in prop_oneof![1usize..=13, Just(24usize)], k in k_dim(), seed: u64) {
         let mut s = seed;
         let mut next = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); ((s >> 33) as f32 / (1u64 << 31) as f32) - 0.5 };
         let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
@@ -213,4 +213,40 @@ fn rejects_bad_shapes() {
         gemm_binary(&a, &b, Output::Dots(&mut [0; 3]), 2),
         Err(B1Error::Length { what: "output", .. })
     ));
+}
+
+/// The wide AVX-512 tile gives its portable twin's popcounts on random words (odd word counts,
+/// all-ones words), for full and single-column tiles.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn wide_tile_matches_portable() {
+    if !crate::kernels::has_vpopcntdq() {
+        return;
+    }
+    let mut s = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        if s >> 60 == 0 {
+            u64::MAX
+        } else {
+            s
+        }
+    };
+    for words in [1usize, 2, 3, 7, 16, 17] {
+        let rows: Vec<u64> = (0..wide::RG * words * wide::LANES)
+            .map(|_| next())
+            .collect();
+        let cols: Vec<u64> = (0..wide::NC * words).map(|_| next()).collect();
+        // SAFETY: the features were detected above; lengths as the kernel requires.
+        let got = unsafe { wide::tile_avx512::<{ wide::NC }>(&rows, &cols, words) };
+        assert_eq!(
+            got,
+            wide::tile_portable::<{ wide::NC }>(&rows, &cols, words)
+        );
+        // SAFETY: as above.
+        let got = unsafe { wide::tile_avx512::<1>(&rows, &cols, words) };
+        assert_eq!(got, wide::tile_portable::<1>(&rows, &cols, words));
+    }
 }

@@ -27,6 +27,9 @@ use rayon::prelude::*;
 pub(super) const MR: usize = 6;
 /// K block: a KC×16 B slice plus 6 rows of KC A values fit in L1.
 const KC: usize = 256;
+/// Longest K left unblocked: a 320×16 B slice (20 KiB) and 6 A rows (7.5 KiB) still fit in
+/// Zen 3's 32 KiB L1d.
+const KC_MAX: usize = 320;
 /// M block (a multiple of `MR`): an MC×KC A block fits in half of L2.
 const MC: usize = 144;
 /// N block (a multiple of `NR`): a KC×NC B block is 4 MiB, in L3.
@@ -114,7 +117,9 @@ impl Plan {
     fn new(m: usize, k: usize, panels: usize, threads: usize) -> Plan {
         // K blocking keeps a B slice in L1 while several row groups reuse it; with a single
         // row group (m <= MR, GEMV included) nothing reuses it and blocking only adds C reloads.
-        let (kc, k_blocks) = if m <= MR || k <= KC {
+        // K up to KC_MAX stays whole: splitting it (MNIST conv2's K = 289 into two halves of
+        // 145) would store and reload every C tile for no gain in L1 reuse.
+        let (kc, k_blocks) = if m <= MR || k <= KC_MAX {
             (k, 1)
         } else {
             let blocks = k.div_ceil(KC);
@@ -267,7 +272,10 @@ mod tests {
             assert!(plan.chunk * plan.n_chunks >= panels);
             assert!(plan.chunk * (plan.n_chunks - 1) < panels);
             assert!(plan.kc * plan.k_blocks >= k);
-            assert!(plan.kc <= KC || (m <= MR && plan.k_blocks == 1), "{plan:?}");
+            assert!(
+                plan.kc <= KC_MAX || (m <= MR && plan.k_blocks == 1),
+                "{plan:?}"
+            );
             if threads > 1 && m.div_ceil(MR).max(panels) >= threads {
                 assert!(plan.tasks() >= threads, "{plan:?}");
             }

@@ -94,6 +94,20 @@ impl PackedB {
         PackedB::pack(k, n, |kk, j| w[j * k + kk])
     }
 
+    /// [`PackedB::from_n_by_k`] with W's rows `ldw` apart (`w[j * ldw + kk]`), e.g. the rows of
+    /// an activation matrix that is used as the right-hand operand.
+    ///
+    /// # Panics
+    /// When `ldw < k` or `w` is shorter than `(n - 1) · ldw + k` (a caller bug).
+    pub fn from_n_by_k_strided(n: usize, k: usize, w: &[f32], ldw: usize) -> PackedB {
+        assert!(ldw >= k, "ldw {ldw} < K {k}");
+        assert!(
+            n == 0 || w.len() >= (n - 1) * ldw + k,
+            "W must hold (n-1)*ldw+k elements"
+        );
+        PackedB::pack(k, n, |kk, j| w[j * ldw + kk])
+    }
+
     /// Builds the panels from `at(kk, j)`, the value of B at row `kk`, column `j`.
     fn pack(k: usize, n: usize, at: impl Fn(usize, usize) -> f32) -> PackedB {
         let len = panels_len(k, n);

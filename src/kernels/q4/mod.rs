@@ -9,7 +9,9 @@
 //!   integer arithmetic (ORT's `accuracy_level = 4`); faster, slightly less accurate.
 //!
 //! Each column's bytes are read once per group of up to [`MR`] rows, so M = 1 (GEMV) streams the
-//! packed weights exactly once.
+//! packed weights exactly once. In F32 mode the SIMD kernels take another path from
+//! `dequant::DEQUANT_MIN_M` rows on: the weights are dequantized a strip at a time and
+//! multiplied on the f32 GEMM (kernel name `q4-gemm-*-dequant-f32`; see `dequant.rs`).
 //!
 //! On AVX-512 VNNI CPUs the Int8 mode runs a different kernel (`q4-*-avx512vnni-i8`) on a copy of
 //! the weights regrouped 16 columns at a time (built on first use), with its own order of
@@ -25,6 +27,7 @@
 //! to hide latency). At the end the two accumulators are added lane-wise and the 8 lanes summed as
 //! `((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7))`, then the bias is added.
 
+mod dequant;
 mod interleave;
 mod pack;
 mod scalar;
@@ -46,6 +49,10 @@ use super::{isa, Isa};
 
 /// Rows sharing one pass over a column's bytes.
 pub const MR: usize = 4;
+/// Rows sharing one pass over a column group's bytes in the grouped kernels (a multiple of
+/// [`MR`], so rows padded for it are padded for both).
+const GROUPED_MR: usize = 8;
+const _: () = assert!(GROUPED_MR.is_multiple_of(MR));
 /// Values per chunk (two 16-byte halves of nibbles).
 const CHUNK: usize = 32;
 
@@ -149,6 +156,13 @@ impl Kernel {
         false
     }
 
+    /// Whether `m` rows in `mode` run on [`dequant`] (SIMD kernels in F32 mode with many rows).
+    fn dequantizes(self, m: usize, mode: Q4Mode) -> bool {
+        mode == Q4Mode::F32
+            && m >= dequant::DEQUANT_MIN_M
+            && !matches!(self, Kernel::Scalar | Kernel::Grouped)
+    }
+
     fn suffix(self) -> &'static str {
         match self {
             Kernel::Scalar => "scalar",
@@ -176,6 +190,7 @@ pub fn kernel_name(m: usize, mode: Q4Mode) -> String {
         _ => k.suffix(),
     };
     let act = match mode {
+        Q4Mode::F32 if k.dequantizes(m, mode) => "dequant-f32",
         Q4Mode::F32 => "f32",
         Q4Mode::Int8 => "i8",
     };
@@ -243,7 +258,7 @@ impl Prepared {
     ) -> Prepared {
         let (k, block, blocks) = (b.k(), b.block(), b.blocks());
         let kpad = blocks * block;
-        let rows = m.div_ceil(MR) * MR;
+        let rows = m.div_ceil(GROUPED_MR) * GROUPED_MR;
         let mut p = Prepared {
             kpad,
             blocks,
@@ -390,11 +405,11 @@ fn grouped(
         });
         return;
     }
-    par::for_each_chunk(out, MR * ldc, |bi, ch| {
-        let row0 = bi * MR;
-        let rows = MR.min(m - row0);
+    par::for_each_chunk(out, GROUPED_MR * ldc, |bi, ch| {
+        let row0 = bi * GROUPED_MR;
+        let rows = GROUPED_MR.min(m - row0);
         for g in 0..il.groups() {
-            let y = grouped_dot::<MR>(kernel, p, il, row0, g);
+            let y = grouped_dot::<GROUPED_MR>(kernel, p, il, row0, g);
             let j0 = g * NG;
             for (r, yr) in y.iter().enumerate().take(rows) {
                 for (c, &v) in yr.iter().enumerate().take(NG.min(n - j0)) {
@@ -466,6 +481,10 @@ fn gemm_with(
         return Ok(());
     }
     let kernel = kernel.in_mode(mode);
+    if kernel.dequantizes(m, mode) {
+        dequant::gemm(m, a, lda, b, bias, &mut out[..need(m, ldc, n)], ldc);
+        return Ok(());
+    }
     let p = Prepared::new(kernel, mode, m, a, lda, b);
     let used = &mut out[..need(m, ldc, n)];
     if kernel.grouped() {

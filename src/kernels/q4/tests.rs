@@ -121,6 +121,10 @@ proptest! {
         let bias: Vec<f32> = (0..n).map(|j| j as f32 - 3.0).collect();
         for mode in [Q4Mode::F32, Q4Mode::Int8] {
             for kernel in kernels() {
+                // The dequantizing path has its own test (`dequant_path_matches_scalar`).
+                if kernel.dequantizes(m, mode) {
+                    continue;
+                }
                 // The grouped kernels have their own twin (and order of operations).
                 let twin = if kernel.in_mode(mode).grouped() { Kernel::Grouped } else { Kernel::Scalar };
                 let want = run(twin, mode, m, &a, &b, &bias);
@@ -209,6 +213,64 @@ fn threads_do_not_change_results() {
             pool.install(|| gemm(m, &a, k, &b, mode, None, &mut two, n))
                 .unwrap();
             assert_eq!(one, two);
+        }
+    }
+}
+
+/// The dequantized strips hold exactly the weights [`PackedQ4::weight`] defines.
+#[test]
+fn dequantized_columns_are_the_weights() {
+    let (n, k) = (5, 200);
+    let w: Vec<f32> = (0..n * k)
+        .map(|x| ((x * 7919 % 1000) as f32 - 500.0) / 250.0)
+        .collect();
+    for (block, zp) in [(32, false), (64, true), (128, true)] {
+        let b = PackedQ4::quantize(n, k, block, &w, zp).unwrap();
+        let mut dst = vec![f32::NAN; b.blocks() * block];
+        for j in 0..n {
+            dequant::dequantize_portable(&b, j, &mut dst);
+            for (kk, v) in dst.iter().enumerate().take(k) {
+                assert_eq!(v.to_bits(), b.weight(j, kk).to_bits(), "{j} {kk}");
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    /// From `DEQUANT_MIN_M` rows the SIMD kernels' F32 mode (dequantized strips on the f32
+    /// GEMM) agrees with the scalar twin within twice the f32 rounding bound of the dot
+    /// product, `2·(K+2)·2⁻²³·(Σ|a·w| + |bias|)`, over strips with ragged tails.
+    #[test]
+    fn dequant_path_matches_scalar(
+        m in dequant::DEQUANT_MIN_M..dequant::DEQUANT_MIN_M + 14,
+        n in prop_oneof![1usize..=20, Just(100usize), 143usize..=146, Just(290usize)],
+        k in prop_oneof![1usize..=70, Just(127usize), Just(300usize)],
+        block in prop::sample::select(vec![32usize, 64, 128]),
+        zp in any::<bool>(),
+        seed in any::<u64>(),
+    ) {
+        let mut rng = crate::measure::rng::SplitMix64::new(seed);
+        let mut uni = |len: usize, big: f32| -> Vec<f32> {
+            (0..len).map(|_| ((rng.next_u64() >> 40) as f32 / (1u64 << 23) as f32 - 1.0) * big).collect()
+        };
+        let a = uni((m - 1) * (k + 1) + k, 1e3);
+        let w = uni(n * k, 1.0);
+        let b = PackedQ4::quantize(n, k, block, &w, zp).unwrap();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 - 3.0).collect();
+        let want = run(Kernel::Scalar, Q4Mode::F32, m, &a, &b, &bias);
+        let ldc = n + 2;
+        for kernel in kernels().into_iter().filter(|kr| kr.dequantizes(m, Q4Mode::F32)) {
+            let got = run(kernel, Q4Mode::F32, m, &a, &b, &bias);
+            for i in 0..m {
+                for j in 0..n {
+                    let mag: f64 = (0..k).map(|kk| (a[i * (k + 1) + kk] as f64 * b.weight(j, kk) as f64).abs()).sum();
+                    let tol = 2.0 * (k + 2) as f64 * (-23f64).exp2() * (mag + bias[j].abs() as f64);
+                    let (g, w) = (got[i * ldc + j] as f64, want[i * ldc + j] as f64);
+                    prop_assert!((g - w).abs() <= tol, "{:?} row {} col {}: {} vs {} (tol {})", kernel, i, j, g, w, tol);
+                }
+            }
         }
     }
 }
