@@ -212,3 +212,25 @@ fn binary_mlp_runs_on_b1_kernels_and_agrees() {
     );
     check(model, &q);
 }
+
+/// textdir-cls is an opset-11 model whose Softmax works on its last axis: with the manifest's
+/// input shape the export may raise it to opset 13 (per-channel DequantizeLinear), and both
+/// runtimes then run the static INT8 model alike.
+#[test]
+fn textdir_int8_static_raises_the_opset_and_agrees() {
+    use quench::quant::pipeline::calibrate;
+    let m = manifest("textdir-cls");
+    let g = quench::onnx::load(Path::new(&m.model.file)).unwrap();
+    assert_eq!(g.opset, 11);
+    let calib = m.data.calibration.as_ref().unwrap();
+    let data = Dataset::load(calib, &m.input, Some(100)).unwrap();
+    let scheme = Scheme::int8_static(true, quench::quant::Calibration::MinMax);
+    let ranges = calibrate(&g, &scheme, &data, 100).unwrap();
+    assert!(
+        quantize(&g, &scheme, &ranges).is_err(),
+        "without shapes the Softmax cannot be shown to keep its meaning"
+    );
+    let q = quench::quant::quantize_for(&g, &scheme, &ranges, &[m.input.at_batch(1)]).unwrap();
+    assert_eq!(q.opset, 13);
+    check("textdir-cls", &q);
+}
