@@ -1829,11 +1829,28 @@ fn tui_profile(path: &Path, args: LiveArgs) -> Result<ExitCode> {
         cache: args.cache,
         ..RunOptions::new(&args.out)
     };
+    // The TUI's sweep runs the cells only; say so rather than leave a `[search]` silently unrun.
+    let search_note = profile.search.is_some().then(|| {
+        format!(
+            "[search] runs in headless sweeps only (quench sweep {} --headless); saved searches show here",
+            path.display()
+        )
+    });
     let (tx, rx) = std::sync::mpsc::channel();
     let mut live = LiveSweep::new(profile, plan, options, tx.clone());
     if args.start {
         let answer = live.command(&quench::tui::Command::Start);
-        let _ = tx.send(Msg::Notice(answer.unwrap_or_else(|e| e)));
+        let answer = answer.unwrap_or_else(|e| e);
+        let note = match &search_note {
+            Some(n) => format!("{answer} · {n}"),
+            None => answer,
+        };
+        let _ = tx.send(Msg::Notice(note));
+    } else if let Some(n) = search_note {
+        app.notice = Some(match app.notice.take() {
+            Some(w) => format!("{w} · {n}"),
+            None => n,
+        });
     }
     let options = Options {
         report_dir: args.report_dir,
