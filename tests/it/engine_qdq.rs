@@ -21,7 +21,7 @@ use quench::quant::{quantize, Calibration, Scheme};
 use quench::runtime::native::NativeRuntime;
 use quench::runtime::ort::{OrtOptions, OrtRuntime};
 use quench::runtime::Runtime;
-use quench::tensor::{Tensor, TensorData};
+use quench::tensor::{DataType, Tensor, TensorData};
 
 fn ort(g: &Graph) -> OrtRuntime {
     let bytes = quench::onnx::to_bytes(g).unwrap();
@@ -100,6 +100,37 @@ fn quantize_dequantize_follow_onnx_per_axis_u8_and_s8() {
         let reference = ort(&g).run(&[("x", &x)]).unwrap();
         assert_eq!(ints(&reference[0]), want, "ORT, zero point {zp:?}");
         assert_eq!(reference[1].as_f32().unwrap(), deq.as_slice());
+    }
+}
+
+#[test]
+fn per_tensor_quantize_dequantize_follow_onnx_on_long_runs() {
+    // One scale: the per-tensor loops (vectorized, with a scalar tail) over ties at every odd
+    // step, both saturation ends and a length that is no multiple of a vector.
+    let xs: Vec<f32> = (-300..=300).map(|k| k as f32 * 0.25).collect();
+    let x = t(&[xs.len(), 1], xs.clone());
+    for zp in [
+        Tensor::new(vec![1], TensorData::U8(vec![128])).unwrap(),
+        Tensor::new(vec![1], TensorData::I8(vec![-3])).unwrap(),
+    ] {
+        let z = ints(&zp)[0];
+        let (lo, hi) = if zp.dtype() == DataType::U8 {
+            (0, 255)
+        } else {
+            (-128, 127)
+        };
+        let want: Vec<i32> = xs
+            .iter()
+            .map(|&v| ((v / 0.5).round_ties_even() as i32 + z).clamp(lo, hi))
+            .collect();
+        let g = qdq_graph(vec![0.5], zp.clone());
+        let mut plan = Plan::new(&g, &[("x", vec![xs.len(), 1])], 1).unwrap();
+        let got = plan.run(&[("x", &x)]).unwrap();
+        assert_eq!(ints(&got[0]), want, "zero point {zp:?}");
+        let deq: Vec<f32> = want.iter().map(|&q| (q - z) as f32 * 0.5).collect();
+        assert_eq!(got[1].as_f32().unwrap(), deq.as_slice());
+        let reference = ort(&g).run(&[("x", &x)]).unwrap();
+        assert_eq!(ints(&reference[0]), want, "ORT, zero point {zp:?}");
     }
 }
 

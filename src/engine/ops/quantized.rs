@@ -580,17 +580,17 @@ impl QKernel {
             QKernel::Quantize(a, ty) => {
                 let range = ty.range();
                 let o = bytes_mut(out);
+                let n = o.len().min(x.len());
                 match (a.per_tensor(), ty) {
-                    // Per tensor, each type in its own loop over plain slices, so it vectorizes.
+                    // Per tensor: `DynamicQuantizeLinear`'s loops, compiled for AVX2 where the
+                    // CPU has it (the rounding is then one instruction, not a libm call). The
+                    // zero points were checked against the type's range at compile time.
                     (Some((s, z)), QType::U8) => {
-                        for (o, &v) in o.iter_mut().zip(x) {
-                            *o = quantize_one(v, s, z, range) as u8;
-                        }
+                        super::integer::quantize_u8(&x[..n], s, z as u8, &mut o[..n]);
                     }
                     (Some((s, z)), QType::S8) => {
-                        for (o, &v) in o.iter_mut().zip(x) {
-                            *o = quantize_one(v, s, z, range) as i8 as u8;
-                        }
+                        let o: &mut [i8] = cast_slice_mut(&mut o[..n]);
+                        super::integer::quantize_s8(&x[..n], s, z as i8, o);
                     }
                     (None, _) => {
                         for (i, (o, &v)) in o.iter_mut().zip(x).enumerate() {
@@ -602,9 +602,24 @@ impl QKernel {
             }
             QKernel::Dequantize(a, ty) => {
                 let b = bytes(x);
-                for (i, o) in out.iter_mut().enumerate() {
-                    let (s, z) = a.at(i);
-                    *o = (ty.get(b, i) - z) as f32 * s;
+                match (a.per_tensor(), ty) {
+                    // Per tensor, each type in its own loop over plain slices, so it vectorizes.
+                    (Some((s, z)), QType::U8) => {
+                        for (o, &v) in out.iter_mut().zip(b) {
+                            *o = (i32::from(v) - z) as f32 * s;
+                        }
+                    }
+                    (Some((s, z)), QType::S8) => {
+                        for (o, &v) in out.iter_mut().zip(b) {
+                            *o = (i32::from(v as i8) - z) as f32 * s;
+                        }
+                    }
+                    (None, _) => {
+                        for (i, o) in out.iter_mut().enumerate() {
+                            let (s, z) = a.at(i);
+                            *o = (ty.get(b, i) - z) as f32 * s;
+                        }
+                    }
                 }
             }
             QKernel::MaxPool(w, ty, planes) => {
