@@ -398,7 +398,9 @@ impl Plan {
         self.packed_bytes
     }
 
-    /// Distinct kernel names the plan runs on, in first-use order.
+    /// Distinct kernel names the plan runs on: those doing the multiply-accumulates (GEMM,
+    /// convolution) first, then the rest, each group in first-use order, so that the first name
+    /// is the one a record's reader wants (not a QDQ model's input `quantize-linear`).
     pub fn kernel_names(&self) -> &[String] {
         &self.kernel_names
     }
@@ -539,7 +541,7 @@ impl<'g> Builder<'g> {
         let opset = g.opset;
         let counts = g.consumer_counts();
         let mut fused: HashSet<usize> = HashSet::new();
-        let mut kernel_names: Vec<String> = Vec::new();
+        let mut kernel_names: Vec<(bool, String)> = Vec::new();
         for (i, node) in g.nodes.iter().enumerate() {
             if fused.contains(&i) {
                 continue;
@@ -625,8 +627,8 @@ impl<'g> Builder<'g> {
                 continue;
             }
             let name = kernel.kernel_name();
-            if !kernel_names.contains(&name) {
-                kernel_names.push(name);
+            if !kernel_names.iter().any(|(_, n)| *n == name) {
+                kernel_names.push((kernel.multiplies(), name));
             }
             let step = self.steps.len();
             for l in &in_locs {
@@ -762,7 +764,10 @@ impl<'g> Builder<'g> {
             scratch: vec![0.0; scratch_len],
             outputs,
             taps,
-            kernel_names,
+            kernel_names: {
+                kernel_names.sort_by_key(|(multiplies, _)| !multiplies);
+                kernel_names.into_iter().map(|(_, n)| n).collect()
+            },
             packed_bytes,
             profile: profiling_wanted().then(|| Profile {
                 runs: 0,

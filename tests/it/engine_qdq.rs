@@ -221,6 +221,10 @@ fn check(model: &str, scheme: &Scheme) {
     let names = plan.kernel_names().join(", ");
     assert!(names.contains("i8-gemm"), "not fused: {names}");
     assert!(!names.contains("f32-gemm"), "f32 layers left: {names}");
+    assert!(
+        plan.kernel_names()[0].contains("i8-"),
+        "the first name is not a kernel doing the layers' work: {names}"
+    );
 
     // Every activation DequantizeLinear output, exposed on both runtimes.
     let acts: Vec<(String, f32)> = q

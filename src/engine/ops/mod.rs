@@ -484,6 +484,20 @@ impl Kernel {
         }
     }
 
+    /// Whether the kernel does a layer's multiply-accumulates (GEMM, convolution), the work
+    /// that dominates a model, rather than moving or normalising values.
+    pub fn multiplies(&self) -> bool {
+        match self {
+            Kernel::Conv(_)
+            | Kernel::MatMul(_)
+            | Kernel::B1(_)
+            | Kernel::DynamicQuant(_)
+            | Kernel::MatMulNBits(_) => true,
+            Kernel::Quantized(q) => matches!(**q, QKernel::Conv(_) | QKernel::Gemm(_)),
+            _ => false,
+        }
+    }
+
     /// Runs on f32 data: `ins` in node input order (empty for omitted or non-f32 constant
     /// inputs), `out` exactly the output's size, `scratch` at least [`Kernel::scratch_len`].
     pub fn run(&self, ins: &[&[f32]], out: &mut [f32], scratch: &mut [f32]) {
