@@ -234,3 +234,40 @@ fn a_truncated_model_is_an_error_naming_the_file_not_a_panic() {
     );
     assert!(!stderr(&out).contains("panicked"));
 }
+
+/// `QUENCH_BINARY_KERNEL=b1` moves binary-weight layers from the int8 kernels (the default) to
+/// the b1 binary × int8 kernel; the outputs are bit-equal, so the accuracy is the same.
+#[test]
+fn binary_kernel_switch_keeps_the_results() {
+    let eval = |b1: bool| -> serde_json::Value {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quench"));
+        cmd.args([
+            "eval",
+            "assets/models/mnist-mlp.onnx",
+            "--precision",
+            "binary",
+            "--runtime",
+            "native",
+            "--limit",
+            "300",
+            "--json",
+        ])
+        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        if b1 {
+            cmd.env("QUENCH_BINARY_KERNEL", "b1");
+        }
+        let out = cmd.output().expect("the quench binary starts");
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let kernels = |v: &serde_json::Value| v["kernels"].to_string();
+    let (int8, b1) = (eval(false), eval(true));
+    assert!(
+        kernels(&int8).contains("i8-gemv") && !kernels(&int8).contains("b1-"),
+        "{}",
+        kernels(&int8)
+    );
+    assert!(kernels(&b1).contains("b1-i8-gemm"), "{}", kernels(&b1));
+    assert_eq!(int8["accuracy"], b1["accuracy"]);
+    assert_eq!(int8["samples"], b1["samples"]);
+}

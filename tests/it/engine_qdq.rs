@@ -283,7 +283,7 @@ fn mnist_mlp_int8_native_agrees_with_ort() {
 }
 
 #[test]
-fn mnist_cnn_binary_weights_run_on_the_b1_kernels_and_agree_with_ort() {
+fn mnist_cnn_binary_weights_run_on_the_int8_kernels_and_agree_with_ort() {
     let scheme = Scheme::uniform(Precision::Binary {
         activations: BinaryActs::Int8 {
             activations: ActQuant {
@@ -297,7 +297,11 @@ fn mnist_cnn_binary_weights_run_on_the_b1_kernels_and_agree_with_ort() {
     let q = exported(&manifest("mnist-cnn"), &scheme);
     let plan = Plan::new(&q, &[("input", vec![1, 1, 28, 28])], 1).unwrap();
     let names = plan.kernel_names().join(", ");
-    // Every Conv and Gemm is on the binary-weight × int8 kernel; none on the int8 GEMM.
-    assert!(names.contains("b1-i8-gemm"), "{names}");
-    assert!(!names.contains("binary weights as int8"), "{names}");
+    // By default every Conv and Gemm is a fused int8 layer (the b1 kernels are opt-in: see
+    // cli::binary_kernel_switch_keeps_the_results).
+    assert!(names.contains("i8-gemm"), "{names}");
+    assert!(
+        !names.contains("b1-") && !names.contains("f32-gemm"),
+        "{names}"
+    );
 }

@@ -194,11 +194,13 @@ impl Kernel {
                 .map(|t| t.shape.as_slice())
                 .ok_or_else(|| node.error(format!("missing input {i}")))
         };
-        if let Some(b) = B1Layer::compile(node, types, consts)? {
-            if act != Activation::None {
-                return Err(node.error("a quantized op takes no fused activation"));
+        if b1::chosen() {
+            if let Some(b) = B1Layer::compile(node, types, consts)? {
+                if act != Activation::None {
+                    return Err(node.error("a quantized op takes no fused activation"));
+                }
+                return Ok(Kernel::B1(Box::new(b)));
             }
-            return Ok(Kernel::B1(Box::new(b)));
         }
         if let Some(q) = QKernel::compile(node, types, consts)? {
             if act != Activation::None {
