@@ -8,7 +8,6 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use quench::eval::{Manifest, ManifestFlags, OutputKind};
-use quench::graph::inputs::concrete_input_shapes;
 use quench::measure::latency::{Budget, LatencyConfig};
 use quench::measure::machine::MachineInfo;
 use quench::measure::power::PowerConfig;
@@ -842,12 +841,7 @@ fn cmd_inspect(args: InspectArgs) -> Result<ExitCode> {
             known.push(manifest.input.at_batch(args.batch));
         }
     }
-    let shapes = concrete_input_shapes(&graph, args.batch, &known)?;
-    let refs: Vec<(&str, Vec<usize>)> = shapes
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.clone()))
-        .collect();
-    let (folded, types) = quench::engine::fold_and_infer(&graph, &refs)?;
+    let (folded, types) = quench::engine::fold_and_infer(&graph, args.batch, &known)?;
     let stats = quench::graph::stats::stats(&folded, &types)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&stats)?);
@@ -862,15 +856,13 @@ fn cmd_inspect(args: InspectArgs) -> Result<ExitCode> {
     for (domain, version) in &graph.extra_opsets {
         println!("opset {domain}: {version}");
     }
-    for (name, shape) in &shapes {
-        let declared = graph
-            .inputs
-            .iter()
-            .find(|i| i.name == *name)
-            .map(|i| i.dtype);
+    for input in &graph.inputs {
+        let shape = types.get(&input.name).map(|t| t.shape.as_slice());
         println!(
-            "input  {name}: {} {shape:?}",
-            declared.map_or("?".into(), |d| d.to_string())
+            "input  {}: {} {:?}",
+            input.name,
+            input.dtype,
+            shape.unwrap_or_default()
         );
     }
     for out in &graph.outputs {

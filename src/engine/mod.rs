@@ -22,16 +22,23 @@ use crate::graph::stats::{stats, GraphStats};
 use crate::graph::{Graph, GraphError};
 
 /// A copy of `graph` with its constant subgraphs folded (by the engine's own kernels) for the
-/// given input shapes, and the type of every value in it: what `quench inspect` and
-/// [`crate::graph::stats::stats`] need for models whose shapes are computed by `Shape` chains.
-/// No other rewrite is applied, so the nodes are the model's own.
+/// input shapes `known` gives (the others declared, a free leading dimension set to `batch`; see
+/// [`concrete_input_shapes`]), and the type of every value in it: what `quench inspect`,
+/// [`crate::graph::stats::stats`] and the export's opset check need for models whose shapes are
+/// computed by `Shape` chains. No other rewrite is applied, so the nodes are the model's own.
 pub fn fold_and_infer(
     graph: &Graph,
-    inputs: &[(&str, Vec<usize>)],
+    batch: usize,
+    known: &[(String, Vec<usize>)],
 ) -> Result<(Graph, BTreeMap<String, ValueType>), GraphError> {
+    let shapes = concrete_input_shapes(graph, batch, known)?;
+    let inputs: Vec<(&str, Vec<usize>)> = shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.clone()))
+        .collect();
     let mut g = graph.clone();
-    fold_constants(&mut g, inputs, &ops::eval_node)?;
-    let types = infer_shapes(&g, inputs)?;
+    fold_constants(&mut g, &inputs, &ops::eval_node)?;
+    let types = infer_shapes(&g, &inputs)?;
     Ok((g, types))
 }
 
@@ -39,11 +46,6 @@ pub fn fold_and_infer(
 /// `input` (other inputs take their declared shapes at batch 1): the unit per-layer MACs and the
 /// op-count energy model are quoted in.
 pub fn single_sample_stats(graph: &Graph, input: &InputSpec) -> Result<GraphStats, GraphError> {
-    let shapes = concrete_input_shapes(graph, 1, &[input.at_batch(1)])?;
-    let refs: Vec<(&str, Vec<usize>)> = shapes
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.clone()))
-        .collect();
-    let (folded, types) = fold_and_infer(graph, &refs)?;
+    let (folded, types) = fold_and_infer(graph, 1, &[input.at_batch(1)])?;
     stats(&folded, &types)
 }

@@ -35,7 +35,6 @@
 use std::collections::BTreeMap;
 
 use crate::graph::fold::prune_initializers;
-use crate::graph::inputs::concrete_input_shapes;
 use crate::graph::shape::ValueType;
 use crate::graph::{Attr, Graph, Node};
 use crate::quant::blockwise::quantize_q4;
@@ -715,12 +714,7 @@ fn value_types(
     graph: &Graph,
     known: &[(String, Vec<usize>)],
 ) -> Option<BTreeMap<String, ValueType>> {
-    let shapes = concrete_input_shapes(graph, 1, known).ok()?;
-    let refs: Vec<(&str, Vec<usize>)> = shapes
-        .iter()
-        .map(|(n, s)| (n.as_str(), s.clone()))
-        .collect();
-    crate::engine::fold_and_infer(graph, &refs)
+    crate::engine::fold_and_infer(graph, 1, known)
         .ok()
         .map(|(_, types)| types)
 }

@@ -95,6 +95,14 @@ fn num(v: Option<f64>, unit: Unit) -> Value {
         .map_or(Value::Missing, |v| Value::Number(v, unit))
 }
 
+/// A figure of the record's agreement with its reference, when it has one.
+fn agreement(r: &Record, f: fn(&crate::sweep::record::Agreement) -> f64, unit: Unit) -> Value {
+    num(
+        r.quality.as_ref().and_then(|q| q.agreement.as_ref()).map(f),
+        unit,
+    )
+}
+
 fn lat(r: &Record, f: fn(&crate::measure::stats::Summary) -> f64) -> Value {
     num(r.latency.as_ref().map(|l| f(&l.latency_ms)), Unit::Ms)
 }
@@ -183,29 +191,13 @@ pub const COLUMNS: &[Column] = &[
         key: "agreement",
         title: "agreement",
         brief: true,
-        read: |r| {
-            num(
-                r.quality
-                    .as_ref()
-                    .and_then(|q| q.agreement.as_ref())
-                    .map(|a| a.top1),
-                Unit::Fraction,
-            )
-        },
+        read: |r| agreement(r, |a| a.top1, Unit::Fraction),
     },
     Column {
         key: "kl",
         title: "KL",
         brief: false,
-        read: |r| {
-            num(
-                r.quality
-                    .as_ref()
-                    .and_then(|q| q.agreement.as_ref())
-                    .map(|a| a.kl),
-                Unit::Small,
-            )
-        },
+        read: |r| agreement(r, |a| a.kl, Unit::Small),
     },
     Column {
         key: "p50_ms",

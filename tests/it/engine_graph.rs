@@ -756,7 +756,8 @@ fn per_channel_add_folds_into_conv_bias() {
 fn stats_work_on_graphs_with_shape_subgraphs_after_folding() {
     let g = shape_subgraph();
     assert!(infer_shapes(&g, &[("x", vec![2, 2, 2, 2])]).is_err());
-    let (folded, types) = quench::engine::fold_and_infer(&g, &[("x", vec![2, 2, 2, 2])]).unwrap();
+    let (folded, types) =
+        quench::engine::fold_and_infer(&g, 2, &[("x".into(), vec![2, 2, 2, 2])]).unwrap();
     let s = stats(&folded, &types).unwrap();
     let ops: Vec<&str> = s.nodes.iter().map(|n| n.op.as_str()).collect();
     assert_eq!(ops, ["Identity", "Dropout", "Reshape", "Relu"]);

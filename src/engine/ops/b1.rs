@@ -17,7 +17,7 @@
 
 use bytemuck::cast_slice_mut;
 
-use super::quantized::{activations, bytes, bytes_mut, Layer};
+use super::quantized::{activations, bytes, bytes_mut, GemmDims, Layer};
 use crate::graph::qdq::{self, QInputs};
 use crate::graph::shape::{ConvParams, ValueType};
 use crate::graph::{GraphError, Node};
@@ -80,15 +80,7 @@ impl B1Layer {
                 return Ok(None);
             }
             let win = &p.window;
-            let geo = Conv2d {
-                channels: p.cin,
-                height: win.input[0],
-                width: win.input[1],
-                kernel: win.kernel,
-                stride: win.strides,
-                dilation: win.dilations,
-                pads: win.pads,
-            };
+            let geo = super::integer::conv2d(&p);
             geo.output_size().map_err(|e| node.error(e.to_string()))?;
             let k = geo.patch_len();
             let shape = Shape::Conv {
@@ -98,15 +90,7 @@ impl B1Layer {
             };
             (p.cout, k, shape, false)
         } else {
-            let trans_b = node.attr_int("transB", 0)? != 0;
-            let (k, n) = match (w.shape(), trans_b) {
-                ([n, k], true) | ([k, n], false) => (*k, *n),
-                s => return Err(node.error(format!("weights must be 2-D, got {s:?}"))),
-            };
-            if x.shape.last() != Some(&k) {
-                return Err(node.error(format!("input {:?} does not end in K = {k}", x.shape)));
-            }
-            let m = x.shape[..x.shape.len() - 1].iter().product();
+            let GemmDims { m, k, n, trans_b } = GemmDims::of(node, x, w)?;
             (n, k, Shape::Gemm { m }, !trans_b)
         };
         let (layer, wv, wz) = Layer::new(node, &q, consts, x.dtype, n)?;

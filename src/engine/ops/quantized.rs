@@ -653,15 +653,7 @@ impl QGemm {
         w: &Tensor,
         consts: &[Option<&Tensor>],
     ) -> Result<QGemm, GraphError> {
-        let trans_b = node.attr_int("transB", 0)? != 0;
-        let (k, n) = match (w.shape(), trans_b) {
-            ([n, k], true) | ([k, n], false) => (*k, *n),
-            s => return Err(node.error(format!("weights must be 2-D, got {s:?}"))),
-        };
-        if x.shape.last() != Some(&k) {
-            return Err(node.error(format!("input {:?} does not end in K = {k}", x.shape)));
-        }
-        let m = x.shape[..x.shape.len() - 1].iter().product();
+        let GemmDims { m, k, n, trans_b } = GemmDims::of(node, x, w)?;
         let (layer, wv, wz) = Layer::new(node, &QInputs::LAYOUT, consts, x.dtype, n)?;
         let zp = weight_zero(&wz);
         let w = if trans_b {
@@ -678,6 +670,31 @@ impl QGemm {
         let a = activations(self.layer.x, self.layer.x_zero, &bytes(x)[..self.m * k]);
         let o = self.layer.store.output(out, 0, self.m * n);
         checked(k8::gemm(self.m, a, k, &self.w, o, n));
+    }
+}
+
+/// The problem shape of a fused integer Gemm/MatMul: `m × k` activations times `k × n` weights,
+/// stored `n × k` when `trans_b`.
+pub(super) struct GemmDims {
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub trans_b: bool,
+}
+
+impl GemmDims {
+    /// Reads them from the node's `transB`, its 2-D weights and its input, which must end in K.
+    pub(super) fn of(node: &Node, x: &ValueType, w: &Tensor) -> Result<GemmDims, GraphError> {
+        let trans_b = node.attr_int("transB", 0)? != 0;
+        let (k, n) = match (w.shape(), trans_b) {
+            ([n, k], true) | ([k, n], false) => (*k, *n),
+            s => return Err(node.error(format!("weights must be 2-D, got {s:?}"))),
+        };
+        if x.shape.last() != Some(&k) {
+            return Err(node.error(format!("input {:?} does not end in K = {k}", x.shape)));
+        }
+        let m = x.shape[..x.shape.len() - 1].iter().product();
+        Ok(GemmDims { m, k, n, trans_b })
     }
 }
 
