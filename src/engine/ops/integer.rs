@@ -155,6 +155,23 @@ fn pad_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
     }
 }
 
+/// Writes image `x`, already HWC, into `xp` with `pad` (the zero point) around it: one copy per
+/// image row.
+fn pad_from_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
+    let (hp, wp) = padded(g);
+    let c = g.channels;
+    let run = g.width * c;
+    let (top, left) = (g.pads[0], g.pads[1] * c);
+    xp[..top * wp * c].fill(pad);
+    xp[(top + g.height) * wp * c..hp * wp * c].fill(pad);
+    for (y, src) in x.chunks_exact(run.max(1)).take(g.height).enumerate() {
+        let row = &mut xp[(top + y) * wp * c..(top + y + 1) * wp * c];
+        row[..left].fill(pad);
+        row[left..left + run].copy_from_slice(src);
+        row[left + run..].fill(pad);
+    }
+}
+
 /// The patches of the padded HWC image `xp` as rows of `out` (`OH·OW` rows of `kh·kw·C`, ordered
 /// kernel row, kernel column, channel): each kernel row is one copy of `kw·C` values.
 fn hwc_patches<T: Copy>(g: &Conv2d, ow: usize, xp: &[T], out: &mut [T]) {
@@ -295,6 +312,18 @@ impl Geometry {
         pad: T,
         buf: &'b mut [T],
     ) -> Result<&'b [T], I8Error> {
+        self.patches_from(x, false, pad, buf)
+    }
+
+    /// [`Geometry::patches`] of an image stored C×H×W, or H×W×C when `nhwc` (which needs the
+    /// HWC path: unit width dilation, see [`Geometry::reads_nhwc`]).
+    pub(super) fn patches_from<'b, T: Copy + Send + Sync>(
+        &self,
+        x: &[T],
+        nhwc: bool,
+        pad: T,
+        buf: &'b mut [T],
+    ) -> Result<&'b [T], I8Error> {
         let Geometry::Conv { conv, pixels, .. } = *self else {
             return Ok(&buf[..0]);
         };
@@ -304,12 +333,25 @@ impl Geometry {
             let [_, ow] = conv.output_size()?;
             let (hp, wp) = padded(&conv);
             let copy = &mut copy[..hp * wp * conv.channels];
-            pad_hwc(&conv, x, pad, copy);
+            if nhwc {
+                pad_from_hwc(&conv, x, pad, copy);
+            } else {
+                pad_hwc(&conv, x, pad, copy);
+            }
             hwc_patches(&conv, ow, copy, cols);
+        } else if nhwc {
+            return Err(I8Error::Geometry {
+                what: "patches from an HWC image need unit width dilation",
+            });
         } else {
             im2col(&conv, x, pad, cols)?;
         }
         Ok(cols)
+    }
+
+    /// Whether the patches can come from an H×W×C image ([`Geometry::patches_from`]).
+    pub(super) fn reads_nhwc(&self) -> bool {
+        matches!(self, Geometry::Conv { conv, .. } if hwc(conv))
     }
 
     /// The kernel name for records.
@@ -612,6 +654,14 @@ mod tests {
             };
             let mut buf = vec![0u8; geo.cols_len()];
             let got = geo.patches(&x, 9, &mut buf).unwrap().to_vec();
+            let mut x_hwc = vec![0u8; x.len()];
+            for (i, &v) in x.iter().enumerate() {
+                let (ci, p) = (i / (h * w), i % (h * w));
+                x_hwc[p * c + ci] = v;
+            }
+            let mut buf2 = vec![7u8; geo.cols_len()];
+            let from_hwc = geo.patches_from(&x_hwc, true, 9, &mut buf2).unwrap();
+            assert_eq!(from_hwc, &got[..], "{g:?}");
             let wt: Vec<i8> = (0..k).map(|i| (i as i8).wrapping_mul(29)).collect();
             let wr = geo.order_weights(wt.clone());
             let dot = |rows: &[u8], w: &[i8]| -> Vec<i32> {

@@ -35,6 +35,7 @@ pub mod matmul;
 pub mod nbits;
 pub mod norm;
 pub mod pool;
+pub mod pool_hwc;
 pub mod quantized;
 
 use crate::graph::shape::{

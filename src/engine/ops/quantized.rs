@@ -12,6 +12,8 @@ use bytemuck::{cast_slice, cast_slice_mut};
 
 use super::integer::{conv2d, Geometry};
 use super::pool::max_pool;
+use super::pool_hwc::{max_pool_hwc_i8, max_pool_hwc_u8};
+use crate::engine::nhwc;
 use crate::graph::qdq::{self, QInputs};
 use crate::graph::shape::{norm_axis, pool_window, ConvParams, ValueType, Window2d};
 use crate::graph::{GraphError, Node};
@@ -214,6 +216,9 @@ pub enum QKernel {
     Dequantize(Affine, QType),
     /// MaxPool on packed u8/i8 over this many planes.
     MaxPool(Window2d, QType, usize),
+    /// MaxPool on packed u8/i8 NHWC images: window, type, images, channels
+    /// ([`crate::engine::nhwc`]).
+    MaxPoolNhwc(Window2d, QType, usize, usize),
     /// Fused integer convolution.
     Conv(Box<QConv>),
     /// Fused integer Gemm/MatMul.
@@ -464,6 +469,10 @@ pub struct QConv {
     pixels: usize,
     layer: Layer,
     body: ConvBody,
+    /// The input is stored NHWC ([`nhwc::NHWC_IN`]).
+    nhwc_in: bool,
+    /// The output is stored NHWC ([`nhwc::NHWC_OUT`]): the GEMM's pixel-major rows as they are.
+    nhwc_out: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -512,6 +521,11 @@ impl QKernel {
             (true, "MaxPool") => {
                 let x = x?;
                 match QType::of(x.dtype) {
+                    Some(ty) if node.attr_int(nhwc::NHWC_POOL, 0)? != 0 => {
+                        // The window checks that the input is 4-D.
+                        let w = pool_window(node, &x.shape)?;
+                        QKernel::MaxPoolNhwc(w, ty, x.shape[0], x.shape[1])
+                    }
                     Some(ty) => {
                         let planes = x.shape.iter().take(2).product();
                         QKernel::MaxPool(pool_window(node, &x.shape)?, ty, planes)
@@ -542,12 +556,13 @@ impl QKernel {
             QKernel::Quantize(..) => "quantize-linear".into(),
             QKernel::Dequantize(..) => "dequantize-linear".into(),
             QKernel::MaxPool(..) => "i8-pool-direct".into(),
+            QKernel::MaxPoolNhwc(..) => "i8-pool-nhwc".into(),
             QKernel::Gemm(g) => g.layer.name(if g.m == 1 {
                 k8::gemv_kernel_name()
             } else {
                 k8::gemm_kernel_name()
             }),
-            QKernel::Conv(c) => c.layer.name(match c.body {
+            QKernel::Conv(c) => c.layer.name(match &c.body {
                 ConvBody::Gemm(..) => format!("{} (im2col)", k8::gemm_kernel_name()),
                 ConvBody::Depthwise(..) => k8::depthwise_kernel_name(),
             }),
@@ -634,6 +649,17 @@ impl QKernel {
                     ),
                 }
             }
+            QKernel::MaxPoolNhwc(w, ty, batch, c) => {
+                let len = |hw: [usize; 2]| batch * hw[0] * hw[1] * c;
+                let (xb, ob) = (
+                    &bytes(x)[..len(w.input)],
+                    &mut bytes_mut(out)[..len(w.output)],
+                );
+                match ty {
+                    QType::U8 => max_pool_hwc_u8(w, *c, xb, ob),
+                    QType::S8 => max_pool_hwc_i8(w, *c, cast_slice(xb), cast_slice_mut(ob)),
+                }
+            }
             QKernel::Gemm(g) => g.run(x, out),
             QKernel::Conv(c) => c.run(x, out, scratch),
         }
@@ -654,7 +680,10 @@ impl QGemm {
         consts: &[Option<&Tensor>],
     ) -> Result<QGemm, GraphError> {
         let GemmDims { m, k, n, trans_b } = GemmDims::of(node, x, w)?;
-        let (layer, wv, wz) = Layer::new(node, &QInputs::LAYOUT, consts, x.dtype, n)?;
+        let (layer, mut wv, wz) = Layer::new(node, &QInputs::LAYOUT, consts, x.dtype, n)?;
+        if let Some(chw) = node.attr_ints(nhwc::HWC_GEMM)? {
+            wv = hwc_rows(node, chw, k, n, trans_b, &wv)?;
+        }
         let zp = weight_zero(&wz);
         let w = if trans_b {
             PackedI8::from_n_by_k(n, k, &wv, zp)
@@ -671,6 +700,47 @@ impl QGemm {
         let o = self.layer.store.output(out, 0, self.m * n);
         checked(k8::gemm(self.m, a, k, &self.w, o, n));
     }
+}
+
+/// Gemm weights `wv` (`K × N`, or `N × K` when `trans_b`) with their K rows reordered from an
+/// NCHW image's flattening (`c, y, x`) to an NHWC one's (`y, x, c`), for input rows that are
+/// NHWC images of shape `chw` ([`nhwc::HWC_GEMM`]).
+fn hwc_rows(
+    node: &Node,
+    chw: &[i64],
+    k: usize,
+    n: usize,
+    trans_b: bool,
+    wv: &[i8],
+) -> Result<Vec<i8>, GraphError> {
+    let dims: Vec<usize> = chw
+        .iter()
+        .map(|&d| usize::try_from(d).unwrap_or(0))
+        .collect();
+    let [c, h, w] = dims[..] else {
+        return Err(node.error(format!(
+            "{} must hold [C, H, W], got {chw:?}",
+            nhwc::HWC_GEMM
+        )));
+    };
+    if c * h * w != k || wv.len() != k * n {
+        return Err(node.error(format!("{} {chw:?} does not match K = {k}", nhwc::HWC_GEMM)));
+    }
+    let mut out = vec![0i8; wv.len()];
+    let hw = h * w;
+    for ci in 0..c {
+        for p in 0..hw {
+            let (from, to) = (ci * hw + p, p * c + ci);
+            if trans_b {
+                for j in 0..n {
+                    out[j * k + to] = wv[j * k + from];
+                }
+            } else {
+                out[to * n..(to + 1) * n].copy_from_slice(&wv[from * n..(from + 1) * n]);
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The problem shape of a fused integer Gemm/MatMul: `m × k` activations times `k × n` weights,
@@ -730,8 +800,18 @@ impl QConv {
                 p.group
             )));
         };
+        let nhwc_in = node.attr_int(nhwc::NHWC_IN, 0)? != 0;
+        let nhwc_out = node.attr_int(nhwc::NHWC_OUT, 0)? != 0;
+        let gemm_reads_nhwc = matches!(&body, ConvBody::Gemm(g, _) if g.reads_nhwc());
+        if (nhwc_in && !gemm_reads_nhwc) || (nhwc_out && !matches!(body, ConvBody::Gemm(..))) {
+            return Err(
+                node.error("an NHWC integer convolution must be group 1 with unit width dilation")
+            );
+        }
         Ok(QConv {
             batch: p.batch,
+            nhwc_in,
+            nhwc_out,
             in_len: p.cin * win.input[0] * win.input[1],
             cout: p.cout,
             pixels: win.output[0] * win.output[1],
@@ -745,7 +825,11 @@ impl QConv {
         match &self.body {
             ConvBody::Depthwise(..) => (0, 0),
             ConvBody::Gemm(g, _) => {
-                let res = (self.pixels * self.cout).div_ceil(self.layer.store.per_slot());
+                let res = if self.nhwc_out {
+                    0
+                } else {
+                    (self.pixels * self.cout).div_ceil(self.layer.store.per_slot())
+                };
                 (res, res + g.cols_len().div_ceil(4))
             }
         }
@@ -768,11 +852,17 @@ impl QConv {
                     let (res_len, _) = self.scratch_split();
                     let (res, rest) = scratch.split_at_mut(res_len);
                     // The patches copy bytes: the u8/i8 distinction matters only to the GEMM.
-                    let col = match g.patches(xi, pad, bytes_mut(rest)) {
+                    let col = match g.patches_from(xi, self.nhwc_in, pad, bytes_mut(rest)) {
                         Ok(col) => col,
                         Err(e) => return checked(Err(e)),
                     };
                     let a = activations(self.layer.x, self.layer.x_zero, col);
+                    if self.nhwc_out {
+                        // Pixel-major is the NHWC layout: stored in place.
+                        let o = self.layer.store.output(out, b * out_len, out_len);
+                        checked(k8::gemm(self.pixels, a, g.k(), w, o, self.cout));
+                        continue;
+                    }
                     let o = self.layer.store.output(res, 0, out_len);
                     checked(k8::gemm(self.pixels, a, g.k(), w, o, self.cout));
                     // The GEMM result is pixel-major; the output is channel-major (NCHW).
