@@ -9,7 +9,7 @@ use rayon::ThreadPool;
 use super::ops::quantized::{bytes, storage_len, QType};
 use super::ops::{eval_node, fusable_activation, Kernel};
 use crate::graph::fold::fold_constants;
-use crate::graph::qdq::fuse_qdq;
+use crate::graph::qdq::{fold_constant_quantize, fuse_qdq};
 use crate::graph::shape::{infer_shapes, ValueType};
 use crate::graph::simplify::{
     fold_batchnorm, fold_conv_bias_add, fuse_hardswish, remove_passthrough,
@@ -228,6 +228,8 @@ impl Plan {
         // belong to those chains, not to QDQ pairs.
         super::fuse_int::fuse_integer(&mut g)?;
         super::fuse_qop::unfold_qoperator(&mut g)?;
+        // Weights quantized in the graph (PyTorch's QAT export) become integer constants first.
+        fold_constant_quantize(&mut g, &eval_node)?;
         fuse_qdq(&mut g)?;
         fold_constants(&mut g, inputs, &eval_node)?;
         fold_batchnorm(&mut g)?;

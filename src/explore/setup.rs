@@ -115,7 +115,9 @@ impl Setup {
                 "--calib-samples and --samples must be at least 1".into(),
             ));
         }
-        let graph = crate::onnx::load(&config.model)?;
+        // The folded graph post-training quantization works on (BatchNorm in the Convs).
+        let graph = crate::quant::prepare::prepare(&crate::onnx::load(&config.model)?)
+            .map_err(PipelineError::from)?;
         let layers = quantizable_layers(&graph)?;
         if layers.is_empty() {
             return Err(ExploreError::Invalid(format!(

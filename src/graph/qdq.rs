@@ -2,7 +2,11 @@
 //! layers, and the pass ([`fuse_qdq`]) that folds QDQ patterns into those layers.
 //!
 //! A QDQ model computes every layer in f32 between `DequantizeLinear` (DQ) and `QuantizeLinear`
-//! (Q) nodes. The pass rewrites, until nothing changes:
+//! (Q) nodes. Training frameworks export weights as f32 constants quantized in the graph
+//! (PyTorch's `torch.onnx.export` of a QAT model writes `W → QuantizeLinear → DequantizeLinear`);
+//! [`fold_constant_quantize`] turns such a `QuantizeLinear` of constants into the integer
+//! constant it computes, so those weights look like any exported i8 weight. The pass then
+//! rewrites, until nothing changes:
 //! - `DQ(x) → MaxPool/Reshape/Flatten/Squeeze/Unsqueeze` into the same op on the integers
 //!   followed by the DQ (exact: max commutes with a positive-scale dequantization, the others
 //!   only move elements);
@@ -150,6 +154,46 @@ pub fn infer(
             .ok_or_else(|| node.error("missing output zero point"))?,
     };
     Ok(Some(vec![ValueType::new(dtype, shape)]))
+}
+
+/// Replaces every default-domain `QuantizeLinear` whose inputs are all constants (an f32 weight
+/// quantized in the graph, as PyTorch exports QAT weights) by the integer constant `eval`
+/// computes for it: the engine's own `QuantizeLinear`, so the folded values are exactly the
+/// ones it would compute at run time, and a bad scale (0, negative, NaN) or a zero point that
+/// does not fit is the same error naming the node. A `QuantizeLinear` whose output is a graph
+/// output stays. Returns the number folded.
+pub fn fold_constant_quantize(
+    g: &mut Graph,
+    eval: &super::fold::Evaluator<'_>,
+) -> Result<usize, GraphError> {
+    let mut folded = 0;
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let node = &g.nodes[i];
+        let constant = is_standard(node, "QuantizeLinear")
+            && node.outputs.len() == 1
+            && !g.is_output(&node.outputs[0])
+            && node.input(0).is_some()
+            && node
+                .inputs
+                .iter()
+                .all(|x| x.is_empty() || g.initializers.contains_key(x));
+        if !constant {
+            i += 1;
+            continue;
+        }
+        let consts: Vec<Option<&Tensor>> =
+            node.inputs.iter().map(|x| g.initializers.get(x)).collect();
+        let mut out = eval(node, g.opset, &consts)?;
+        if out.len() != 1 {
+            return Err(node.error(format!("evaluation gave {} outputs, expected 1", out.len())));
+        }
+        let name = node.outputs[0].clone();
+        g.initializers.insert(name, out.remove(0));
+        g.nodes.remove(i);
+        folded += 1;
+    }
+    Ok(folded)
 }
 
 /// Folds QDQ patterns into fused integer nodes (see the module docs). Run it before constant

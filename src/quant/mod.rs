@@ -10,6 +10,7 @@
 //! * [`probe`]: calibration sites, exposing intermediate tensors as outputs, batch-wise
 //!   calibrator sets.
 //! * [`layer_error`]: per-layer SQNR and cosine.
+//! * [`prepare`]: the folds (constants, BatchNorm, Conv bias adds) applied before calibrating.
 //! * [`layer`], [`export`]: the rewrites to QDQ, dynamic INT8, `MatMulNBits` and binary graphs.
 //! * [`pipeline`]: the whole `quench quantize` job (ranges, export, measurements) as one call.
 //! * [`qat`]: quantization-aware training (fake quantization, straight-through estimator,
@@ -25,6 +26,7 @@ pub mod layer;
 pub mod layer_error;
 pub mod numerics;
 pub mod pipeline;
+pub mod prepare;
 pub mod probe;
 pub mod qat;
 pub mod scheme;

@@ -905,6 +905,12 @@ pub fn build(
 ) -> Result<Variant, PipelineError> {
     let method = config.check()?;
     let graph = crate::onnx::load(&config.model)?;
+    // Post-training quantization works on the folded graph (BatchNorm and bias adds in the
+    // Convs, see `quant::prepare`); QAT trains on the model's own graph.
+    let graph = match method {
+        Method::Qat => graph,
+        _ => crate::quant::prepare::prepare(&graph)?,
+    };
     let split = config.calibration_split()?;
     let input = &config.manifest.input;
     let scheme = config.scheme(method);

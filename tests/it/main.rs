@@ -16,6 +16,7 @@ mod onnx_roundtrip_ort;
 mod ort_runtime;
 mod parity_fp32;
 mod profiles;
+mod qat_import;
 mod quant_native;
 mod quant_ort;
 mod quantize_cli;
