@@ -277,6 +277,17 @@ impl Tensor {
         }
     }
 
+    /// The i64 elements mutably, or an error naming the type held.
+    pub fn as_i64_mut(&mut self) -> Result<&mut [i64], TensorError> {
+        match &mut self.data {
+            TensorData::I64(v) => Ok(v),
+            other => Err(TensorError::WrongType {
+                expected: DataType::I64,
+                actual: other.dtype(),
+            }),
+        }
+    }
+
     /// The elements widened to i64 (integer and bool types), for shape-like inputs.
     pub fn to_i64_vec(&self) -> Result<Vec<i64>, TensorError> {
         Ok(match &self.data {

@@ -5,6 +5,7 @@
 //! each quantizable layer's output error on a few calibration samples. The result is a serde
 //! [`QuantizeSummary`], so the command line only prints it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -959,7 +960,13 @@ pub fn build(
         crate::quant::quantize_for(&exported_from, &scheme, &ranges, &[input.at_batch(1)])?;
     crate::onnx::save(&quantized, &config.out)?;
     let layer_samples = LAYER_SAMPLES.min(data.len());
-    let layers = layer_errors(&graph, &quantized, &scheme, &data, layer_samples)?;
+    // QAT trains (and exports) the graph with BatchNorm folded and ops fused: its layers are
+    // compared with the FP32 model rewritten the same way.
+    let reference = match method {
+        Method::Qat => Cow::Owned(qat::training_graph(&graph, &data)?),
+        _ => Cow::Borrowed(&graph),
+    };
+    let layers = layer_errors(&reference, &quantized, &scheme, &data, layer_samples)?;
     Ok(Variant {
         method,
         scheme,

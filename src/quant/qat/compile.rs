@@ -4,7 +4,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::eval::Dataset;
+use crate::graph::simplify::{fold_batchnorm, fold_conv_bias_add, remove_passthrough};
 use crate::graph::{Attr, Graph, Node};
+use crate::quant::qat::elementwise::{Binary, Broadcast, Pointwise};
 use crate::quant::qat::fake_quant::ChannelAxis;
 use crate::quant::qat::linalg::ConvGeom;
 use crate::quant::qat::program::{Op, Param, PoolGeom, Program, Step, Value};
@@ -14,6 +17,43 @@ use crate::tensor::checked_numel;
 /// Largest per-sample value (and im2col matrix) a program allocates: 2^28 floats, 1 GiB. A
 /// model whose attributes ask for more is refused before anything is allocated.
 const MAX_SAMPLE_ELEMENTS: usize = 1 << 28;
+
+/// The graph as it trains on `data`'s input: constant subgraphs folded (by the engine),
+/// pass-through nodes dropped, BatchNormalization folded into the Conv before it and a bias `Add`
+/// after a Conv folded into it. The engine makes the same rewrites before it runs a model, so
+/// the weights QAT trains are the ones that get quantized and run; the operators stay the
+/// model's own (no fused ops a lower opset lacks), so the trained graph exports as it came.
+pub fn training_graph(graph: &Graph, data: &Dataset) -> Result<Graph, QatError> {
+    let mut shape = vec![1];
+    shape.extend_from_slice(&data.input().sample_shape);
+    let known = [(data.input_name().to_string(), shape)];
+    let (mut g, _) = crate::engine::fold_and_infer(graph, 1, &known)?;
+    keep_batch_free(graph, &mut g);
+    remove_passthrough(&mut g);
+    fold_batchnorm(&mut g)?;
+    fold_conv_bias_add(&mut g)?;
+    Ok(g)
+}
+
+/// Constant folding ran at batch 1, so a Reshape target the model computes from its input's
+/// shape (`Shape → Gather → Concat`, as exporters write `x.reshape(x.shape[0], -1)`) became
+/// `[1, …]`: training runs whole batches, so that leading 1 goes back to 0 ("copy the batch
+/// dimension"). Targets the model wrote as literals are left as they are.
+fn keep_batch_free(original: &Graph, folded: &mut Graph) {
+    for node in &folded.nodes {
+        let Some(target) = node.inputs.get(1) else {
+            continue;
+        };
+        if node.op_type != "Reshape" || original.initializers.contains_key(target) {
+            continue;
+        }
+        if let Some(t) = folded.initializers.get_mut(target) {
+            if let Ok([first @ 1, ..]) = t.as_i64_mut() {
+                *first = 0;
+            }
+        }
+    }
+}
 
 /// Builds the program that computes `output` from the runtime input `input` (per-sample shape
 /// `sample_shape`, the batch dimension excluded).
@@ -211,18 +251,24 @@ impl Compiler<'_> {
         match node.op_type.as_str() {
             "Conv" => self.conv(node),
             "Gemm" | "MatMul" => self.dense(node),
-            "Add" => self.add(node),
-            "Relu" | "Sigmoid" => {
+            "Add" | "Mul" | "Div" => self.binary(node),
+            "Relu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Clip" => {
+                let f = self.pointwise(node)?;
                 let x = self.value(node, 0)?;
                 let shape = self.values[x].shape.clone();
-                let op = if node.op_type == "Relu" {
-                    Op::Relu { x }
-                } else {
-                    Op::Sigmoid { x }
-                };
-                self.push(node, op, shape)
+                self.push(node, Op::Pointwise { f, x }, shape)
             }
             "MaxPool" => self.max_pool(node),
+            "GlobalAveragePool" => {
+                let x = self.value(node, 0)?;
+                let xs = &self.values[x].shape;
+                let [c, ref plane @ ..] = xs[..] else {
+                    return Err(Self::unsupported(node, "input without channels"));
+                };
+                let plane = plane.iter().product();
+                let shape = std::iter::once(c).chain(xs[1..].iter().map(|_| 1)).collect();
+                self.push(node, Op::GlobalAveragePool { x, plane }, shape)
+            }
             "Flatten" => {
                 let x = self.value(node, 0)?;
                 let axis = int_attr(node, "axis", 1)?;
@@ -230,13 +276,152 @@ impl Compiler<'_> {
                     return Err(Self::unsupported(node, format!("axis {axis}; only 1 trains")));
                 }
                 let len = self.values[x].len;
-                self.push(node, Op::Flatten { x }, vec![len])
+                self.push(node, Op::Reshape { x }, vec![len])
             }
+            "Reshape" => self.reshape(node),
+            "Identity" => {
+                let x = self.value(node, 0)?;
+                let [out] = node.outputs.as_slice() else {
+                    return Err(Self::unsupported(node, "one output expected"));
+                };
+                self.by_name.insert(out.clone(), x);
+                Ok(())
+            }
+            "Softmax" => self.final_softmax(node),
             other => Err(Self::unsupported(
                 node,
-                format!("`{other}` has no training op (Conv, Gemm, MatMul, Add, Relu, Sigmoid, MaxPool, Flatten do)"),
+                format!("`{other}` has no training op (Conv, Gemm, MatMul, Add, Mul, Relu, Sigmoid, HardSigmoid, HardSwish, Clip, MaxPool, GlobalAveragePool, Flatten, Reshape, Identity and a final Softmax do)"),
             )),
         }
+    }
+
+    /// The activation a pointwise node computes.
+    fn pointwise(&self, node: &Node) -> Result<Pointwise, QatError> {
+        let float = |name: &str, default: f32| match node.attrs.get(name) {
+            None => Ok(default),
+            Some(Attr::Float(v)) => Ok(*v),
+            Some(other) => Err(Self::unsupported(
+                node,
+                format!("attribute {name} = {other:?}"),
+            )),
+        };
+        Ok(match node.op_type.as_str() {
+            "Relu" => Pointwise::Relu,
+            "Sigmoid" => Pointwise::Sigmoid,
+            "HardSwish" => Pointwise::HardSwish,
+            "HardSigmoid" => Pointwise::HardSigmoid {
+                alpha: float("alpha", 0.2)?,
+                beta: float("beta", 0.5)?,
+            },
+            _ => {
+                // Clip: bounds from attributes (opset < 11) or constant inputs.
+                let bound = |i: usize, attr: &str, default: f32| -> Result<f32, QatError> {
+                    match node.inputs.get(i).filter(|n| !n.is_empty()) {
+                        None => float(attr, default),
+                        Some(name) => self
+                            .graph
+                            .initializers
+                            .get(name)
+                            .and_then(|t| t.as_f32().ok())
+                            .and_then(|v| (v.len() == 1).then(|| v[0]))
+                            .ok_or_else(|| {
+                                Self::unsupported(
+                                    node,
+                                    format!("bound `{name}` is not a constant f32 scalar"),
+                                )
+                            }),
+                    }
+                };
+                let (lo, hi) = (bound(1, "min", f32::MIN)?, bound(2, "max", f32::MAX)?);
+                if lo.is_nan() || hi.is_nan() || lo > hi {
+                    return Err(Self::unsupported(node, format!("bounds [{lo}, {hi}]")));
+                }
+                Pointwise::Clip { lo, hi }
+            }
+        })
+    }
+
+    /// Reshape to a constant shape that keeps the batch dimension first.
+    fn reshape(&mut self, node: &Node) -> Result<(), QatError> {
+        let x = self.value(node, 0)?;
+        let target = node
+            .inputs
+            .get(1)
+            .and_then(|n| self.graph.initializers.get(n))
+            .and_then(|t| t.as_i64().ok())
+            .ok_or_else(|| Self::unsupported(node, "the shape is not a constant int64 tensor"))?;
+        if int_attr(node, "allowzero", 0)? != 0 {
+            return Err(Self::unsupported(node, "allowzero=1"));
+        }
+        let len = self.values[x].len;
+        let xs = &self.values[x].shape;
+        // The batch dimension must stay where it is: 0 copies it, -1 infers it (then every
+        // other dimension is given).
+        let (first, rest) = match target {
+            [first @ (0 | -1), rest @ ..] => (*first, rest),
+            _ => {
+                return Err(Self::unsupported(
+                    node,
+                    format!("shape {target:?} does not keep the batch dimension first"),
+                ))
+            }
+        };
+        let mut shape = Vec::with_capacity(rest.len());
+        let mut infer = None;
+        for (i, &d) in rest.iter().enumerate() {
+            shape.push(match d {
+                0 => *xs.get(i).ok_or_else(|| {
+                    Self::unsupported(node, format!("shape {target:?} copies a missing dimension"))
+                })?,
+                -1 if first == 0 && infer.is_none() => {
+                    infer = Some(i);
+                    1
+                }
+                d => usize::try_from(d)
+                    .ok()
+                    .filter(|&d| d > 0)
+                    .ok_or_else(|| Self::unsupported(node, format!("shape {target:?}")))?,
+            });
+        }
+        let known = checked_numel(&shape).filter(|&n| n > 0);
+        match (known, infer) {
+            (Some(n), Some(i)) if len.is_multiple_of(n) => shape[i] = len / n,
+            (Some(n), None) if n == len => {}
+            _ => {
+                return Err(Self::unsupported(
+                    node,
+                    format!("shape {target:?} does not hold the {len} elements of {xs:?}"),
+                ))
+            }
+        }
+        self.push(node, Op::Reshape { x }, shape)
+    }
+
+    /// A Softmax is trained through only where nothing reads its result: the losses apply
+    /// softmax to the scores themselves, so the program's output is the Softmax's input (under
+    /// the Softmax's name, which evaluation asks for).
+    fn final_softmax(&mut self, node: &Node) -> Result<(), QatError> {
+        let x = self.value(node, 0)?;
+        let rank = self.values[x].shape.len() + 1;
+        let axis = int_attr(node, "axis", if self.graph.opset >= 13 { -1 } else { 1 })?;
+        let [out] = node.outputs.as_slice() else {
+            return Err(Self::unsupported(node, "one output expected"));
+        };
+        // Read by nothing, or only by Identity copies nothing reads (graph outputs).
+        let nodes = &self.graph.nodes;
+        let is_read = |v: &String| nodes.iter().any(|n| n.inputs.contains(v));
+        let read = nodes
+            .iter()
+            .filter(|n| n.inputs.contains(out))
+            .any(|n| n.op_type != "Identity" || n.outputs.iter().any(is_read));
+        if rank != 2 || !(axis == 1 || axis == -1) || read {
+            return Err(Self::unsupported(
+                node,
+                "`Softmax` trains only as the network's last step, over the classes of [N, classes]",
+            ));
+        }
+        self.by_name.insert(out.clone(), x);
+        Ok(())
     }
 
     fn conv(&mut self, node: &Node) -> Result<(), QatError> {
@@ -245,9 +430,10 @@ impl Compiler<'_> {
             .param(node, 1)?
             .ok_or_else(|| Self::unsupported(node, "no weights"))?;
         let b = self.param(node, 2)?;
-        if int_attr(node, "group", 1)? != 1 {
-            return Err(Self::unsupported(node, "group != 1"));
-        }
+        let groups = usize::try_from(int_attr(node, "group", 1)?)
+            .ok()
+            .filter(|&g| g > 0)
+            .ok_or_else(|| Self::unsupported(node, "group < 1"))?;
         if let Some(Attr::String(p)) = node.attrs.get("auto_pad") {
             if p.as_slice() != b"NOTSET" {
                 return Err(Self::unsupported(
@@ -267,9 +453,9 @@ impl Compiler<'_> {
         let [o, wc, kh, kw] = ws[..] else {
             return Err(Self::unsupported(node, format!("weights of shape {ws:?}")));
         };
-        if wc != c {
+        if c % groups != 0 || o % groups != 0 || wc * groups != c {
             return Err(QatError::Graph(format!(
-                "node `{}`: weights expect {wc} input channels, input has {c}",
+                "node `{}`: {groups} groups of weights with {wc} input channels for an input of {c} channels and {o} outputs",
                 node.name
             )));
         }
@@ -339,6 +525,7 @@ impl Compiler<'_> {
             dw,
             oh,
             ow,
+            groups,
         };
         self.quantize_weights(node, w, 0)?;
         let xq = self.quantized(x)?;
@@ -411,22 +598,56 @@ impl Compiler<'_> {
         )
     }
 
-    fn add(&mut self, node: &Node) -> Result<(), QatError> {
+    fn binary(&mut self, node: &Node) -> Result<(), QatError> {
         let names = (node.inputs.first(), node.inputs.get(1));
         let (Some(a), Some(b)) = names else {
             return Err(Self::unsupported(node, "needs two inputs"));
         };
         let (a_val, b_val) = (self.by_name.get(a).copied(), self.by_name.get(b).copied());
+        let op = match node.op_type.as_str() {
+            "Add" => Binary::Add,
+            "Mul" => Binary::Mul,
+            _ => {
+                // Only `x / constant` trains: it is `x · (1 / constant)`.
+                let (Some(x), None) = (a_val, b_val) else {
+                    return Err(Self::unsupported(
+                        node,
+                        "only a division by a constant trains",
+                    ));
+                };
+                let c = self.scalar(node, 1)?;
+                if c == 0.0 || !c.is_finite() {
+                    return Err(Self::unsupported(node, format!("divides by {c}")));
+                }
+                return self.affine(node, x, 1.0 / c, 0.0);
+            }
+        };
         match (a_val, b_val) {
             (Some(a), Some(b)) => {
-                if self.values[a].shape != self.values[b].shape {
-                    return Err(Self::unsupported(node, "adding values of different shapes"));
-                }
-                let shape = self.values[a].shape.clone();
-                self.push(node, Op::AddValues { a, b }, shape)
+                let (sa, sb) = (&self.values[a].shape, &self.values[b].shape);
+                let (bcast, shape) = Broadcast::new(sa, sb).ok_or_else(|| {
+                    Self::unsupported(node, format!("shapes {sa:?} and {sb:?} do not broadcast"))
+                })?;
+                self.push(node, Op::Binary { op, a, b, bcast }, shape)
             }
             (Some(x), None) | (None, Some(x)) => {
                 let pi = if a_val.is_some() { 1 } else { 0 };
+                let elements = self.constant(node, pi)?.len();
+                // A scalar is part of the activation (hard-swish's `+ 3`, a `· 0.5`): it stays
+                // as the model has it. A larger constant added is a bias, and trains.
+                if elements == 1 {
+                    let c = self.scalar(node, pi)?;
+                    return match op {
+                        Binary::Add => self.affine(node, x, 1.0, c),
+                        Binary::Mul => self.affine(node, x, c, 0.0),
+                    };
+                }
+                if op == Binary::Mul {
+                    return Err(Self::unsupported(
+                        node,
+                        "multiplies by a constant tensor; only scalars and computed values train",
+                    ));
+                }
                 let p = self
                     .param(node, pi)?
                     .ok_or_else(|| Self::unsupported(node, "empty input"))?;
@@ -435,13 +656,40 @@ impl Compiler<'_> {
                 while ps.len() > 1 && ps[0] == 1 {
                     ps = &ps[1..];
                 }
-                if self.params[p].data.len() != 1 && !xs.ends_with(ps) {
+                if !xs.ends_with(ps) {
                     return Err(Self::unsupported(node, format!("constant of shape {:?} does not broadcast over the trailing dimensions of {xs:?}", self.params[p].shape)));
                 }
                 self.push(node, Op::AddParam { x, p }, xs)
             }
-            (None, None) => Err(Self::unsupported(node, "adds two constants")),
+            (None, None) => Err(Self::unsupported(node, "combines two constants")),
         }
+    }
+
+    /// The f32 constant feeding input `i` of `node`.
+    fn constant(&self, node: &Node, i: usize) -> Result<&[f32], QatError> {
+        node.inputs
+            .get(i)
+            .and_then(|n| self.graph.initializers.get(n))
+            .and_then(|t| t.as_f32().ok())
+            .ok_or_else(|| Self::unsupported(node, format!("input {i} is not an f32 constant")))
+    }
+
+    /// The one-element f32 constant feeding input `i` of `node`.
+    fn scalar(&self, node: &Node, i: usize) -> Result<f32, QatError> {
+        match self.constant(node, i)? {
+            [c] => Ok(*c),
+            other => Err(Self::unsupported(
+                node,
+                format!("input {i} holds {} values; a scalar is needed", other.len()),
+            )),
+        }
+    }
+
+    /// `x · mul + add` with fixed factors.
+    fn affine(&mut self, node: &Node, x: usize, mul: f32, add: f32) -> Result<(), QatError> {
+        let shape = self.values[x].shape.clone();
+        let f = Pointwise::Affine { mul, add };
+        self.push(node, Op::Pointwise { f, x }, shape)
     }
 
     fn max_pool(&mut self, node: &Node) -> Result<(), QatError> {

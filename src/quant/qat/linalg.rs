@@ -54,7 +54,8 @@ pub(crate) fn add_into(acc: &mut [f32], x: &[f32]) {
     }
 }
 
-/// Geometry of a 2-D convolution over one image, NCHW, groups 1.
+/// Geometry of a 2-D convolution over one image, NCHW, channels split into `groups` equal
+/// groups (1: a plain convolution; `c`: depthwise).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ConvGeom {
     /// Input channels.
@@ -80,12 +81,24 @@ pub(crate) struct ConvGeom {
     /// Output height and width.
     pub oh: usize,
     pub ow: usize,
+    /// Channel groups; `c` and `o` are multiples of it.
+    pub groups: usize,
 }
 
 impl ConvGeom {
-    /// Rows of the im2col matrix: `c·kh·kw`.
+    /// Rows of the im2col matrix: `c·kh·kw`, group after group.
     pub fn k(&self) -> usize {
         self.c * self.kh * self.kw
+    }
+
+    /// Im2col rows (and weight columns) per group: `(c/groups)·kh·kw`.
+    pub fn k_group(&self) -> usize {
+        self.k() / self.groups
+    }
+
+    /// Output channels per group.
+    pub fn o_group(&self) -> usize {
+        self.o / self.groups
     }
 
     /// Output positions per channel: `oh·ow`.
@@ -196,6 +209,7 @@ mod tests {
             dw: 1,
             oh: 3,
             ow: 3,
+            groups: 1,
         };
         let x = [1.0, 2.0, 3.0, 4.0];
         let mut cols = vec![9.0; 4 * 9];

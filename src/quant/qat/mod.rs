@@ -47,6 +47,7 @@
 //! ```
 
 mod compile;
+mod elementwise;
 pub mod fake_quant;
 mod linalg;
 mod loss;
@@ -67,6 +68,7 @@ use serde::{Deserialize, Serialize};
 use crate::eval::DataError;
 use crate::graph::Graph;
 
+pub use compile::training_graph;
 pub use fake_quant::WeightBits;
 pub use optim::{LrSchedule, Optimizer};
 pub use persist::METADATA_KEY;
@@ -101,6 +103,9 @@ pub enum QatError {
     /// The data could not be read or does not fit the model.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// Folding BatchNormalization or fusing ops before training failed.
+    #[error(transparent)]
+    Rewrite(#[from] crate::graph::GraphError),
     /// A model file could not be read or written.
     #[error(transparent)]
     Onnx(#[from] crate::onnx::OnnxError),

@@ -36,6 +36,7 @@ pub(crate) fn conv_forward(
     batch: usize,
 ) -> Vec<f32> {
     let (k, ohw, o) = (g.k(), g.ohw(), g.o);
+    let (kg, og) = (g.k_group(), g.o_group());
     let mut y = vec![0.0; batch * o * ohw];
     y.par_chunks_mut(o * ohw)
         .zip(x.par_chunks(g.in_len()))
@@ -43,8 +44,14 @@ pub(crate) fn conv_forward(
             || vec![0.0; k * ohw],
             |cols, (yi, xi)| {
                 g.im2col(xi, cols);
-                // y[o × ohw] = W[o × k] · cols[k × ohw], bias per row: add after.
-                matmul(o, k, ohw, w, cols, BLayout::KByN, None, yi);
+                // Per group: y[og × ohw] = W[og × kg] · cols[kg × ohw], bias per row after.
+                for ((yg, wg), cg) in yi
+                    .chunks_mut(og * ohw)
+                    .zip(w.chunks(og * kg))
+                    .zip(cols.chunks(kg * ohw))
+                {
+                    matmul(og, kg, ohw, wg, cg, BLayout::KByN, None, yg);
+                }
                 if let Some(b) = b {
                     for (row, &bv) in yi.chunks_mut(ohw).zip(b) {
                         row.iter_mut().for_each(|v| *v += bv);
@@ -65,25 +72,43 @@ pub(crate) fn conv_backward(
     want_dx: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>, Vec<f32>) {
     let (k, ohw, o) = (g.k(), g.ohw(), g.o);
-    let w_t = transpose(o, k, w);
-    // Per image: dW += dy·colsᵀ, db += row sums of dy, dcols = Wᵀ·dy scattered into dx.
+    let (kg, og) = (g.k_group(), g.o_group());
+    // Each group's weights transposed, [kg × og], group after group.
+    let w_t: Vec<f32> = w
+        .chunks(og * kg)
+        .flat_map(|wg| transpose(og, kg, wg))
+        .collect();
+    // Per image and group: dW += dy·colsᵀ, db += row sums of dy, dcols = Wᵀ·dy scattered
+    // into dx.
     let image = |n: usize, dx: Option<&mut [f32]>, acc: &mut (Vec<f32>, Vec<f32>, Vec<f32>)| {
         let (dw, db, cols) = acc;
         let dyi = &dy[n * o * ohw..(n + 1) * o * ohw];
         g.im2col(&x[n * g.in_len()..(n + 1) * g.in_len()], cols);
-        let mut dwi = vec![0.0; o * k];
-        matmul(o, ohw, k, dyi, cols, BLayout::NByK, None, &mut dwi);
-        add_into(dw, &dwi);
+        let mut dwg = vec![0.0; og * kg];
+        for ((dw, dyg), cg) in dw
+            .chunks_mut(og * kg)
+            .zip(dyi.chunks(og * ohw))
+            .zip(cols.chunks(kg * ohw))
+        {
+            matmul(og, ohw, kg, dyg, cg, BLayout::NByK, None, &mut dwg);
+            add_into(dw, &dwg);
+        }
         for (d, row) in db.iter_mut().zip(dyi.chunks(ohw)) {
             *d += row.iter().sum::<f32>();
         }
         if let Some(dx) = dx {
             let mut dcols = vec![0.0; k * ohw];
-            matmul(k, o, ohw, &w_t, dyi, BLayout::KByN, None, &mut dcols);
+            for ((dcg, wtg), dyg) in dcols
+                .chunks_mut(kg * ohw)
+                .zip(w_t.chunks(kg * og))
+                .zip(dyi.chunks(og * ohw))
+            {
+                matmul(kg, og, ohw, wtg, dyg, BLayout::KByN, None, dcg);
+            }
             g.col2im(&dcols, dx);
         }
     };
-    let init = || (vec![0.0; o * k], vec![0.0; o], vec![0.0; k * ohw]);
+    let init = || (vec![0.0; o * kg], vec![0.0; o], vec![0.0; k * ohw]);
     let merge = |mut a: (Vec<f32>, Vec<f32>, Vec<f32>), b: (Vec<f32>, Vec<f32>, Vec<f32>)| {
         add_into(&mut a.0, &b.0);
         add_into(&mut a.1, &b.1);

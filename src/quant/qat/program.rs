@@ -7,6 +7,9 @@
 //! pass, the ops see the quantized copy, and the weight STE maps their gradient back onto the
 //! latent FP32 weights.
 
+use crate::quant::qat::elementwise::{
+    global_average_pool, global_average_pool_backward, Binary, Broadcast, Pointwise,
+};
 use crate::quant::qat::fake_quant::{
     fake_quant_weights, weight_ste, ActQuant, ChannelAxis, WeightBits,
 };
@@ -64,21 +67,28 @@ pub(crate) enum Op {
         x: usize,
         p: usize,
     },
-    AddValues {
+    /// `a + b` or `a · b` of two values, broadcast as `bcast` says.
+    Binary {
+        op: Binary,
         a: usize,
         b: usize,
+        bcast: Broadcast,
     },
-    Relu {
-        x: usize,
-    },
-    Sigmoid {
+    Pointwise {
+        f: Pointwise,
         x: usize,
     },
     MaxPool {
         g: PoolGeom,
         x: usize,
     },
-    Flatten {
+    /// Mean over each channel's plane of `plane` elements.
+    GlobalAveragePool {
+        x: usize,
+        plane: usize,
+    },
+    /// Flatten or Reshape: the same elements under another shape.
+    Reshape {
         x: usize,
     },
     /// u8 fake quantization of value `x` over its tracked range.
@@ -94,12 +104,12 @@ impl Op {
             Op::Conv { x, .. }
             | Op::Dense { x, .. }
             | Op::AddParam { x, .. }
-            | Op::Relu { x }
-            | Op::Sigmoid { x }
+            | Op::Pointwise { x, .. }
             | Op::MaxPool { x, .. }
-            | Op::Flatten { x }
+            | Op::GlobalAveragePool { x, .. }
+            | Op::Reshape { x }
             | Op::ActQuant { x } => vec![x],
-            Op::AddValues { a, b } => vec![a, b],
+            Op::Binary { a, b, .. } => vec![a, b],
         }
     }
 
@@ -266,15 +276,15 @@ impl Program {
     fn step_forward(&self, si: usize, tape: &mut Tape) -> Result<Vec<f32>, QatError> {
         let batch = tape.batch;
         let v = &tape.vals;
-        Ok(match self.steps[si].op {
-            Op::Conv { g, x, w, b } => conv_forward(
+        Ok(match &self.steps[si].op {
+            &Op::Conv { g, x, w, b } => conv_forward(
                 &g,
                 &v[x],
                 self.weight(tape, w),
                 b.map(|b| self.weight(tape, b)),
                 batch,
             ),
-            Op::Dense {
+            &Op::Dense {
                 x,
                 w,
                 b,
@@ -288,23 +298,23 @@ impl Program {
                 trans_b,
                 (batch, k, n),
             ),
-            Op::AddParam { x, p } => {
+            &Op::AddParam { x, p } => {
                 let p = self.weight(tape, p);
                 v[x].iter()
                     .enumerate()
                     .map(|(i, &a)| a + p[i % p.len()])
                     .collect()
             }
-            Op::AddValues { a, b } => v[a].iter().zip(&v[b]).map(|(x, y)| x + y).collect(),
-            Op::Relu { x } => v[x].iter().map(|&a| a.max(0.0)).collect(),
-            Op::Sigmoid { x } => v[x].iter().map(|&a| sigmoid(a)).collect(),
-            Op::MaxPool { g, x } => {
+            Op::Binary { op, a, b, bcast } => bcast.forward(*op, &v[*a], &v[*b], batch),
+            &Op::Pointwise { f, x } => v[x].iter().map(|&a| f.apply(a)).collect(),
+            &Op::MaxPool { g, x } => {
                 let (y, arg) = max_pool_forward(&g, &v[x], batch);
                 tape.argmax[si] = arg;
                 y
             }
-            Op::Flatten { x } => v[x].clone(),
-            Op::ActQuant { x } => match self.act_quant(x)? {
+            &Op::GlobalAveragePool { x, plane } => global_average_pool(&v[x], plane),
+            &Op::Reshape { x } => v[x].clone(),
+            &Op::ActQuant { x } => match self.act_quant(x)? {
                 Some(q) => v[x].iter().map(|&a| q.apply(a)).collect(),
                 None => v[x].clone(),
             },
@@ -350,8 +360,8 @@ impl Program {
                     slot => *slot = Some(g),
                 }
             };
-            match step.op {
-                Op::Conv { g, x, w, b } => {
+            match &step.op {
+                &Op::Conv { g, x, w, b } => {
                     let (dx, dw, db) = conv_backward(
                         &g,
                         &v[x],
@@ -368,7 +378,7 @@ impl Program {
                         give(&mut grads, x, dx);
                     }
                 }
-                Op::Dense {
+                &Op::Dense {
                     x,
                     w,
                     b,
@@ -392,7 +402,7 @@ impl Program {
                         give(&mut grads, x, dx);
                     }
                 }
-                Op::AddParam { x, p } => {
+                &Op::AddParam { x, p } => {
                     let pg = &mut pgrads[p];
                     let len = pg.len();
                     for (i, &d) in dy.iter().enumerate() {
@@ -400,31 +410,36 @@ impl Program {
                     }
                     give(&mut grads, x, dy);
                 }
-                Op::AddValues { a, b } => {
-                    give(&mut grads, a, dy.clone());
-                    give(&mut grads, b, dy);
+                Op::Binary { op, a, b, bcast } => {
+                    let operands = [v[*a].as_slice(), v[*b].as_slice()];
+                    for (side, to) in [(0, *a), (1, *b)] {
+                        if self.needs_grad[to] {
+                            let d = bcast.backward(*op, side, operands, &dy, batch);
+                            give(&mut grads, to, d);
+                        }
+                    }
                 }
-                Op::Relu { x } => {
+                &Op::Pointwise { f, x } => {
+                    let y = &v[step.output];
                     let dx = dy
                         .iter()
                         .zip(&v[x])
-                        .map(|(&d, &a)| if a > 0.0 { d } else { 0.0 });
+                        .zip(y)
+                        .map(|((&d, &a), &b)| d * f.slope(a, b));
                     give(&mut grads, x, dx.collect());
                 }
-                Op::Sigmoid { x: xi } => {
-                    let y = &v[step.output];
-                    let dx = dy.iter().zip(y).map(|(&d, &s)| d * s * (1.0 - s));
-                    give(&mut grads, xi, dx.collect());
-                }
-                Op::MaxPool { g, x } => {
+                &Op::MaxPool { g, x } => {
                     give(
                         &mut grads,
                         x,
                         max_pool_backward(&g, &dy, &tape.argmax[si], batch),
                     );
                 }
-                Op::Flatten { x } => give(&mut grads, x, dy),
-                Op::ActQuant { x } => {
+                &Op::GlobalAveragePool { x, plane } => {
+                    give(&mut grads, x, global_average_pool_backward(&dy, plane));
+                }
+                &Op::Reshape { x } => give(&mut grads, x, dy),
+                &Op::ActQuant { x } => {
                     let dx = match self.act_quant(x)? {
                         Some(q) => dy
                             .iter()
@@ -446,8 +461,4 @@ impl Program {
         }
         Ok((pgrads, grads[self.input].take()))
     }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
 }

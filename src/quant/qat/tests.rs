@@ -274,13 +274,95 @@ fn max_pool_backward_matches_finite_differences() {
 }
 
 #[test]
+fn grouped_and_depthwise_conv_backward_matches_finite_differences() {
+    for (groups, out) in [(2, 4), (4, 4), (4, 8)] {
+        let mut b = Builder::new("x", &[4, 5, 5], 11);
+        let w = b.init("w", &[out, 4 / groups, 3, 3], 0.5);
+        let bias = b.init("b", &[out], 0.5);
+        let attrs = [
+            ("group", Attr::Int(groups as i64)),
+            ("pads", ints(&[1, 1, 1, 1])),
+            ("strides", ints(&[2, 1])),
+        ];
+        b.node("Conv", &["x", &w, &bias], "c", &attrs)
+            .node("Flatten", &["c"], "y", &[]);
+        gradcheck(&b.finish("y"), &[4, 5, 5], 2, random(2 * 100, 12));
+    }
+}
+
+#[test]
+fn mobile_block_ops_backward_matches_finite_differences() {
+    // The ops of a MobileNetV3 block: hard-swish spelled out (Add 3, Clip 0..6, Mul, Div 6),
+    // squeeze-and-excite (GlobalAveragePool, HardSigmoid, a broadcast Mul), a Reshape.
+    let scalar = |b: &mut Builder, name: &str, v: f32| {
+        b.g.initializers
+            .insert(name.into(), Tensor::from_f32(vec![], vec![v]).unwrap());
+        name.to_string()
+    };
+    let mut b = Builder::new("x", &[2, 3, 3], 13);
+    let (three, zero, six) = (
+        scalar(&mut b, "three", 3.0),
+        scalar(&mut b, "zero", 0.0),
+        scalar(&mut b, "six", 6.0),
+    );
+    let shape = "shape";
+    b.g.initializers.insert(
+        shape.into(),
+        Tensor::from_i64(vec![2], vec![0, -1]).unwrap(),
+    );
+    b.node("Add", &["x", &three], "a3", &[])
+        .node("Clip", &["a3", &zero, &six], "c", &[])
+        .node("Mul", &["x", "c"], "m", &[])
+        .node("Div", &["m", &six], "hs", &[])
+        .node("GlobalAveragePool", &["hs"], "gap", &[])
+        .node(
+            "HardSigmoid",
+            &["gap"],
+            "gate",
+            &[("alpha", Attr::Float(0.3)), ("beta", Attr::Float(0.4))],
+        )
+        .node("Mul", &["hs", "gate"], "se", &[])
+        .node("HardSwish", &["se"], "h2", &[])
+        .node("Reshape", &["h2", shape], "y", &[]);
+    // Inputs away from the kinks of clip and hard-swish (at -3 and 3).
+    let x: Vec<f32> = random(36, 14).iter().map(|v| v * 2.5).collect();
+    gradcheck(&b.finish("y"), &[2, 3, 3], 2, x);
+}
+
+#[test]
+fn a_final_softmax_is_trained_through_as_scores() {
+    let mut b = Builder::new("x", &[4], 5);
+    let w = b.init("w", &[4, 3], 0.5);
+    b.node("MatMul", &["x", &w], "z", &[])
+        .node("Softmax", &["z"], "p", &[("axis", Attr::Int(1))])
+        .node("Identity", &["p"], "y", &[]);
+    let g = b.finish("y");
+    let mut p = compile(&g, "x", &[4], "y").unwrap();
+    let x = random(8, 15);
+    let tape = p.forward(x.clone(), 2, false).unwrap();
+    let mut z = vec![0.0; 6];
+    crate::quant::qat::linalg::matmul(
+        2,
+        4,
+        3,
+        &x,
+        &p.params[0].data,
+        crate::quant::qat::linalg::BLayout::KByN,
+        None,
+        &mut z,
+    );
+    assert_eq!(tape.output(&p), &z[..], "the scores, not the probabilities");
+    gradcheck(&g, &[4], 2, x);
+}
+
+#[test]
 fn unsupported_nodes_are_named() {
     let mut b = Builder::new("x", &[2, 4, 4], 5);
     let w = b.init("w", &[4, 1, 3, 3], 0.5);
-    b.node("Conv", &["x", &w], "c", &[("group", Attr::Int(2))])
+    b.node("Conv", &["x", &w], "c", &[("group", Attr::Int(3))])
         .node("Flatten", &["c"], "y", &[]);
     let err = compile(&b.finish("y"), "x", &[2, 4, 4], "y").unwrap_err();
-    assert!(err.to_string().contains("node `Conv_0` (Conv)"), "{err}");
+    assert!(err.to_string().contains("3 groups"), "{err}");
     // Padding that would overflow, or ask for a huge output, is refused before allocating.
     for pads in [[i64::MAX / 2; 4], [1 << 20; 4]] {
         let mut b = Builder::new("x", &[1, 4, 4], 5);
@@ -290,13 +372,26 @@ fn unsupported_nodes_are_named() {
         let err = compile(&b.finish("y"), "x", &[1, 4, 4], "y").unwrap_err();
         assert!(err.to_string().contains("Conv_0"), "{err}");
     }
+    // A Softmax whose result feeds more layers is not the scores' last step.
     let mut b = Builder::new("x", &[4], 5);
-    b.node("Softmax", &["x"], "y", &[]);
+    b.node("Softmax", &["x"], "s", &[])
+        .node("Relu", &["s"], "y", &[]);
+    let err = compile(&b.finish("y"), "x", &[4], "y").unwrap_err();
+    assert!(err.to_string().contains("node `Softmax_0`"), "{err}");
+    let mut b = Builder::new("x", &[4], 5);
+    b.node("Tanh", &["x"], "y", &[]);
     let err = compile(&b.finish("y"), "x", &[4], "y").unwrap_err();
     assert!(
-        err.to_string().contains("`Softmax` has no training op"),
+        err.to_string().contains("`Tanh` has no training op"),
         "{err}"
     );
+    // A Reshape that fixes the batch size cannot train on batches.
+    let mut b = Builder::new("x", &[4], 5);
+    b.g.initializers
+        .insert("s".into(), Tensor::from_i64(vec![2], vec![1, 4]).unwrap());
+    b.node("Reshape", &["x", "s"], "y", &[]);
+    let err = compile(&b.finish("y"), "x", &[4], "y").unwrap_err();
+    assert!(err.to_string().contains("batch dimension"), "{err}");
 }
 
 #[test]

@@ -7,7 +7,7 @@ use std::time::Instant;
 use crate::eval::Dataset;
 use crate::graph::Graph;
 use crate::measure::rng::SplitMix64;
-use crate::quant::qat::compile::compile;
+use crate::quant::qat::compile::{compile, training_graph};
 use crate::quant::qat::fake_quant::{weight_scales, WeightBits};
 use crate::quant::qat::loss::{cross_entropy, distillation};
 use crate::quant::qat::optim::OptState;
@@ -26,6 +26,7 @@ pub fn train(
     mut on_event: impl FnMut(QatEvent),
 ) -> Result<QatResult, QatError> {
     validate(config)?;
+    let graph = &training_graph(graph, data)?;
     let output = output_name(graph, config.output.as_deref())?;
     let mut student = program_for(graph, data, &output)?;
     student.ema_decay = config.ema_decay;
@@ -164,6 +165,7 @@ pub fn calibrate(
             message: "must be at least 1",
         });
     }
+    let graph = &training_graph(graph, data)?;
     let output = output_name(graph, None)?;
     let mut program = program_for(graph, data, &output)?;
     for b in data.batches(batch_size).take(max_batches) {
@@ -194,6 +196,7 @@ pub fn fp32_accuracy(
     data: &Dataset,
     batch_size: usize,
 ) -> Result<Accuracy, QatError> {
+    let graph = &training_graph(graph, data)?;
     let output = output_name(graph, None)?;
     let mut program = program_for(graph, data, &output)?;
     accuracy(&mut program, data, batch_size)
