@@ -55,7 +55,7 @@ pub const NR: usize = 8;
 pub const KQ: usize = 4;
 /// Largest inner dimension accepted: `K_MAX · 255 · 255 < 2^31`, so no i32 sum can overflow.
 pub const K_MAX: usize = 32_768;
-/// Rows per register tile in the GEMM path.
+/// Rows per register tile in the GEMM path (the AVX-512 VNNI tiles take `vnni::ZR`).
 const MR: usize = 6;
 
 /// Errors from the INT8 kernels: a shape or parameter that does not fit.
@@ -292,7 +292,11 @@ impl Prepared {
         };
         // `vpdpbusd` tiles read their row block interleaved by K group (see `vnni::tile_z`);
         // `sdot` reads rows as they are.
-        let group_rows = if kernel.unsigned_bytes() { tile_rows } else { 1 };
+        let group_rows = if kernel.unsigned_bytes() {
+            tile_rows
+        } else {
+            1
+        };
         for i in 0..m {
             let (row, at) = (i * lda, i * kp);
             // The element type is matched once per row, so each loop runs over plain bytes and

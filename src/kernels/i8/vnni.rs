@@ -159,12 +159,7 @@ unsafe fn tile_u<const R: usize, const U: usize>(
 /// # Safety
 /// As [`tile`], with `q < kp / KQ`, `ap` the start of `a` and `bp` of `panel`.
 #[inline(always)]
-unsafe fn step<const R: usize>(
-    acc: &mut [__m256i; R],
-    ap: *const i8,
-    bp: *const i8,
-    q: usize,
-) {
+unsafe fn step<const R: usize>(acc: &mut [__m256i; R], ap: *const i8, bp: *const i8, q: usize) {
     // SAFETY: q < kp/4, so the 32 bytes at q·GS lie inside `panel` (panel_len(kp) bytes) and the 4 bytes
     // at (q·R + r)·4 inside `a`; unaligned loads throughout.
     unsafe {
