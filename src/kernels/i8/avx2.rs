@@ -2,6 +2,7 @@
 // Register tiles are indexed by (row, column) on purpose: the loops unroll over constants.
 #![allow(clippy::needless_range_loop)]
 
+use super::pack::{panel_len, GS};
 use super::{KQ, NR};
 use std::arch::x86_64::*;
 
@@ -10,19 +11,20 @@ use std::arch::x86_64::*;
 /// (`a0b0+a1b1`, `a2b2+a3b3`) that are added horizontally at the end. Exact: no step saturates.
 ///
 /// # Safety
-/// The CPU must support AVX2; `a` must hold `R · kp` values and `panel` `kp · NR` bytes, with
+/// The CPU must support AVX2; `a` must hold `R · kp` values and `panel` one packed panel
+/// (`panel_len(kp)` bytes, group `q` at `q · GS`), with
 /// `kp` a multiple of [`KQ`].
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn tile<const R: usize>(a: &[i16], kp: usize, panel: &[i8]) -> [[i32; NR]; R] {
-    debug_assert!(a.len() >= R * kp && panel.len() >= kp * NR && kp.is_multiple_of(KQ));
+    debug_assert!(a.len() >= R * kp && panel.len() >= panel_len(kp) && kp.is_multiple_of(KQ));
     let mut lo = [_mm256_setzero_si256(); R];
     let mut hi = [_mm256_setzero_si256(); R];
     let (ap, bp) = (a.as_ptr(), panel.as_ptr());
     for q in 0..kp / KQ {
-        // SAFETY: q < kp/4, so the 32 bytes at q·32 lie inside `panel` (kp·NR bytes), and the 4
+        // SAFETY: q < kp/4, so the 32 bytes at q·GS lie inside `panel` (panel_len(kp) bytes), and the 4
         // i16 at r·kp + 4q lie inside row r of `a`; unaligned loads are used throughout.
         unsafe {
-            let b = bp.add(q * KQ * NR);
+            let b = bp.add(q * GS);
             let b0 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b as *const __m128i));
             let b1 = _mm256_cvtepi8_epi16(_mm_loadu_si128(b.add(16) as *const __m128i));
             for r in 0..R {

@@ -55,7 +55,7 @@ pub const NR: usize = 8;
 pub const KQ: usize = 4;
 /// Largest inner dimension accepted: `K_MAX · 255 · 255 < 2^31`, so no i32 sum can overflow.
 pub const K_MAX: usize = 32_768;
-/// Rows per register tile in the GEMM path.
+/// Rows per register tile in the GEMM path (the AVX-512 VNNI tiles take `vnni::ZR`).
 const MR: usize = 6;
 
 /// Errors from the INT8 kernels: a shape or parameter that does not fit.
@@ -290,6 +290,13 @@ impl Prepared {
             },
             kp,
         };
+        // `vpdpbusd` tiles read their row block interleaved by K group (see `vnni::tile_z`);
+        // `sdot` reads rows as they are.
+        let group_rows = if kernel.unsigned_bytes() {
+            tile_rows
+        } else {
+            1
+        };
         for i in 0..m {
             let (row, at) = (i * lda, i * kp);
             // The element type is matched once per row, so each loop runs over plain bytes and
@@ -300,9 +307,11 @@ impl Prepared {
                     let src = &data[row..row + k];
                     if narrow {
                         // Shifted to s8 is `x ^ 0x80`; `flip` undoes it for `vpdpbusd`.
-                        let bits = 0x80 ^ flip as u8;
-                        for (d, &x) in p.narrow[at..at + k].iter_mut().zip(src) {
-                            *d = (x ^ bits) as i8;
+                        if group_rows == 1 {
+                            let bits = 0x80 ^ flip as u8;
+                            for (d, &x) in p.narrow[at..at + k].iter_mut().zip(src) {
+                                *d = (x ^ bits) as i8;
+                            }
                         }
                     } else {
                         let z = i16::from(zero_point);
@@ -315,8 +324,10 @@ impl Prepared {
                 Activations::S8 { data, zero_point } => {
                     let src = &data[row..row + k];
                     if narrow {
-                        for (d, &x) in p.narrow[at..at + k].iter_mut().zip(src) {
-                            *d = x ^ flip;
+                        if group_rows == 1 {
+                            for (d, &x) in p.narrow[at..at + k].iter_mut().zip(src) {
+                                *d = x ^ flip;
+                            }
                         }
                     } else {
                         let z = i16::from(zero_point);
@@ -328,7 +339,60 @@ impl Prepared {
                 }
             };
         }
+        if narrow && group_rows > 1 {
+            let (bytes, xor): (&[u8], u8) = match a {
+                Activations::U8 { data, .. } => (data, 0x80 ^ flip as u8),
+                Activations::S8 { data, .. } => (bytemuck::cast_slice(data), flip as u8),
+            };
+            interleave(&mut p.narrow, bytes, lda, m, k, kp, group_rows, xor);
+        }
         p
+    }
+}
+
+/// Copies the `m × k` activation bytes `src` (row stride `lda`), XOR `xor`, into `dst` in blocks
+/// of `group_rows` rows (`kp` values each) interleaved by K group: group `q` of row `r` of a
+/// block is the [`KQ`] bytes at `block start + (q · group_rows + r) · KQ`. Positions past `k` and
+/// rows past `m` are left as they are (zero).
+#[allow(clippy::too_many_arguments)]
+fn interleave(
+    dst: &mut [i8],
+    src: &[u8],
+    lda: usize,
+    m: usize,
+    k: usize,
+    kp: usize,
+    group_rows: usize,
+    xor: u8,
+) {
+    let dst: &mut [u8] = bytemuck::cast_slice_mut(dst);
+    for (blk, d) in dst.chunks_exact_mut(group_rows * kp).enumerate() {
+        let row0 = blk * group_rows;
+        if row0 >= m {
+            break;
+        }
+        let rows = group_rows.min(m - row0);
+        let row = |r: usize| &src[(row0 + r) * lda..(row0 + r) * lda + k];
+        // Four rows at a time, 16 K values (four groups) at a time, as 4×4 transposes of words.
+        #[cfg(target_arch = "x86_64")]
+        let done = {
+            let quads = rows / 4 * 4;
+            for r in (0..quads).step_by(4) {
+                let four = [row(r), row(r + 1), row(r + 2), row(r + 3)];
+                vnni::interleave4(d, group_rows, r, four, xor);
+            }
+            (quads, k / 16 * 16)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let done = (0, 0);
+        // The rest one byte at a time: K values past `done.1` of the rows done above, and every
+        // value of the rows after them.
+        for r in 0..rows {
+            let from = if r < done.0 { done.1 } else { 0 };
+            for (kk, &x) in row(r).iter().enumerate().skip(from) {
+                d[((kk / KQ) * group_rows + r) * KQ + kk % KQ] = x ^ xor;
+            }
+        }
     }
 }
 
@@ -500,11 +564,31 @@ fn run<T: Send, F: Finish<T> + Send>(
         });
         return;
     }
-    let p = Prepared::new(kernel, m, a, lda, b.k(), b.kp(), MR);
-    par::for_each_chunk(&mut c[..(m - 1) * ldc + b.n()], MR * ldc, |bi, chunk| {
-        let row0 = bi * MR;
-        let rows = MR.min(m - row0);
-        row_block::<T, F, MR>(kernel, &p, b, row0, rows, 0..b.panels(), chunk, ldc, fin);
+    #[cfg(target_arch = "x86_64")]
+    if kernel == Kernel::Vnni {
+        return run_rows::<T, F, { vnni::ZR }>(kernel, m, a, lda, b, c, ldc, fin);
+    }
+    run_rows::<T, F, MR>(kernel, m, a, lda, b, c, ldc, fin);
+}
+
+/// The GEMM path (`m > 1`): blocks of `R` rows split over the workers, each block times every
+/// panel.
+#[allow(clippy::too_many_arguments)]
+fn run_rows<T: Send, F: Finish<T> + Send, const R: usize>(
+    kernel: Kernel,
+    m: usize,
+    a: Activations<'_>,
+    lda: usize,
+    b: &PackedI8,
+    c: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    let p = Prepared::new(kernel, m, a, lda, b.k(), b.kp(), R);
+    par::for_each_chunk(&mut c[..(m - 1) * ldc + b.n()], R * ldc, |bi, chunk| {
+        let row0 = bi * R;
+        let rows = R.min(m - row0);
+        row_block::<T, F, R>(kernel, &p, b, row0, rows, 0..b.panels(), chunk, ldc, fin);
     });
 }
 
@@ -594,32 +678,32 @@ fn row_block_body<T, F: Finish<T>, const R: usize>(
     let first = panels.start;
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut pi = panels.start;
-    // VNNI GEMM tiles take two panels at once: 2·R independent `vpdpbusd` chains per K group,
-    // two weight loads for R activation broadcasts, so loads no longer bound the multiply rate.
+    // VNNI GEMM tiles run 512-bit `vpdpbusd` over whole blocks of two panels: 32 columns (two
+    // blocks) at a time, then 16, so `R × 2` or `R` independent chains per K group share each
+    // weight load; panels past N inside the last block are computed but not stored.
     #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Vnni && R > 1 {
+    if kernel == Kernel::Vnni && R > 1 && pi.is_multiple_of(pack::PAIR) {
         let kp = p.kp;
         let a = &p.narrow[row0 * kp..(row0 + R) * kp];
-        while pi + 2 <= panels.end {
+        let mut acc = [[[0i32; NR]; R]; 4];
+        while pi < panels.end {
+            let blk = pi / pack::PAIR;
+            let two = pi + pack::PAIR < panels.end;
             // SAFETY: `Kernel::Vnni` runs only inside `row_block_vnni`, which enables AVX-512
-            // F/BW/VL/VNNI after detection; `a` holds R rows of `kp` bytes and each panel
-            // `kp · NR` bytes, as `vnni::tile2` requires.
-            let (acc0, acc1) = unsafe { vnni::tile2::<R>(a, kp, b.panel(pi), b.panel(pi + 1)) };
-            store_panel::<T, F, R>(kernel, &acc0, p, b, row0, rows, pi, first, out, ldc, fin);
-            store_panel::<T, F, R>(
-                kernel,
-                &acc1,
-                p,
-                b,
-                row0,
-                rows,
-                pi + 1,
-                first,
-                out,
-                ldc,
-                fin,
-            );
-            pi += 2;
+            // F/BW/VL/VNNI after detection; `a` is this row block (R rows of `kp` bytes,
+            // interleaved by `Prepared`) and every block `kp · 16` bytes, as `tile_z` requires.
+            unsafe {
+                if two {
+                    vnni::tile_z::<R, 2>(a, kp, [b.block(blk), b.block(blk + 1)], &mut acc);
+                } else {
+                    vnni::tile_z::<R, 1>(a, kp, [b.block(blk)], &mut acc);
+                }
+            }
+            let width = if two { 2 * pack::PAIR } else { pack::PAIR };
+            for (h, acc) in acc.iter().enumerate().take(width.min(panels.end - pi)) {
+                store_panel::<T, F, R>(kernel, acc, p, b, row0, rows, pi + h, first, out, ldc, fin);
+            }
+            pi += width;
         }
     }
     for pi in pi..panels.end {

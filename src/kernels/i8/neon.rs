@@ -3,6 +3,7 @@
 // Register tiles are indexed by (row, column) on purpose: the loops unroll over constants.
 #![allow(clippy::needless_range_loop)]
 
+use super::pack::{panel_len, GS};
 use super::{KQ, NR};
 use crate::kernels::arm::sdot;
 use std::arch::aarch64::*;
@@ -11,18 +12,19 @@ use std::arch::aarch64::*;
 /// duplicated into every lane and dotted with 4 columns' 4 weights at once.
 ///
 /// # Safety
-/// The CPU must support NEON and dotprod; `a` must hold `R · kp` values and `panel` `kp · NR`.
+/// The CPU must support NEON and dotprod; `a` must hold `R · kp` values and `panel` one
+/// packed panel (`panel_len(kp)` bytes, group `q` at `q · GS`).
 #[target_feature(enable = "neon,dotprod")]
 pub(super) unsafe fn tile_dot<const R: usize>(a: &[i8], kp: usize, panel: &[i8]) -> [[i32; NR]; R] {
-    debug_assert!(a.len() >= R * kp && panel.len() >= kp * NR && kp.is_multiple_of(KQ));
+    debug_assert!(a.len() >= R * kp && panel.len() >= panel_len(kp) && kp.is_multiple_of(KQ));
     let mut lo = [vdupq_n_s32(0); R];
     let mut hi = [vdupq_n_s32(0); R];
     let (ap, bp) = (a.as_ptr(), panel.as_ptr());
     for q in 0..kp / KQ {
-        // SAFETY: the 32 bytes at q·32 lie inside `panel`; the 4 bytes at r·kp + 4q inside `a`.
+        // SAFETY: the 32 bytes at q·GS lie inside `panel`; the 4 bytes at r·kp + 4q inside `a`.
         unsafe {
-            let b0 = vld1q_s8(bp.add(q * KQ * NR));
-            let b1 = vld1q_s8(bp.add(q * KQ * NR + 16));
+            let b0 = vld1q_s8(bp.add(q * GS));
+            let b1 = vld1q_s8(bp.add(q * GS + 16));
             for r in 0..R {
                 let aq = (ap.add(r * kp + q * KQ) as *const i32).read_unaligned();
                 let av = vreinterpretq_s8_s32(vdupq_n_s32(aq));
@@ -46,24 +48,25 @@ pub(super) unsafe fn tile_dot<const R: usize>(a: &[i8], kp: usize, panel: &[i8])
 /// K position in the group) that are added pairwise at the end.
 ///
 /// # Safety
-/// The CPU must support NEON; `a` must hold `R · kp` values and `panel` `kp · NR` bytes.
+/// The CPU must support NEON; `a` must hold `R · kp` values and `panel` one packed panel
+/// (`panel_len(kp)` bytes, group `q` at `q · GS`).
 #[target_feature(enable = "neon")]
 pub(super) unsafe fn tile_widen<const R: usize>(
     a: &[i16],
     kp: usize,
     panel: &[i8],
 ) -> [[i32; NR]; R] {
-    debug_assert!(a.len() >= R * kp && panel.len() >= kp * NR && kp.is_multiple_of(KQ));
+    debug_assert!(a.len() >= R * kp && panel.len() >= panel_len(kp) && kp.is_multiple_of(KQ));
     let (ap, bp) = (a.as_ptr(), panel.as_ptr());
     let mut out = [[0i32; NR]; R];
     // One row at a time keeps the 8 accumulators in registers; the panel stays in L1.
     for (r, out_row) in out.iter_mut().enumerate() {
         let mut acc = [vdupq_n_s32(0); NR];
         for q in 0..kp / KQ {
-            // SAFETY: the 32 bytes at q·32 lie inside `panel`; the 4 i16 at r·kp + 4q inside `a`.
+            // SAFETY: the 32 bytes at q·GS lie inside `panel`; the 4 i16 at r·kp + 4q inside `a`.
             unsafe {
-                let b0 = vld1q_s8(bp.add(q * KQ * NR));
-                let b1 = vld1q_s8(bp.add(q * KQ * NR + 16));
+                let b0 = vld1q_s8(bp.add(q * GS));
+                let b1 = vld1q_s8(bp.add(q * GS + 16));
                 // Each i16x8 holds two columns' 4 weights.
                 let w = [
                     vmovl_s8(vget_low_s8(b0)),

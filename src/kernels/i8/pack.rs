@@ -2,10 +2,23 @@
 //!
 //! Layout: panel `p` covers columns `p·NR .. p·NR+NR`; inside it, for each group `q` of four K
 //! values, the 8 columns follow each other with their 4 values adjacent
-//! (`[c0k0 c0k1 c0k2 c0k3 c1k0 … c7k3]`, 32 bytes). Padding (K up to a multiple of 4, N up to a
-//! multiple of 8) holds 0, so it adds nothing to any sum.
+//! (`[c0k0 c0k1 c0k2 c0k3 c1k0 … c7k3]`, 32 bytes). Panels come in blocks of [`PAIR`]: the groups
+//! of a block's panels alternate (`[panel 2b, group q][panel 2b+1, group q]`, [`GS`] bytes per
+//! group), so the 16 columns of a block are one 512-bit `vpdpbusd` operand while an 8-column
+//! kernel reads its panel with a stride of [`GS`]. Padding (K up to a multiple of 4, N up to a
+//! multiple of 16) holds 0, so it adds nothing to any sum.
 
 use super::{I8Error, KQ, K_MAX, NR};
+
+/// Panels per block (a block is 16 columns: one 64-byte row per K group).
+pub(super) const PAIR: usize = 2;
+/// Bytes from one K group of a panel to the next: one group of every panel of its block.
+pub(super) const GS: usize = KQ * NR * PAIR;
+
+/// Bytes a panel slice must hold for `kp` padded K values: up to the end of its last group.
+pub(super) fn panel_len(kp: usize) -> usize {
+    (kp / KQ).saturating_sub(1) * GS + KQ * NR
+}
 
 /// The weights' zero point: none (symmetric), one per tensor, or one per output column.
 #[derive(Debug, Clone, Copy)]
@@ -92,14 +105,15 @@ impl PackedI8 {
     ) -> PackedI8 {
         let kp = k.div_ceil(KQ) * KQ;
         let panels = n.div_ceil(NR);
-        let mut data = vec![0i8; panels * kp * NR];
+        let blocks = panels.div_ceil(PAIR);
+        let mut data = vec![0i8; blocks * kp * NR * PAIR];
         let mut col_sums = vec![0i32; panels * NR];
         for (j, sum) in col_sums.iter_mut().enumerate().take(n) {
-            let (p, c) = (j / NR, j % NR);
-            let base = p * kp * NR;
+            let (blk, c) = (j / (NR * PAIR), j % (NR * PAIR));
+            let base = blk * kp * NR * PAIR + c * KQ;
             for kk in 0..k {
                 let v = get(kk, j);
-                data[base + (kk / KQ) * KQ * NR + c * KQ + kk % KQ] = v;
+                data[base + (kk / KQ) * GS + kk % KQ] = v;
                 *sum += v as i32;
             }
         }
@@ -141,10 +155,20 @@ impl PackedI8 {
         self.n.div_ceil(NR)
     }
 
-    /// The packed bytes of panel `p` (`kp · NR` values).
+    /// The packed bytes of panel `p`: group `q` is the [`KQ`]` · `[`NR`] bytes at `q · GS`.
     #[inline(always)]
     pub(super) fn panel(&self, p: usize) -> &[i8] {
-        &self.data[p * self.kp * NR..(p + 1) * self.kp * NR]
+        let block = self.block(p / PAIR);
+        // An empty block (K = 0) has no groups to offset into.
+        &block[((p % PAIR) * KQ * NR).min(block.len())..]
+    }
+
+    /// The packed bytes of block `b` (panels `PAIR·b ..`): group `q` is the [`GS`] bytes at
+    /// `q · GS`.
+    #[inline(always)]
+    pub(super) fn block(&self, b: usize) -> &[i8] {
+        let len = self.kp * NR * PAIR;
+        &self.data[b * len..(b + 1) * len]
     }
 
     /// `Σ_k b[k][j]` for the [`NR`] columns of panel `p`.

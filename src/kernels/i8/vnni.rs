@@ -1,4 +1,5 @@
-//! AVX-512 VNNI INT8 tile kernel: u8 activations × s8 weights with `vpdpbusd` on 256-bit vectors.
+//! AVX-512 VNNI INT8 tile kernels: u8 activations × s8 weights with `vpdpbusd`, on 512-bit
+//! vectors for GEMM tiles ([`tile_z`]) and 256-bit vectors for single panels ([`tile`], GEMV).
 //!
 //! `vpdpbusd` multiplies four u8 × s8 pairs per i32 lane and adds them and the accumulator with
 //! wrapping i32 arithmetic: no intermediate step saturates (that is `vpdpbusds`), so the result is
@@ -8,14 +9,16 @@
 // Register tiles are indexed by (row, column) on purpose: the loops unroll over constants.
 #![allow(clippy::needless_range_loop)]
 
+use super::pack::{panel_len, GS};
 use super::{KQ, NR};
 use std::arch::x86_64::*;
 
 /// `R × NR` tile of `Σ_k a[r][k] · b[k][c]` with `a` the activation bytes read as u8.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI; `a` must hold `R · kp` bytes and `panel` `kp · NR`
-/// bytes, with `kp` a multiple of [`KQ`].
+/// The CPU must support AVX-512 F/BW/VL/VNNI; `a` must hold `R · kp` bytes (interleaved by K group as
+/// for [`tile_z`]) and `panel`
+/// one packed panel (`panel_len(kp)` bytes, group `q` at `q · GS`), with `kp` a multiple of [`KQ`].
 #[inline(always)]
 pub(super) unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8]) -> [[i32; NR]; R] {
     // One row has a single accumulator chain: split it over four K groups to hide the latency.
@@ -28,41 +31,87 @@ pub(super) unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8]) -> 
     }
 }
 
-/// Two `R × NR` tiles, of panels `p0` and `p1`, in one pass over the activations.
+/// Rows of one GEMM register tile of [`tile_z`]: 12 rows × 2 blocks are 24 `zmm` accumulators,
+/// leaving registers for the two weight vectors and the broadcast.
+pub(super) const ZR: usize = 12;
+
+/// An `R × 16·P` tile with 512-bit `vpdpbusd`: `R` rows of activations times `P` packed blocks
+/// (16 columns each), written to `out[2·p + h][r]` (the 8 columns of panel `2·p + h` of the
+/// blocks, in order). Per K group: one 64-byte load per block, one 4-byte broadcast per row,
+/// `R · P` independent accumulator chains.
+///
+/// `a` is the row block's activation bytes interleaved by K group (`a[(q·R + r)·4 ..]` is group
+/// `q` of row `r`, see `Prepared`), so every broadcast is at a constant offset from one pointer.
 ///
 /// # Safety
-/// As [`tile`], for both panels.
+/// The CPU must support AVX-512 F/VNNI; `a` must hold `R · kp` bytes, every block of `blocks`
+/// `kp · 16` bytes (group `q` at `q · GS`), `kp` a multiple of [`KQ`], and `P ≤ 2`.
 #[inline(always)]
-pub(super) unsafe fn tile2<const R: usize>(
+pub(super) unsafe fn tile_z<const R: usize, const P: usize>(
     a: &[i8],
     kp: usize,
-    p0: &[i8],
-    p1: &[i8],
-) -> ([[i32; NR]; R], [[i32; NR]; R]) {
-    debug_assert!(a.len() >= R * kp && p0.len() >= kp * NR && p1.len() >= kp * NR);
-    debug_assert!(kp.is_multiple_of(KQ));
-    // SAFETY: the caller guarantees AVX-512 VNNI/VL and the lengths; for q < kp/4 the 32 bytes
-    // at q·32 lie inside each panel and the 4 bytes at r·kp + 4q inside row r of `a`.
+    blocks: [&[i8]; P],
+    out: &mut [[[i32; NR]; R]; 4],
+) {
+    debug_assert!(a.len() >= R * kp && kp.is_multiple_of(KQ) && P <= 2);
+    debug_assert!(blocks.iter().all(|b| b.len() >= kp / KQ * GS));
+    // SAFETY: the caller guarantees AVX-512 F/VNNI and the lengths: for q < kp/4 the 64 bytes at
+    // q·GS lie inside each block and the 4 bytes at (q·R + r)·4 inside `a`; unaligned accesses.
     unsafe {
-        let mut acc0 = [_mm256_setzero_si256(); R];
-        let mut acc1 = [_mm256_setzero_si256(); R];
-        let (ap, b0p, b1p) = (a.as_ptr(), p0.as_ptr(), p1.as_ptr());
+        let mut acc = [[_mm512_setzero_si512(); P]; R];
+        let ap = a.as_ptr();
+        let bp = blocks.map(|b| b.as_ptr());
         for q in 0..kp / KQ {
-            let b0 = _mm256_loadu_si256(b0p.add(q * KQ * NR) as *const __m256i);
-            let b1 = _mm256_loadu_si256(b1p.add(q * KQ * NR) as *const __m256i);
+            let b = bp.map(|p| _mm512_loadu_si512(p.add(q * GS) as *const _));
+            let aq = ap.add(q * R * KQ);
             for r in 0..R {
-                let aq = (ap.add(r * kp + q * KQ) as *const i32).read_unaligned();
-                let av = _mm256_set1_epi32(aq);
-                acc0[r] = _mm256_dpbusd_epi32(acc0[r], av, b0);
-                acc1[r] = _mm256_dpbusd_epi32(acc1[r], av, b1);
+                let av = _mm512_set1_epi32((aq.add(r * KQ) as *const i32).read_unaligned());
+                for p in 0..P {
+                    acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], av, b[p]);
+                }
             }
         }
-        let (mut out0, mut out1) = ([[0i32; NR]; R], [[0i32; NR]; R]);
         for r in 0..R {
-            _mm256_storeu_si256(out0[r].as_mut_ptr() as *mut __m256i, acc0[r]);
-            _mm256_storeu_si256(out1[r].as_mut_ptr() as *mut __m256i, acc1[r]);
+            for p in 0..P {
+                let lo = _mm512_castsi512_si256(acc[r][p]);
+                let hi = _mm512_extracti64x4_epi64::<1>(acc[r][p]);
+                _mm256_storeu_si256(out[2 * p][r].as_mut_ptr() as *mut __m256i, lo);
+                _mm256_storeu_si256(out[2 * p + 1][r].as_mut_ptr() as *mut __m256i, hi);
+            }
         }
-        (out0, out1)
+    }
+}
+
+/// Copies K values `0 .. 16·⌊k/16⌋` of four activation rows (`rows`, XOR `xor`) into rows
+/// `r .. r + 4` of an interleaved row block `dst` (`group_rows` rows, see [`tile_z`]): each 16
+/// bytes of the four rows are a 4×4 transpose of 4-byte words, stored as four 16-byte pieces.
+pub(super) fn interleave4(dst: &mut [u8], group_rows: usize, r: usize, rows: [&[u8]; 4], xor: u8) {
+    // SAFETY: SSE2 is part of the x86_64 baseline; every load reads the 16 bytes of a checked
+    // slice `s` and every store writes those of a checked slice `d` (unaligned accesses).
+    unsafe {
+        let x = _mm_set1_epi8(xor as i8);
+        let chunks = rows[0].len() / 16;
+        for c in 0..chunks {
+            let v = rows.map(|row| {
+                let s = &row[c * 16..c * 16 + 16];
+                _mm_xor_si128(_mm_loadu_si128(s.as_ptr() as *const __m128i), x)
+            });
+            let t0 = _mm_unpacklo_epi32(v[0], v[1]);
+            let t1 = _mm_unpacklo_epi32(v[2], v[3]);
+            let t2 = _mm_unpackhi_epi32(v[0], v[1]);
+            let t3 = _mm_unpackhi_epi32(v[2], v[3]);
+            let groups = [
+                _mm_unpacklo_epi64(t0, t1),
+                _mm_unpackhi_epi64(t0, t1),
+                _mm_unpacklo_epi64(t2, t3),
+                _mm_unpackhi_epi64(t2, t3),
+            ];
+            for (j, g) in groups.into_iter().enumerate() {
+                let at = ((4 * c + j) * group_rows + r) * KQ;
+                let d = &mut dst[at..at + 16];
+                _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, g);
+            }
+        }
     }
 }
 
@@ -76,7 +125,7 @@ unsafe fn tile_u<const R: usize, const U: usize>(
     kp: usize,
     panel: &[i8],
 ) -> [[i32; NR]; R] {
-    debug_assert!(a.len() >= R * kp && panel.len() >= kp * NR && kp.is_multiple_of(KQ));
+    debug_assert!(a.len() >= R * kp && panel.len() >= panel_len(kp) && kp.is_multiple_of(KQ));
     // SAFETY: the caller guarantees AVX-512 VNNI/VL; every load is checked below.
     unsafe {
         let mut acc = [[_mm256_setzero_si256(); R]; U];
@@ -86,12 +135,12 @@ unsafe fn tile_u<const R: usize, const U: usize>(
         let mut q = 0;
         while q < whole {
             for u in 0..U {
-                step::<R>(&mut acc[u], ap, bp, kp, q + u);
+                step::<R>(&mut acc[u], ap, bp, q + u);
             }
             q += U;
         }
         for q in whole..groups {
-            step::<R>(&mut acc[0], ap, bp, kp, q);
+            step::<R>(&mut acc[0], ap, bp, q);
         }
         let mut out = [[0i32; NR]; R];
         for r in 0..R {
@@ -110,19 +159,13 @@ unsafe fn tile_u<const R: usize, const U: usize>(
 /// # Safety
 /// As [`tile`], with `q < kp / KQ`, `ap` the start of `a` and `bp` of `panel`.
 #[inline(always)]
-unsafe fn step<const R: usize>(
-    acc: &mut [__m256i; R],
-    ap: *const i8,
-    bp: *const i8,
-    kp: usize,
-    q: usize,
-) {
-    // SAFETY: q < kp/4, so the 32 bytes at q·32 lie inside `panel` (kp·NR bytes) and the 4 bytes
-    // at r·kp + 4q inside row r of `a`; unaligned loads throughout.
+unsafe fn step<const R: usize>(acc: &mut [__m256i; R], ap: *const i8, bp: *const i8, q: usize) {
+    // SAFETY: q < kp/4, so the 32 bytes at q·GS lie inside `panel` (panel_len(kp) bytes) and the 4 bytes
+    // at (q·R + r)·4 inside `a`; unaligned loads throughout.
     unsafe {
-        let b = _mm256_loadu_si256(bp.add(q * KQ * NR) as *const __m256i);
+        let b = _mm256_loadu_si256(bp.add(q * GS) as *const __m256i);
         for r in 0..R {
-            let aq = (ap.add(r * kp + q * KQ) as *const i32).read_unaligned();
+            let aq = (ap.add((q * R + r) * KQ) as *const i32).read_unaligned();
             acc[r] = _mm256_dpbusd_epi32(acc[r], _mm256_set1_epi32(aq), b);
         }
     }
