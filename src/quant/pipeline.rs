@@ -907,7 +907,8 @@ pub fn build(
     let method = config.check()?;
     let graph = crate::onnx::load(&config.model)?;
     // Post-training quantization works on the folded graph (BatchNorm and bias adds in the
-    // Convs, see `quant::prepare`); QAT trains on the model's own graph.
+    // Convs, see `quant::prepare`); QAT folds the same and more for training
+    // (`qat::training_graph`), which needs the data's input shape.
     let graph = match method {
         Method::Qat => graph,
         _ => crate::quant::prepare::prepare(&graph)?,
@@ -960,8 +961,8 @@ pub fn build(
         crate::quant::quantize_for(&exported_from, &scheme, &ranges, &[input.at_batch(1)])?;
     crate::onnx::save(&quantized, &config.out)?;
     let layer_samples = LAYER_SAMPLES.min(data.len());
-    // QAT trains (and exports) the graph with BatchNorm folded and ops fused: its layers are
-    // compared with the FP32 model rewritten the same way.
+    // QAT trains (and exports) its training graph: its layers are compared with the FP32 model
+    // rewritten the same way.
     let reference = match method {
         Method::Qat => Cow::Owned(qat::training_graph(&graph, &data)?),
         _ => Cow::Borrowed(&graph),

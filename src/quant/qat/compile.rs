@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use crate::eval::Dataset;
-use crate::graph::simplify::{fold_batchnorm, fold_conv_bias_add, remove_passthrough};
+use crate::graph::simplify::remove_passthrough;
 use crate::graph::{Attr, Graph, Node};
 use crate::quant::qat::elementwise::{Binary, Broadcast, Pointwise};
 use crate::quant::qat::fake_quant::ChannelAxis;
@@ -18,11 +18,12 @@ use crate::tensor::checked_numel;
 /// model whose attributes ask for more is refused before anything is allocated.
 const MAX_SAMPLE_ELEMENTS: usize = 1 << 28;
 
-/// The graph as it trains on `data`'s input: constant subgraphs folded (by the engine),
-/// pass-through nodes dropped, BatchNormalization folded into the Conv before it and a bias `Add`
-/// after a Conv folded into it. The engine makes the same rewrites before it runs a model, so
-/// the weights QAT trains are the ones that get quantized and run; the operators stay the
-/// model's own (no fused ops a lower opset lacks), so the trained graph exports as it came.
+/// The graph as it trains on `data`'s input: what post-training quantization works on
+/// ([`crate::quant::prepare`]: BatchNorm and Conv bias adds folded into the Convs, so the weights
+/// QAT trains are the ones that get quantized and run), with also the shape computations
+/// folded (at batch 1, see [`keep_batch_free`]) and pass-through nodes dropped. The operators
+/// stay the model's own (no fused ops a lower opset lacks), so the trained graph exports as it
+/// came.
 pub fn training_graph(graph: &Graph, data: &Dataset) -> Result<Graph, QatError> {
     let mut shape = vec![1];
     shape.extend_from_slice(&data.input().sample_shape);
@@ -30,9 +31,7 @@ pub fn training_graph(graph: &Graph, data: &Dataset) -> Result<Graph, QatError> 
     let (mut g, _) = crate::engine::fold_and_infer(graph, 1, &known)?;
     keep_batch_free(graph, &mut g);
     remove_passthrough(&mut g);
-    fold_batchnorm(&mut g)?;
-    fold_conv_bias_add(&mut g)?;
-    Ok(g)
+    Ok(crate::quant::prepare::prepare(&g)?)
 }
 
 /// Constant folding ran at batch 1, so a Reshape target the model computes from its input's
