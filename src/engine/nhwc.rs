@@ -24,6 +24,16 @@ use crate::graph::{Attr, Graph, Node};
 
 use super::ops::quantized::QType;
 
+/// What a kernel name carries when the kernel works on NHWC values this pass chose: the same
+/// arithmetic as the kernel of the name before it, in the other layout.
+pub const LAYOUT_SUFFIX: &str = " (nhwc)";
+
+/// `kernel` without [`LAYOUT_SUFFIX`]: two plans whose kernels differ only in activation layout
+/// compute the same bits (e.g. when exposing values as outputs keeps them NCHW).
+pub fn without_layout(kernel: &str) -> &str {
+    kernel.strip_suffix(LAYOUT_SUFFIX).unwrap_or(kernel)
+}
+
 /// Attribute of a fused integer Conv whose input 0 is stored NHWC.
 pub const NHWC_IN: &str = "quench_nhwc_in";
 /// Attribute of a fused integer Conv that writes its output NHWC.

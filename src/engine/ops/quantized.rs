@@ -556,7 +556,7 @@ impl QKernel {
             QKernel::Quantize(..) => "quantize-linear".into(),
             QKernel::Dequantize(..) => "dequantize-linear".into(),
             QKernel::MaxPool(..) => "i8-pool-direct".into(),
-            QKernel::MaxPoolNhwc(..) => "i8-pool-nhwc".into(),
+            QKernel::MaxPoolNhwc(..) => format!("i8-pool-direct{}", nhwc::LAYOUT_SUFFIX),
             QKernel::Gemm(g) => g.layer.name(if g.m == 1 {
                 k8::gemv_kernel_name()
             } else {
