@@ -4,12 +4,13 @@
 //! The GEMM runs with the weights as A and the patch matrix as B: `out[Cout × H·W] =
 //! W[Cout × K] · patches[K × H·W]`, which is NCHW as it stands, so no transpose follows. The
 //! patch rows (one per input channel and tap: a shifted copy of the input plane) are written
-//! straight into the GEMM's 16-column panels ([`PanelsMut`]), so the patch matrix is never
+//! straight into the GEMM's 16-column panels ([`super::patches`]), so the patch matrix is never
 //! materialised row-major and turned around. The bias rides along as one more K step: a column
 //! of A holding the bias and a row of B holding ones.
 
 use rayon::prelude::*;
 
+use super::patches::Patches;
 use crate::graph::shape::{ConvParams, Window2d};
 use crate::kernels::f32::{gemm_kernel_name, gemm_panels, Activation, Epilogue, PanelsMut};
 
@@ -36,8 +37,8 @@ enum ConvKind {
         weights: Vec<f32>,
         /// Row length of `weights` (the GEMM's K).
         kb: usize,
-        /// A 1×1, stride-1, unpadded window: the patch rows are the input planes.
-        pointwise: bool,
+        /// How the patch operand is written.
+        patches: Patches,
     },
 }
 
@@ -52,8 +53,6 @@ impl Conv {
                 weights: weights.to_vec(),
             }
         } else {
-            let w = &p.window;
-            let pointwise = w.kernel == [1, 1] && w.strides == [1, 1] && w.pads == [0; 4];
             let kb = k + usize::from(bias.is_some());
             let mut folded = Vec::with_capacity(p.cout * kb);
             for co in 0..p.cout {
@@ -63,7 +62,7 @@ impl Conv {
             ConvKind::Gemm {
                 weights: folded,
                 kb,
-                pointwise,
+                patches: Patches::new(&p.window),
             }
         };
         Conv {
@@ -74,13 +73,13 @@ impl Conv {
         }
     }
 
-    /// Floats of scratch the kernel needs: the patch panels, then one patch row.
+    /// Floats of scratch the kernel needs: the patch panels, then what their writer needs.
     pub fn scratch_len(&self) -> usize {
         match &self.kind {
             ConvKind::Depthwise { .. } => 0,
-            ConvKind::Gemm { kb, .. } => {
-                let hw = self.p.window.output[0] * self.p.window.output[1];
-                PanelsMut::scratch_len(*kb, hw) + hw
+            ConvKind::Gemm { kb, patches, .. } => {
+                let w = &self.p.window;
+                PanelsMut::scratch_len(*kb, w.output[0] * w.output[1]) + patches.scratch_len(w)
             }
         }
     }
@@ -107,8 +106,8 @@ impl Conv {
             ConvKind::Gemm {
                 weights,
                 kb,
-                pointwise,
-            } => self.im2col_gemm(x, weights, *kb, *pointwise, out, scratch),
+                patches,
+            } => self.im2col_gemm(x, weights, *kb, patches, out, scratch),
         }
     }
 
@@ -134,7 +133,7 @@ impl Conv {
         x: &[f32],
         weights: &[f32],
         kb: usize,
-        pointwise: bool,
+        patches: &Patches,
         out: &mut [f32],
         scratch: &mut [f32],
     ) {
@@ -145,18 +144,11 @@ impl Conv {
         let k = cin_g * w.kernel[0] * w.kernel[1];
         let in_plane = w.input[0] * w.input[1];
         let (panels, row) = scratch.split_at_mut(PanelsMut::scratch_len(kb, hw));
-        let row = &mut row[..hw];
         for n in 0..self.p.batch {
             for g in 0..self.p.group {
                 let xg = &x[(n * self.p.cin + g * cin_g) * in_plane..][..cin_g * in_plane];
                 let mut b = PanelsMut::new(kb, hw, panels);
-                if pointwise {
-                    for (ch, plane) in xg.chunks_exact(hw).enumerate() {
-                        b.set_row(ch, plane);
-                    }
-                } else {
-                    im2col_rows(w, xg, cin_g, row, |kk, r| b.set_row(kk, r));
-                }
+                patches.write(w, xg, cin_g, row, &mut b);
                 if kb > k {
                     b.fill_row(k, 1.0);
                 }
@@ -379,105 +371,6 @@ pub(super) fn taps(
     (lo, hi, start)
 }
 
-/// Hands each row of the patch matrix [C·kh·kw × Hout·Wout] of the `c`-channel input `x` to
-/// `emit(row_index, row)`, built in `row` (Hout·Wout values): a row is one tap of one channel, a
-/// run of shifted copies of input rows with zeros where the tap falls in the padding.
-fn im2col_rows(
-    w: &Window2d,
-    x: &[f32],
-    c: usize,
-    row: &mut [f32],
-    mut emit: impl FnMut(usize, &[f32]),
-) {
-    let (ih, iw) = (w.input[0], w.input[1]);
-    let (oh, ow) = (w.output[0], w.output[1]);
-    let (kh, kw) = (w.kernel[0], w.kernel[1]);
-    let (sx, dx) = (w.strides[1], w.dilations[1]);
-    let hw = oh * ow;
-    // Stride 1 with the output as wide as the input ("same" width): consecutive output rows
-    // read consecutive input rows at the same shift, so a tap's whole valid band is one copy,
-    // after which the columns the shift wrapped around are zeroed.
-    let same_width = w.strides == [1, 1] && dx == 1 && ow == iw;
-    for ch in 0..c {
-        let plane = &x[ch * ih * iw..][..ih * iw];
-        for ky in 0..kh {
-            for kx in 0..kw {
-                let kk = (ch * kh + ky) * kw + kx;
-                let dst = &mut row[..hw];
-                if same_width {
-                    shifted_band(w, plane, ky, kx, dst);
-                    emit(kk, dst);
-                    continue;
-                }
-                // Output columns whose tap kx lands inside the input: ox·sx + kx·dx − pad ∈ [0, iw).
-                let off = kx * dx;
-                let lo = w.pads[1].saturating_sub(off).div_ceil(sx).min(ow);
-                let hi = if iw + w.pads[1] > off {
-                    ((iw + w.pads[1] - off - 1) / sx + 1).min(ow).max(lo)
-                } else {
-                    lo
-                };
-                for oy in 0..oh {
-                    let drow = &mut dst[oy * ow..][..ow];
-                    let y = (oy * w.strides[0] + ky * w.dilations[0]).wrapping_sub(w.pads[0]);
-                    if y >= ih || lo == hi {
-                        drow.fill(0.0);
-                        continue;
-                    }
-                    drow[..lo].fill(0.0);
-                    drow[hi..].fill(0.0);
-                    let start = lo * sx + off - w.pads[1];
-                    let src = &plane[y * iw..][..iw];
-                    if sx == 1 {
-                        drow[lo..hi].copy_from_slice(&src[start..start + hi - lo]);
-                    } else {
-                        let taps = src[start..].iter().step_by(sx);
-                        drow[lo..hi].iter_mut().zip(taps).for_each(|(d, &v)| *d = v);
-                    }
-                }
-                emit(kk, dst);
-            }
-        }
-    }
-}
-
-/// One patch row of [`im2col_rows`] for a stride-1 window whose output is as wide as its input:
-/// `dst[oy·w + ox] = plane[(oy + ky·dy − pad_top)·w + ox + kx − pad_left]`, 0 outside the input.
-fn shifted_band(w: &Window2d, plane: &[f32], ky: usize, kx: usize, dst: &mut [f32]) {
-    let (ih, iw) = (w.input[0], w.input[1]);
-    let oh = w.output[0];
-    // Output rows whose input row is inside: oy + ky·dy − pad ∈ [0, ih).
-    let dy = ky * w.dilations[0];
-    let oy0 = w.pads[0].saturating_sub(dy).min(oh);
-    let oy1 = (ih + w.pads[0]).saturating_sub(dy).clamp(oy0, oh);
-    dst[..oy0 * iw].iter_mut().for_each(|d| *d = 0.0);
-    dst[oy1 * iw..].iter_mut().for_each(|d| *d = 0.0);
-    if oy0 == oy1 {
-        return;
-    }
-    // Flat source index of dst[oy0·iw + i] is base + i, base = y0·iw + kx − pad_left.
-    let band = &mut dst[oy0 * iw..oy1 * iw];
-    let base = ((oy0 + dy - w.pads[0]) * iw + kx) as isize - w.pads[1] as isize;
-    let first = (-base).max(0) as usize;
-    let last = ((plane.len() as isize - base).max(0) as usize).min(band.len());
-    if first < last {
-        let from = (base + first as isize) as usize;
-        band[first..last].copy_from_slice(&plane[from..from + last - first]);
-    }
-    let n = band.len();
-    band[..first.min(n)].iter_mut().for_each(|d| *d = 0.0);
-    band[last.max(first).min(n)..]
-        .iter_mut()
-        .for_each(|d| *d = 0.0);
-    // Columns whose tap falls left of the input (ox + kx < pad_left) or right of it.
-    let left = w.pads[1].saturating_sub(kx).min(iw);
-    let right = (kx + iw).saturating_sub(w.pads[1] + iw).min(iw);
-    for row in band.chunks_exact_mut(iw) {
-        row[..left].iter_mut().for_each(|d| *d = 0.0);
-        row[iw - right..].iter_mut().for_each(|d| *d = 0.0);
-    }
-}
-
 avx2_twin! {
     /// One output plane of a depthwise convolution.
     pub fn depthwise_plane(w: &Window2d, x: &[f32], k: &[f32], bias: f32, act: Activation, out: &mut [f32]) => depthwise_plane_portable
@@ -594,39 +487,6 @@ mod tests {
         Window2d::resolve(&node, input, kernel).unwrap()
     }
 
-    /// The patch matrix computed element by element: what [`im2col_rows`] is tested against.
-    fn im2col_reference(w: &Window2d, x: &[f32], c: usize, col: &mut [f32]) {
-        let (ih, iw) = (w.input[0], w.input[1]);
-        let (oh, ow) = (w.output[0], w.output[1]);
-        let (kh, kw) = (w.kernel[0], w.kernel[1]);
-        let k = c * kh * kw;
-        for oy in 0..oh {
-            let (ylo, yhi, ys) = taps(oy, w.strides[0], w.pads[0], w.dilations[0], kh, ih);
-            for ox in 0..ow {
-                let (xlo, xhi, xs) = taps(ox, w.strides[1], w.pads[1], w.dilations[1], kw, iw);
-                let row = &mut col[(oy * ow + ox) * k..][..k];
-                for ch in 0..c {
-                    let plane = &x[ch * ih * iw..][..ih * iw];
-                    let dst = &mut row[ch * kh * kw..][..kh * kw];
-                    for ky in 0..kh {
-                        let drow = &mut dst[ky * kw..][..kw];
-                        if ky < ylo || ky >= yhi || xlo >= xhi {
-                            drow.fill(0.0);
-                            continue;
-                        }
-                        let y = (ys + (ky * w.dilations[0]) as isize) as usize;
-                        let srow = &plane[y * iw..][..iw];
-                        drow[..xlo].fill(0.0);
-                        drow[xhi..].fill(0.0);
-                        for (kx, d) in drow.iter_mut().enumerate().take(xhi).skip(xlo) {
-                            *d = srow[(xs + (kx * w.dilations[1]) as isize) as usize];
-                        }
-                    }
-                }
-            }
-        }
-    }
-
     #[test]
     fn dispatched_kernels_match_their_portable_twins() {
         let shapes = [
@@ -658,21 +518,6 @@ mod tests {
                     assert!((p - q).abs() <= 1e-6, "{p} vs {q}");
                 }
             }
-            let c = 3;
-            let xc = rand(c * input[0] * input[1], i as u64 + 3);
-            let kk = c * kernel[0] * kernel[1];
-            let (mut a, mut b) = (vec![0.0; n * kk], vec![1.0; n * kk]);
-            let mut row = vec![2.0; n];
-            let mut seen = vec![false; kk];
-            im2col_rows(&w, &xc, c, &mut row, |r, vals| {
-                seen[r] = true;
-                for (j, &v) in vals.iter().enumerate() {
-                    a[j * kk + r] = v;
-                }
-            });
-            im2col_reference(&w, &xc, c, &mut b);
-            assert!(seen.iter().all(|&s| s));
-            assert_eq!(a, b);
         }
         for (rows, cols) in [(1, 1), (8, 8), (9, 17), (16, 3), (31, 40)] {
             let src = rand(rows * cols, (rows * cols) as u64);

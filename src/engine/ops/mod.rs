@@ -34,6 +34,7 @@ pub mod layout;
 pub mod matmul;
 pub mod nbits;
 pub mod norm;
+mod patches;
 pub mod pool;
 pub mod pool_hwc;
 pub mod quantized;

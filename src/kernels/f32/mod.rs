@@ -27,7 +27,7 @@ mod scalar;
 #[cfg(test)]
 mod tests;
 
-pub use packed::{PackedB, Panels, PanelsMut};
+pub use packed::{PackedB, Panels, PanelsMut, PANEL_COLS};
 
 use crate::kernels::{isa, Isa};
 use packed::NR;

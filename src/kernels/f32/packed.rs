@@ -4,6 +4,9 @@
 /// Width of a packed-B panel: the columns one micro-kernel call produces.
 pub(super) const NR: usize = 16;
 
+/// [`NR`] for writers outside the kernels: the columns of B one panel holds.
+pub const PANEL_COLS: usize = NR;
+
 /// Floats in 64 bytes: panel storage starts on a cache line so a panel row never splits one.
 const LINE: usize = 16;
 
@@ -203,6 +206,16 @@ impl<'a> PanelsMut<'a> {
                 _ => dst[..src.len()].copy_from_slice(src),
             }
         }
+    }
+
+    /// The K rows of panel `p` (columns `16p..16p+16` of B), each of [`PANEL_COLS`] values,
+    /// for a writer that fills the operand panel by panel. Lanes past N are padding.
+    ///
+    /// # Panics
+    /// When `p` is not below `N.div_ceil(16)`.
+    pub fn panel_mut(&mut self, p: usize) -> &mut [[f32; NR]] {
+        let len = self.k * NR;
+        self.data[p * len..(p + 1) * len].as_chunks_mut().0
     }
 
     /// Sets every value of row `kk` to `v`.
