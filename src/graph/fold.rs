@@ -15,6 +15,51 @@ use crate::tensor::Tensor;
 pub type Evaluator<'a> =
     dyn Fn(&Node, i64, &[Option<&Tensor>]) -> Result<Vec<Tensor>, GraphError> + 'a;
 
+/// Evaluates into initializers every node `which` selects whose inputs are all initializers
+/// (a node writing a graph output stays). Unlike [`fold_constants`] it needs no input shapes and
+/// leaves what it does not select alone (e.g. `Shape`), so the graph keeps its free batch
+/// dimension. Initializers are not pruned. Returns the number of nodes folded.
+pub fn fold_constant_nodes(
+    g: &mut Graph,
+    eval: &Evaluator<'_>,
+    which: impl Fn(&Node) -> bool,
+) -> Result<usize, GraphError> {
+    let mut folded = 0;
+    let mut i = 0;
+    while i < g.nodes.len() {
+        let node = &g.nodes[i];
+        let constant = which(node)
+            && !node.inputs.is_empty()
+            && node.outputs.iter().all(|o| !g.is_output(o))
+            && node
+                .inputs
+                .iter()
+                .all(|x| x.is_empty() || g.initializers.contains_key(x));
+        if !constant {
+            i += 1;
+            continue;
+        }
+        let consts: Vec<Option<&Tensor>> =
+            node.inputs.iter().map(|x| g.initializers.get(x)).collect();
+        let values = eval(node, g.opset, &consts)?;
+        if values.len() != node.outputs.len() {
+            return Err(node.error(format!(
+                "evaluation gave {} outputs, expected {}",
+                values.len(),
+                node.outputs.len()
+            )));
+        }
+        let node = g.nodes.remove(i);
+        for (name, t) in node.outputs.iter().zip(values) {
+            if !name.is_empty() {
+                g.initializers.insert(name.clone(), t);
+            }
+        }
+        folded += 1;
+    }
+    Ok(folded)
+}
+
 /// Folds constant nodes into initializers for the given concrete input shapes, then drops
 /// initializers nothing reads. Returns the number of nodes folded.
 pub fn fold_constants(

@@ -166,34 +166,7 @@ pub fn fold_constant_quantize(
     g: &mut Graph,
     eval: &super::fold::Evaluator<'_>,
 ) -> Result<usize, GraphError> {
-    let mut folded = 0;
-    let mut i = 0;
-    while i < g.nodes.len() {
-        let node = &g.nodes[i];
-        let constant = is_standard(node, "QuantizeLinear")
-            && node.outputs.len() == 1
-            && !g.is_output(&node.outputs[0])
-            && node.input(0).is_some()
-            && node
-                .inputs
-                .iter()
-                .all(|x| x.is_empty() || g.initializers.contains_key(x));
-        if !constant {
-            i += 1;
-            continue;
-        }
-        let consts: Vec<Option<&Tensor>> =
-            node.inputs.iter().map(|x| g.initializers.get(x)).collect();
-        let mut out = eval(node, g.opset, &consts)?;
-        if out.len() != 1 {
-            return Err(node.error(format!("evaluation gave {} outputs, expected 1", out.len())));
-        }
-        let name = node.outputs[0].clone();
-        g.initializers.insert(name, out.remove(0));
-        g.nodes.remove(i);
-        folded += 1;
-    }
-    Ok(folded)
+    super::fold::fold_constant_nodes(g, eval, |n| is_standard(n, "QuantizeLinear"))
 }
 
 /// Folds QDQ patterns into fused integer nodes (see the module docs). Run it before constant

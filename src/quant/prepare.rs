@@ -17,7 +17,6 @@
 
 use crate::graph::simplify::{fold_batchnorm, fold_conv_bias_add};
 use crate::graph::{Graph, GraphError};
-use crate::tensor::Tensor;
 
 /// `graph` prepared for post-training quantization (see the module docs).
 pub fn prepare(graph: &Graph) -> Result<Graph, GraphError> {
@@ -28,37 +27,12 @@ pub fn prepare(graph: &Graph) -> Result<Graph, GraphError> {
     Ok(g)
 }
 
-/// Evaluates every node whose inputs are all initializers (on the engine's own kernels) into
-/// initializers. Unlike [`crate::graph::fold::fold_constants`], it needs no input shapes and
-/// leaves `Shape` alone, so the graph keeps its free batch dimension.
+/// Evaluates every default-domain node whose inputs are all initializers (on the engine's own
+/// kernels) into initializers, `Shape` excepted, so the graph keeps its free batch dimension.
 fn fold_constant_nodes(g: &mut Graph) -> Result<usize, GraphError> {
-    let mut folded = 0;
-    let mut i = 0;
-    while i < g.nodes.len() {
-        let node = &g.nodes[i];
-        let constant = !node.inputs.is_empty()
-            && node.domain.is_empty()
-            && node.op_type != "Shape"
-            && node.outputs.iter().all(|o| !g.is_output(o))
-            && node
-                .inputs
-                .iter()
-                .all(|x| x.is_empty() || g.initializers.contains_key(x));
-        if !constant {
-            i += 1;
-            continue;
-        }
-        let consts: Vec<Option<&Tensor>> =
-            node.inputs.iter().map(|x| g.initializers.get(x)).collect();
-        let values = crate::engine::ops::eval_node(node, g.opset, &consts)?;
-        let node = g.nodes.remove(i);
-        for (name, t) in node.outputs.iter().zip(values) {
-            if !name.is_empty() {
-                g.initializers.insert(name.clone(), t);
-            }
-        }
-        folded += 1;
-    }
+    let folded = crate::graph::fold::fold_constant_nodes(g, &crate::engine::ops::eval_node, |n| {
+        n.domain.is_empty() && n.op_type != "Shape"
+    })?;
     crate::graph::fold::prune_initializers(g);
     Ok(folded)
 }
@@ -67,7 +41,7 @@ fn fold_constant_nodes(g: &mut Graph) -> Result<usize, GraphError> {
 mod tests {
     use super::*;
     use crate::graph::{Attr, Node, ValueInfo};
-    use crate::tensor::DataType;
+    use crate::tensor::{DataType, Tensor};
     use std::collections::BTreeMap;
 
     fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> Node {

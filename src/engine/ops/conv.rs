@@ -451,17 +451,7 @@ mod tests {
     use super::*;
     use crate::graph::Node;
 
-    fn rand(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::engine::ops::test_values as rand;
 
     fn window(
         input: [usize; 2],

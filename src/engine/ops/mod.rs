@@ -652,3 +652,17 @@ fn cast(t: &Tensor, to: DataType) -> Result<Tensor, crate::tensor::TensorError> 
     };
     Tensor::new(shape, data)
 }
+
+/// `n` values in [-1, 1] (steps of 0.001) from a seeded xorshift, for the ops' unit tests.
+#[cfg(test)]
+pub(crate) fn test_values(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            (s % 2001) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}

@@ -321,17 +321,7 @@ fn im2col_rows(
 mod tests {
     use super::*;
 
-    fn rand(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                (s % 2001) as f32 / 1000.0 - 1.0
-            })
-            .collect()
-    }
+    use crate::engine::ops::test_values as rand;
 
     /// Window `kernel` over `input` with the output size the ONNX formula gives (floor mode).
     fn window(

@@ -219,6 +219,26 @@ fn plane_sum(plane: &[f32]) -> f32 {
     acc.iter().sum::<f32>() + tail
 }
 
+/// Pooling windows with odd sizes, strides above and below the kernel, asymmetric pads and a
+/// dilation, for the pools' unit tests.
+#[cfg(test)]
+pub(super) fn odd_windows() -> [Window2d; 4] {
+    let win = |input, kernel, strides, pads, dilations, output| Window2d {
+        kernel,
+        strides,
+        dilations,
+        pads,
+        input,
+        output,
+    };
+    [
+        win([7, 9], [2, 2], [2, 2], [0; 4], [1, 1], [3, 4]),
+        win([8, 6], [2, 2], [2, 2], [0; 4], [1, 1], [4, 3]),
+        win([7, 9], [3, 2], [2, 1], [1, 0, 1, 1], [1, 2], [4, 8]),
+        win([5, 5], [2, 2], [2, 2], [0, 0, 1, 1], [1, 1], [3, 3]),
+    ]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -245,20 +265,7 @@ mod tests {
 
     #[test]
     fn max_pool_paths_match_the_window_definition_on_odd_shapes() {
-        let win = |input, kernel, strides, pads, dilations, output| Window2d {
-            kernel,
-            strides,
-            dilations,
-            pads,
-            input,
-            output,
-        };
-        let cases = [
-            win([7, 9], [2, 2], [2, 2], [0; 4], [1, 1], [3, 4]),
-            win([8, 6], [2, 2], [2, 2], [0; 4], [1, 1], [4, 3]),
-            win([7, 9], [3, 2], [2, 1], [1, 0, 1, 1], [1, 2], [4, 8]),
-            win([5, 5], [2, 2], [2, 2], [0, 0, 1, 1], [1, 1], [3, 3]),
-        ];
+        let cases = odd_windows();
         for w in cases {
             let (input, output) = (w.input, w.output);
             let planes = 3;

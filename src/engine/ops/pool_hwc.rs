@@ -89,25 +89,12 @@ avx2_twin!(
 
 #[cfg(test)]
 mod tests {
-    use super::super::pool::max_pool;
+    use super::super::pool::{max_pool, odd_windows};
     use super::*;
 
     #[test]
     fn nhwc_max_pool_equals_the_planewise_pool_transposed() {
-        let win = |input, kernel, strides, pads, dilations, output| Window2d {
-            kernel,
-            strides,
-            dilations,
-            pads,
-            input,
-            output,
-        };
-        let cases = [
-            win([7, 9], [2, 2], [2, 2], [0; 4], [1, 1], [3, 4]),
-            win([8, 6], [2, 2], [2, 2], [0; 4], [1, 1], [4, 3]),
-            win([7, 9], [3, 2], [2, 1], [1, 0, 1, 1], [1, 2], [4, 8]),
-            win([5, 5], [2, 2], [2, 2], [0, 0, 1, 1], [1, 1], [3, 3]),
-        ];
+        let cases = odd_windows();
         for w in cases {
             for (batch, c) in [(1, 33), (2, 5), (1, 64)] {
                 let (ih, iw) = (w.input[0], w.input[1]);
