@@ -17,10 +17,12 @@
 //!
 //! ## Why a hand-written autograd
 //!
-//! The models quench fine-tunes use a handful of operators (Conv, Gemm/MatMul, Add, Relu,
-//! Sigmoid, MaxPool, Flatten) and already exist as a [`Graph`](crate::graph::Graph). A tensor
-//! framework such as candle or burn would add a large dependency tree (and its own model
-//! format to convert to and from) to differentiate those few ops; here the graph is compiled
+//! The models quench fine-tunes use about a dozen operators (Conv with groups, Gemm/MatMul,
+//! element-wise Add/Mul/Div, Relu, Sigmoid, HardSigmoid, HardSwish, Clip, MaxPool,
+//! GlobalAveragePool, Flatten/Reshape, a final Softmax) and already exist as a
+//! [`Graph`](crate::graph::Graph). A tensor framework such as candle or burn would add a large
+//! dependency tree (and its own model format to convert to and from) to differentiate those few
+//! ops; here the graph is compiled
 //! straight into a [`program`] of steps whose backward passes are each a few lines over the same
 //! im2col + [`crate::kernels::f32::gemm`] code as the forward, and the trained weights go back
 //! into the graph's initializers by name. Every backward is checked against finite differences
