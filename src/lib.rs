@@ -10,7 +10,7 @@
 //!   to and from the IR in [`graph`].
 //! * [`graph`] is the model IR: named values, typed nodes and constant [`tensor::Tensor`]s, plus
 //!   the passes that rewrite it (shape inference, constant folding, BatchNorm folding).
-//! * [`bench`] times the kernels against ONNX Runtime on single-op models (`quench kernels`).
+//! * [`bench`](mod@bench) times the kernels against ONNX Runtime on single-op models (`quench kernels`).
 //! * [`kernels`] holds the compute kernels, each with a scalar twin, dispatched at run time by
 //!   CPU features.
 //! * [`engine`] plans a graph once (shapes fixed, weights packed, buffers allocated) and runs it

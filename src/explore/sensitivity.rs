@@ -127,7 +127,7 @@ pub fn applies(precision: &Precision, op_type: &str) -> bool {
 }
 
 /// Parallel variants for `setup`: `asked` (default rayon's thread count), at least 1, at most
-/// what the available memory holds at [`JOB_OVERHEAD_BYTES`] plus four copies of the model.
+/// what the available memory holds at `JOB_OVERHEAD_BYTES` plus four copies of the model.
 pub fn jobs_for(setup: &Setup, asked: Option<usize>) -> usize {
     let model = std::fs::metadata(&setup.model).map_or(0, |m| m.len());
     let per_job = JOB_OVERHEAD_BYTES.saturating_add(model.saturating_mul(4));

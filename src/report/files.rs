@@ -169,7 +169,7 @@ pub fn write(records: &[Record], options: &Options) -> Result<Written, ReportErr
     write_with_searches(records, &[], options)
 }
 
-/// [`write`], with a section per mixed-precision search in `searches` (its front chart as PNG
+/// [`write`](fn@write), with a section per mixed-precision search in `searches` (its front chart as PNG
 /// too, and the chosen assignment).
 pub fn write_with_searches(
     records: &[Record],

@@ -1,5 +1,5 @@
 //! Keys to actions: arrows and vim keys move, digits and Tab switch screens, letters drive the
-//! sweep. The help overlay ([`super::help`]) lists the same table, from [`KEYS`].
+//! sweep. The help overlay (`tui::help`) lists the same table, from [`KEYS`].
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 

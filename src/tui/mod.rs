@@ -3,13 +3,13 @@
 //! front from their fields.
 //!
 //! Elm-like: [`App`] is the state, [`update`] applies one [`Msg`] (a key, a sweep event, a
-//! command's answer) and may return a [`Command`] for the sweep runner, and [`draw`] is a pure
+//! command's answer) and may return a [`Command`] for the sweep runner, and [`draw`](fn@draw) is a pure
 //! function of the state, so every screen renders on ratatui's `TestBackend`.
 //!
 //! * [`app`]: state, messages, commands and `update`; [`input`]: keys to actions.
 //! * [`grid`]: rows (model × precision × method) and columns (runtime × threads) of the matrix,
 //!   the Pareto front and the comparison with FP32.
-//! * [`draw`]: the frame; one module per screen: [`matrix`], [`detail`], [`plot`], [`layers`];
+//! * [`draw`](mod@draw): the frame; one module per screen: [`matrix`], [`detail`], [`plot`], [`layers`];
 //!   [`front`]: a saved search's front (key `f`) and its sensitivity ranking.
 //! * [`theme`]: colours that follow the terminal's palette and honour `NO_COLOR`.
 //! * [`terminal`]: raw mode and alternate screen, always restored; [`shell`]: the event loop;

@@ -4,7 +4,7 @@
 //! The GEMM runs with the weights as A and the patch matrix as B: `out[Cout × H·W] =
 //! W[Cout × K] · patches[K × H·W]`, which is NCHW as it stands, so no transpose follows. The
 //! patch rows (one per input channel and tap: a shifted copy of the input plane) are written
-//! straight into the GEMM's 16-column panels ([`super::patches`]), so the patch matrix is never
+//! straight into the GEMM's 16-column panels (`engine::ops::patches`), so the patch matrix is never
 //! materialised row-major and turned around. The bias rides along as one more K step: a column
 //! of A holding the bias and a row of B holding ones.
 

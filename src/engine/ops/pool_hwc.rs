@@ -79,11 +79,11 @@ fn max_pool_hwc_i8_body(w: &Window2d, channels: usize, x: &[i8], out: &mut [i8])
 }
 
 avx2_twin!(
-    /// Max pool of NHWC u8 images (see [`max_pool_hwc_body`]).
+    /// Max pool of NHWC u8 images (see `max_pool_hwc_body`).
     pub fn max_pool_hwc_u8(w: &Window2d, channels: usize, x: &[u8], out: &mut [u8]) => max_pool_hwc_u8_body
 );
 avx2_twin!(
-    /// Max pool of NHWC i8 images (see [`max_pool_hwc_body`]).
+    /// Max pool of NHWC i8 images (see `max_pool_hwc_body`).
     pub fn max_pool_hwc_i8(w: &Window2d, channels: usize, x: &[i8], out: &mut [i8]) => max_pool_hwc_i8_body
 );
 

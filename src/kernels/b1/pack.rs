@@ -52,7 +52,7 @@ pub struct PackedBinary {
 
 impl PackedBinary {
     /// Binarizes W given row-major N×K (`w[j * k + kk]`, the layout of Gemm `transB=1` and Conv):
-    /// `sign(w)` with α[j] = `alpha[j]` when given (e.g. learned in QAT), else mean |w| of the
+    /// `sign(w)` with α<sub>j</sub> = `alpha[j]` when given (e.g. learned in QAT), else mean |w| of the
     /// column (XNOR-Net).
     pub fn from_n_by_k(
         n: usize,
@@ -134,7 +134,7 @@ pub struct BinaryActivations {
 }
 
 impl BinaryActivations {
-    /// Binarizes A, row-major M×K with row stride `lda`: `sign(a)` with β[i] = mean |a_i| when
+    /// Binarizes A, row-major M×K with row stride `lda`: `sign(a)` with β<sub>i</sub> = mean |a_i| when
     /// `row_scale` is true (XNOR-Net), else 1.
     pub fn pack(
         m: usize,

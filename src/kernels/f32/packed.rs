@@ -4,7 +4,7 @@
 /// Width of a packed-B panel: the columns one micro-kernel call produces.
 pub(super) const NR: usize = 16;
 
-/// [`NR`] for writers outside the kernels: the columns of B one panel holds.
+/// `NR` for writers outside the kernels: the columns of B one panel holds.
 pub const PANEL_COLS: usize = NR;
 
 /// Floats in 64 bytes: panel storage starts on a cache line so a panel row never splits one.

@@ -15,7 +15,7 @@
 //!
 //! On AVX-512 VNNI CPUs the Int8 mode runs a different kernel (`q4-*-avx512vnni-i8`) on a copy of
 //! the weights regrouped 16 columns at a time (built on first use), with its own order of
-//! operations and scalar twin: see [`interleave`]. What follows describes the other kernels.
+//! operations and scalar twin: see `interleave`. What follows describes the other kernels.
 //!
 //! # Order of operations (shared by every kernel, so results are bit-identical)
 //! K is walked in chunks of 32. A chunk's activations are stored permuted: the 16 even positions

@@ -21,7 +21,7 @@ const MAX_SAMPLE_ELEMENTS: usize = 1 << 28;
 /// The graph as it trains on `data`'s input: what post-training quantization works on
 /// ([`crate::quant::prepare`]: BatchNorm and Conv bias adds folded into the Convs, so the weights
 /// QAT trains are the ones that get quantized and run), with also the shape computations
-/// folded (at batch 1, see [`keep_batch_free`]) and pass-through nodes dropped. The operators
+/// folded (at batch 1, see `keep_batch_free`) and pass-through nodes dropped. The operators
 /// stay the model's own (no fused ops a lower opset lacks), so the trained graph exports as it
 /// came.
 pub fn training_graph(graph: &Graph, data: &Dataset) -> Result<Graph, QatError> {

@@ -20,10 +20,10 @@
 //! The models quench fine-tunes use about a dozen operators (Conv with groups, Gemm/MatMul,
 //! element-wise Add/Mul/Div, Relu, Sigmoid, HardSigmoid, HardSwish, Clip, MaxPool,
 //! GlobalAveragePool, Flatten/Reshape, a final Softmax) and already exist as a
-//! [`Graph`](crate::graph::Graph). A tensor framework such as candle or burn would add a large
+//! [`Graph`]. A tensor framework such as candle or burn would add a large
 //! dependency tree (and its own model format to convert to and from) to differentiate those few
 //! ops; here the graph is compiled
-//! straight into a [`program`] of steps whose backward passes are each a few lines over the same
+//! straight into a program of steps whose backward passes are each a few lines over the same
 //! im2col + [`crate::kernels::f32::gemm`] code as the forward, and the trained weights go back
 //! into the graph's initializers by name. Every backward is checked against finite differences
 //! in the tests.
