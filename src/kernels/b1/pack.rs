@@ -162,13 +162,19 @@ impl BinaryActivations {
         let mp = m.div_ceil(MR) * MR;
         let mut bits = vec![0u64; mp * words];
         let mut beta = vec![1f32; m];
-        for (i, b) in beta.iter_mut().enumerate() {
-            let row = &a[i * lda..i * lda + k];
-            let abs = pack_signs(row, &mut bits[i * words..(i + 1) * words]);
-            if row_scale && k > 0 {
-                *b = (abs / k as f64) as f32;
-            }
-        }
+        // Row by row over the workers, like the product itself.
+        crate::kernels::par::for_each_chunk_pair(
+            &mut bits[..m * words],
+            words,
+            &mut beta,
+            1,
+            |i, row_bits, b| {
+                let abs = pack_signs(&a[i * lda..i * lda + k], row_bits);
+                if row_scale && k > 0 {
+                    b[0] = (abs / k as f64) as f32;
+                }
+            },
+        );
         Ok(BinaryActivations {
             m,
             k,

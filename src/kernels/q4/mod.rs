@@ -287,38 +287,46 @@ impl Prepared {
                 }
             }
             Q4Mode::Int8 => {
+                // Row by row over the workers, like the product itself.
+                let row = |i: usize| &a[i * lda..i * lda + k];
+                p.qscale = vec![0.0; rows * blocks];
+                // Each block's scale from its largest magnitude, rounding as ORT's MatMulNBits.
+                par::for_each_chunk(&mut p.qscale[..m * blocks], blocks, |i, scales| {
+                    for (bl, s) in scales.iter_mut().enumerate() {
+                        let vals = &row(i)[bl * block..((bl + 1) * block).min(k)];
+                        *s = vals.iter().fold(0f32, |mx, &x| mx.max(x.abs())) / 127.0;
+                    }
+                });
                 p.q = vec![0; rows * kpad];
+                let scales = &p.qscale;
+                par::for_each_chunk(&mut p.q[..m * kpad], kpad, |i, q| {
+                    for (kk, &x) in row(i).iter().enumerate() {
+                        let scale = scales[i * blocks + kk / block];
+                        q[pos(kk)] = if scale > 0.0 {
+                            (x / scale).round_ties_even().clamp(-127.0, 127.0) as i8
+                        } else {
+                            0
+                        };
+                    }
+                });
+                let q = &p.q;
+                if natural {
+                    // Blocks lie in natural order: block `bl` of row `i` is one run of `q`.
+                    p.qsum = vec![0; rows * blocks];
+                    par::for_each_chunk(&mut p.qsum[..m * blocks], blocks, |i, sums| {
+                        let qi = &q[i * kpad..(i + 1) * kpad];
+                        for (s, qb) in sums.iter_mut().zip(qi.chunks(block)) {
+                            *s = qb.iter().map(|&v| i32::from(v)).sum();
+                        }
+                    });
+                }
                 if kernel.uses_magnitudes() {
                     p.abs = vec![0; rows * kpad];
-                }
-                p.qscale = vec![0.0; rows * blocks];
-                if natural {
-                    p.qsum = vec![0; rows * blocks];
-                }
-                for i in 0..m {
-                    for bl in 0..blocks {
-                        let (k0, k1) = (bl * block, ((bl + 1) * block).min(k));
-                        let vals = &a[i * lda + k0..i * lda + k1];
-                        let amax = vals.iter().fold(0f32, |mx, &x| mx.max(x.abs()));
-                        let scale = amax / 127.0;
-                        p.qscale[i * blocks + bl] = scale;
-                        for (o, &x) in vals.iter().enumerate() {
-                            let kk = k0 + o;
-                            let q = if scale > 0.0 {
-                                (x / scale).round_ties_even().clamp(-127.0, 127.0) as i8
-                            } else {
-                                0
-                            };
-                            let at = i * kpad + pos(kk);
-                            p.q[at] = q;
-                            if let Some(sum) = p.qsum.get_mut(i * blocks + bl) {
-                                *sum += i32::from(q);
-                            }
-                            if let Some(x) = p.abs.get_mut(at) {
-                                *x = q.unsigned_abs();
-                            }
+                    par::for_each_chunk(&mut p.abs, kpad, |i, abs| {
+                        for (mag, &v) in abs.iter_mut().zip(&q[i * kpad..(i + 1) * kpad]) {
+                            *mag = v.unsigned_abs();
                         }
-                    }
+                    });
                 }
             }
         }
