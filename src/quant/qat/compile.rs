@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::engine::ops::elementwise::Unary;
 use crate::eval::Dataset;
 use crate::graph::simplify::remove_passthrough;
 use crate::graph::{Attr, Graph, Node};
@@ -305,13 +306,13 @@ impl Compiler<'_> {
             )),
         };
         Ok(match node.op_type.as_str() {
-            "Relu" => Pointwise::Relu,
-            "Sigmoid" => Pointwise::Sigmoid,
-            "HardSwish" => Pointwise::HardSwish,
-            "HardSigmoid" => Pointwise::HardSigmoid {
+            "Relu" => Pointwise::Act(Unary::Relu),
+            "Sigmoid" => Pointwise::Act(Unary::Sigmoid),
+            "HardSwish" => Pointwise::Act(Unary::HardSwish),
+            "HardSigmoid" => Pointwise::Act(Unary::HardSigmoid {
                 alpha: float("alpha", 0.2)?,
                 beta: float("beta", 0.5)?,
-            },
+            }),
             _ => {
                 // Clip: bounds from attributes (opset < 11) or constant inputs.
                 let bound = |i: usize, attr: &str, default: f32| -> Result<f32, QatError> {
@@ -335,7 +336,7 @@ impl Compiler<'_> {
                 if lo.is_nan() || hi.is_nan() || lo > hi {
                     return Err(Self::unsupported(node, format!("bounds [{lo}, {hi}]")));
                 }
-                Pointwise::Clip { lo, hi }
+                Pointwise::Act(Unary::Clip { lo, hi })
             }
         })
     }

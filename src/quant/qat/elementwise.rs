@@ -2,39 +2,23 @@
 //! NumPy broadcasting (a squeeze-and-excite block multiplies `[C,H,W]` by `[C,1,1]`), and global
 //! average pooling. Each comes with the derivative its backward pass needs.
 
-/// A pointwise activation.
+use crate::engine::ops::elementwise::Unary;
+
+/// A pointwise function a training step applies: an activation, computed by the engine's own
+/// [`Unary`] (so training sees the numerics inference runs), or a fixed affine map.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) enum Pointwise {
-    Relu,
-    Sigmoid,
-    /// `clip(αx + β, 0, 1)`.
-    HardSigmoid {
-        alpha: f32,
-        beta: f32,
-    },
-    /// `x · clip(x + 3, 0, 6) / 6`.
-    HardSwish,
-    /// `clip(x, lo, hi)` (ReLU6 and the like).
-    Clip {
-        lo: f32,
-        hi: f32,
-    },
+    /// Relu, Sigmoid, HardSigmoid, HardSwish or Clip (the ones [`Pointwise::slope`] knows).
+    Act(Unary),
     /// `x · mul + add` with fixed scalars (an Add, Mul or Div by a scalar constant).
-    Affine {
-        mul: f32,
-        add: f32,
-    },
+    Affine { mul: f32, add: f32 },
 }
 
 impl Pointwise {
     /// `f(x)`.
     pub fn apply(self, x: f32) -> f32 {
         match self {
-            Pointwise::Relu => x.max(0.0),
-            Pointwise::Sigmoid => 1.0 / (1.0 + (-x).exp()),
-            Pointwise::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
-            Pointwise::HardSwish => x * (x + 3.0).clamp(0.0, 6.0) / 6.0,
-            Pointwise::Clip { lo, hi } => x.clamp(lo, hi),
+            Pointwise::Act(u) => u.apply(x),
             Pointwise::Affine { mul, add } => x * mul + add,
         }
     }
@@ -43,20 +27,25 @@ impl Pointwise {
     pub fn slope(self, x: f32, y: f32) -> f32 {
         let inside = |lo: f32, v: f32, hi: f32| f32::from(u8::from(lo < v && v < hi));
         match self {
-            Pointwise::Relu => f32::from(u8::from(x > 0.0)),
-            Pointwise::Sigmoid => y * (1.0 - y),
-            Pointwise::HardSigmoid { alpha, beta } => alpha * inside(0.0, alpha * x + beta, 1.0),
-            Pointwise::HardSwish => {
-                if x >= 3.0 {
-                    1.0
-                } else if x > -3.0 {
-                    (2.0 * x + 3.0) / 6.0
-                } else {
-                    0.0
-                }
-            }
-            Pointwise::Clip { lo, hi } => inside(lo, x, hi),
             Pointwise::Affine { mul, .. } => mul,
+            Pointwise::Act(u) => match u {
+                Unary::Relu => f32::from(u8::from(x > 0.0)),
+                Unary::Sigmoid => y * (1.0 - y),
+                Unary::HardSigmoid { alpha, beta } => alpha * inside(0.0, alpha * x + beta, 1.0),
+                Unary::HardSwish => {
+                    if x >= 3.0 {
+                        1.0
+                    } else if x > -3.0 {
+                        (2.0 * x + 3.0) / 6.0
+                    } else {
+                        0.0
+                    }
+                }
+                Unary::Clip { lo, hi } => inside(lo, x, hi),
+                Unary::Tanh | Unary::Erf | Unary::Gelu { .. } | Unary::Sqrt => {
+                    unreachable!("the QAT compiler builds no {u:?} step")
+                }
+            },
         }
     }
 }
