@@ -952,6 +952,38 @@ impl Drop for EvalVariant {
     }
 }
 
+/// A quantization target as a record's precision.
+fn record_precision(target: quench::quant::pipeline::Target) -> Precision {
+    use quench::quant::pipeline::Target;
+    match target {
+        Target::Int8 => Precision::Int8,
+        Target::Int4 => Precision::Int4,
+        Target::Binary => Precision::Binary,
+    }
+}
+
+/// A quantization method as a record's method.
+fn record_method(method: quench::quant::pipeline::Method) -> Method {
+    use quench::quant::pipeline::Method as Q;
+    match method {
+        Q::Dynamic => Method::Dynamic,
+        Q::Static => Method::Static,
+        Q::WeightOnly => Method::WeightOnly,
+        Q::Qat => Method::Qat,
+    }
+}
+
+/// The variant a model file given to `quench eval` already is (FP32 when it holds no quantized
+/// operator); an unreadable file is left for the run to report.
+fn file_variant(model: &Path) -> (Precision, Method) {
+    quench::onnx::load(model)
+        .ok()
+        .and_then(|g| quench::quant::detect::detect(&g))
+        .map_or((Precision::Fp32, Method::None), |d| {
+            (record_precision(d.target), record_method(d.method))
+        })
+}
+
 /// Builds the variant `args` asks for (into a temporary folder), or `None` without
 /// `--precision`.
 fn eval_variant(args: &EvalArgs, manifest: &Manifest) -> Result<Option<EvalVariant>> {
@@ -973,23 +1005,14 @@ fn eval_variant(args: &EvalArgs, manifest: &Manifest) -> Result<Option<EvalVaria
     let mut variant = EvalVariant {
         dir,
         path: config.out.clone(),
-        precision: match config.precision {
-            Target::Int8 => Precision::Int8,
-            Target::Int4 => Precision::Int4,
-            Target::Binary => Precision::Binary,
-        },
+        precision: record_precision(config.precision),
         method: Method::None,
         calibrator: None,
         group: None,
         layers: Vec::new(),
     };
     let built = qp::build(&config, None, &mut print_qat)?;
-    variant.method = match built.method {
-        qp::Method::Dynamic => Method::Dynamic,
-        qp::Method::Static => Method::Static,
-        qp::Method::WeightOnly => Method::WeightOnly,
-        qp::Method::Qat => Method::Qat,
-    };
+    variant.method = record_method(built.method);
     if built.method == qp::Method::Static {
         let c = config.calibrator.unwrap_or(CalibratorKind::MinMax);
         variant.calibrator = Some(c.name().to_string());
@@ -1039,7 +1062,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         });
     let (precision, method) = variant
         .as_ref()
-        .map_or((Precision::Fp32, Method::None), |v| (v.precision, v.method));
+        .map_or_else(|| file_variant(&model), |v| (v.precision, v.method));
     let subject = prepared.subject(&model, precision, method);
     let outcome = run_cell(&subject, &config, reference.as_ref(), &machine);
     let mut record = Record {

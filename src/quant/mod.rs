@@ -12,6 +12,7 @@
 //! * [`layer_error`]: per-layer SQNR and cosine.
 //! * [`prepare`]: the folds (constants, BatchNorm, Conv bias adds) applied before calibrating.
 //! * [`layer`], [`export`]: the rewrites to QDQ, dynamic INT8, `MatMulNBits` and binary graphs.
+//! * [`detect`]: which variant an existing model file already is.
 //! * [`pipeline`]: the whole `quench quantize` job (ranges, export, measurements) as one call.
 //! * [`qat`]: quantization-aware training (fake quantization, straight-through estimator,
 //!   distillation, gradual bit reduction) in quench's own autograd.
@@ -19,6 +20,7 @@
 pub mod blockwise;
 mod builder;
 pub mod calibrate;
+pub mod detect;
 mod error;
 pub mod export;
 pub mod histogram;

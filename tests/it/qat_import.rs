@@ -127,7 +127,7 @@ fn a_zero_weight_scale_is_an_error_naming_the_node() {
     );
 }
 
-/// `quench eval` on the export with its manifest, as a user runs it.
+/// `quench eval` on the export with its manifest, as a user runs it: labelled by what it holds.
 #[test]
 fn quench_eval_runs_the_export_natively() {
     let out = Command::new(env!("CARGO_BIN_EXE_quench"))
@@ -152,6 +152,11 @@ fn quench_eval_runs_the_export_natively() {
     );
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["model"], "mnist-cnn-qat-torch");
+    assert_eq!(
+        (&r["precision"], &r["method"]),
+        (&serde_json::json!("int8"), &serde_json::json!("static")),
+        "the record says what the file holds (a QAT export reads as static QDQ)"
+    );
     assert_eq!(r["samples"], 300);
     let accuracy = r["accuracy"].as_f64().unwrap();
     assert!((0.98..=1.0).contains(&accuracy), "{accuracy}");
