@@ -15,11 +15,7 @@ fn relu() {
     );
     let x0 = t(&[2, 5], formula_from(10, 0, 1.0, 0.0));
     let want = vec![0.0, 0.0, 0.48, 0.0, 0.0, 0.68, 0.0, 0.14, 0.88, 0.0];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 5], &want);
 }
 
 #[test]
@@ -44,11 +40,7 @@ fn sigmoid() {
         0.9712515,
         0.1679816,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 5], &want);
 }
 
 #[test]
@@ -68,11 +60,7 @@ fn hardsigmoid() {
     );
     let x0 = t(&[2, 5], formula_from(10, 0, 4.0, 0.0));
     let want = vec![0.0, 0.088, 0.9760001, 0.0, 0.328, 1.0, 0.0, 0.568, 1.0, 0.0];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 5], &want);
 }
 
 #[test]
@@ -99,11 +87,7 @@ fn hardswish() {
         1.3316667,
         -0.0,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 6]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 6], &want);
 }
 
 #[test]
@@ -123,11 +107,7 @@ fn clip_inputs_opset11() {
     );
     let x0 = t(&[2, 5], formula_from(10, 0, 1.0, 0.0));
     let want = vec![-0.3, -0.26, 0.48, -0.3, -0.06, 0.5, -0.3, 0.14, 0.5, -0.3];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 5], &want);
 }
 
 #[test]
@@ -147,11 +127,7 @@ fn clip_max_only_opset13() {
     );
     let x0 = t(&[2, 5], formula_from(10, 0, 1.0, 0.0));
     let want = vec![-1.0, -0.26, 0.25, -0.8, -0.06, 0.25, -0.6, 0.14, 0.25, -0.4];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 5], &want);
 }
 
 #[test]
@@ -171,11 +147,7 @@ fn clip_attrs_opset6() {
     );
     let x0 = t(&[2, 5], formula_from(10, 0, 1.0, 0.0));
     let want = vec![-0.2, -0.2, 0.4, -0.2, -0.06, 0.4, -0.2, 0.14, 0.4, -0.2];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 5], &want);
 }
 
 #[test]
@@ -200,11 +172,7 @@ fn tanh() {
         0.98986673,
         -0.8336546,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 5], &want);
 }
 
 #[test]
@@ -231,11 +199,7 @@ fn erf() {
         0.7706681,
         -0.99911076,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 6]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 6], &want);
 }
 
 #[test]
@@ -262,11 +226,7 @@ fn gelu_exact() {
         0.86305845,
         -0.006771308,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 6]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 6], &want);
 }
 
 #[test]
@@ -299,11 +259,7 @@ fn gelu_tanh() {
         0.86289877,
         -0.006309158,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 6]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 6], &want);
 }
 
 #[test]
@@ -320,11 +276,7 @@ fn sqrt() {
         0.09999995, 0.8660254, 1.2206556, 0.45825756, 0.9746794, 1.3000001, 0.6403124, 1.0723805,
         1.3747727, 0.781025,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 5], &want);
 }
 
 #[test]
@@ -347,11 +299,7 @@ fn add_broadcast_both() {
         0.0, 0.74, 1.48, 1.0, 1.74, 2.48, 2.0, 2.74, 3.48, 3.0, 3.74, 4.48, 0.19999999, 0.94,
         1.6800001, 1.2, 1.94, 2.68, 2.2, 2.94, 3.68, 3.2, 3.94, 4.68,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 4, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 4, 3], &want);
 }
 
 #[test]
@@ -365,11 +313,7 @@ fn sub_const_left() {
     );
     let x0 = t(&[2, 3], formula_from(6, 0, 1.0, 0.0));
     let want = vec![11.0, 20.26, 29.52, 10.8, 20.06, 29.32];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3], &want);
 }
 
 #[test]
@@ -383,11 +327,7 @@ fn mul_scalar() {
     );
     let x0 = t(&[2, 3], formula_from(6, 0, 1.0, 0.0));
     let want = vec![-3.0, -0.78, 1.4399999, -2.4, -0.17999999, 2.04];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3], &want);
 }
 
 #[test]
@@ -409,11 +349,7 @@ fn div_column() {
         -0.020833332,
         0.2361111,
     ];
-    let got = run(&g, &[("x0", &x0), ("x1", &x1)]);
-    assert_eq!(got[0].shape(), &[2, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0), ("x1", &x1)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0), ("x1", &x1)], &[2, 3], &want);
 }
 
 #[test]
@@ -427,11 +363,7 @@ fn pow_square() {
     );
     let x0 = t(&[2, 3], formula_from(6, 0, 1.0, 0.0));
     let want = vec![1.0, 0.0676, 0.2304, 0.64000005, 0.0036, 0.46240002];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3], &want);
 }
 
 #[test]
@@ -447,11 +379,7 @@ fn pow_vector() {
     let want = vec![
         0.70710677, 1.9066241, 0.5050505, 0.83666, 2.9859843, 0.4587156,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3], &want);
 }
 
 #[test]
@@ -521,11 +449,7 @@ fn add_two_runtime_4d() {
         -0.53999996,
         -1.8199999,
     ];
-    let got = run(&g, &[("x0", &x0), ("x1", &x1)]);
-    assert_eq!(got[0].shape(), &[2, 3, 4, 2]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0), ("x1", &x1)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0), ("x1", &x1)], &[2, 3, 4, 2], &want);
 }
 
 #[test]
@@ -552,11 +476,7 @@ fn maxpool_pad_stride() {
         0.68, 0.88, 0.88, 0.74, 0.88, 0.94, 0.74, 0.74, 0.94, 1.0, 0.8, 0.26, 1.0, 0.86, 0.86,
         0.72, 0.72, 0.92,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 2, 3, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 2, 3, 3], &want);
 }
 
 #[test]
@@ -580,11 +500,7 @@ fn maxpool_ceil() {
     );
     let x0 = t(&[1, 1, 5, 5], formula_from(25, 0, 1.0, 0.0));
     let want = vec![0.68, 0.88, -0.06, 0.74, 0.54, 0.94, 0.4, -0.14, 0.6];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 1, 3, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 1, 3, 3], &want);
 }
 
 #[test]
@@ -609,11 +525,7 @@ fn maxpool_dilated() {
     let want = vec![
         0.48, 0.54, 0.74, 0.68, 0.88, 0.94, 0.88, 0.4, 0.6, 0.8, 0.74, 0.8, 1.0, 0.94, 0.46, 0.66,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 1, 4, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 1, 4, 4], &want);
 }
 
 #[test]
@@ -656,11 +568,7 @@ fn avgpool_exclude_pad() {
         -0.05333333,
         0.215,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 2, 3, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 2, 3, 3], &want);
 }
 
 #[test]
@@ -704,11 +612,7 @@ fn avgpool_include_pad() {
         -0.035555556,
         0.09555556,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 2, 3, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 2, 3, 3], &want);
 }
 
 #[test]
@@ -742,11 +646,7 @@ fn avgpool_same_upper() {
         -0.51,
         0.6,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 1, 3, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 1, 3, 3], &want);
 }
 
 #[test]
@@ -773,11 +673,7 @@ fn global_avgpool() {
         0.09333334,
         0.15666668,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 1, 1]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 1, 1], &want);
 }
 
 #[test]
@@ -840,11 +736,7 @@ fn conv_same_upper_stride2() {
         -1.6467999,
         -0.27559993,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 3, 3, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 3, 3, 3], &want);
 }
 
 #[test]
@@ -893,11 +785,7 @@ fn conv_valid_bias() {
         -0.113600016,
         -2.6752,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 2, 4, 2]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 2, 4, 2], &want);
 }
 
 #[test]
@@ -963,11 +851,7 @@ fn conv_dilated_asym_pads() {
         -0.27920002,
         0.059200004,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 2, 4, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 2, 4, 4], &want);
 }
 
 #[test]
@@ -1032,11 +916,7 @@ fn conv_depthwise_stride2_pad() {
         0.8760001,
         -0.36799997,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 3, 3, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 3, 3, 3], &want);
 }
 
 #[test]
@@ -1131,11 +1011,7 @@ fn conv_depthwise_multiplier() {
         0.7988,
         -0.7668,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 4, 4, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 4, 4, 4], &want);
 }
 
 #[test]
@@ -1173,11 +1049,7 @@ fn gemm_trans_alpha_beta() {
     let want = vec![
         1.5118, 3.4538, 6.4058, 8.3478, 2.1992, 4.1612, 6.3858, 8.3478,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 4], &want);
 }
 
 #[test]
@@ -1210,11 +1082,7 @@ fn gemm_column_c() {
     let want = vec![
         0.6832, 1.1564, 1.1044, 0.5272, -1.1528001, -1.0436, -1.0556, -1.1888,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 4], &want);
 }
 
 #[test]
@@ -1244,11 +1112,7 @@ fn gemm_runtime_b() {
         -0.8448,
         -0.91679996,
     ];
-    let got = run(&g, &[("x0", &x0), ("x1", &x1)]);
-    assert_eq!(got[0].shape(), &[2, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0), ("x1", &x1)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0), ("x1", &x1)], &[2, 4], &want);
 }
 
 #[test]
@@ -1294,11 +1158,7 @@ fn matmul_batched_broadcast() {
         -0.84720004,
         0.31160003,
     ];
-    let got = run(&g, &[("x0", &x0), ("x1", &x1)]);
-    assert_eq!(got[0].shape(), &[2, 3, 2, 2]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0), ("x1", &x1)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0), ("x1", &x1)], &[2, 3, 2, 2], &want);
 }
 
 #[test]
@@ -1358,11 +1218,7 @@ fn matmul_const_b_3d_a() {
         0.25520006,
         0.5144,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 5], &want);
 }
 
 #[test]
@@ -1390,11 +1246,7 @@ fn matmul_vector_a() {
     );
     let x0 = t(&[4], formula_from(4, 0, 1.0, 0.0));
     let want = vec![-0.5588, 0.292, -0.8772];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[3], &want);
 }
 
 #[test]
@@ -1439,11 +1291,7 @@ fn softmax_opset11_axis1() {
         0.008084629,
         0.035515323,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 4], &want);
 }
 
 #[test]
@@ -1488,11 +1336,7 @@ fn softmax_opset13_axis1() {
         0.09095648,
         0.09095648,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 4], &want);
 }
 
 #[test]
@@ -1537,11 +1381,7 @@ fn softmax_opset13_default() {
         0.04700697,
         0.20649906,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 4], &want);
 }
 
 #[test]
@@ -1589,11 +1429,7 @@ fn layernorm_last_axis() {
         -0.49861336,
         0.08168338,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 4], &want);
 }
 
 #[test]
@@ -1632,11 +1468,7 @@ fn layernorm_axis1() {
         0.80104154,
         -2.551275,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 2]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 2], &want);
 }
 
 #[test]
@@ -1686,11 +1518,7 @@ fn batchnorm_unfolded() {
         -1.4170887,
         -1.1555246,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 2, 2]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 2, 2], &want);
 }
 
 #[test]
@@ -1719,11 +1547,7 @@ fn reducemean_axis1() {
         -0.47333336,
         0.26666668,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 4], &want);
 }
 
 #[test]
@@ -1743,11 +1567,7 @@ fn reducemean_opset18_axes_input() {
     );
     let x0 = t(&[2, 3, 4], formula_from(24, 0, 1.0, 0.0));
     let want = vec![-0.24749999, 0.18749999, -0.135];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 3, 1]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 3, 1], &want);
 }
 
 #[test]
@@ -1767,11 +1587,7 @@ fn reducemean_all() {
     );
     let x0 = t(&[2, 3, 4], formula_from(24, 0, 1.0, 0.0));
     let want = vec![-0.065000005];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[] as &[usize]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[], &want);
 }
 
 #[test]
@@ -1794,11 +1610,7 @@ fn transpose_perm() {
         -1.0, -0.06, 0.88, -0.2, 0.74, -0.34, -0.26, 0.68, -0.4, 0.54, -0.54, 0.4, 0.48, -0.6,
         0.34, -0.74, 0.2, -0.88, -0.8, 0.14, -0.94, 0.0, 0.94, -0.14,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[4, 2, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[4, 2, 3], &want);
 }
 
 #[test]
@@ -1821,11 +1633,7 @@ fn transpose_default() {
         -1.0, -0.2, -0.06, 0.74, 0.88, -0.34, -0.26, 0.54, 0.68, -0.54, -0.4, 0.4, 0.48, -0.74,
         -0.6, 0.2, 0.34, -0.88, -0.8, 0.0, 0.14, 0.94, -0.94, -0.14,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[4, 3, 2]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[4, 3, 2], &want);
 }
 
 #[test]
@@ -1853,11 +1661,7 @@ fn slice_negative_step() {
         -0.06, 0.48, -1.0, -0.4, 0.14, 0.68, -0.74, -0.2, 0.34, 0.94, -0.54, 0.0, 0.6, -0.88,
         -0.34, 0.26, 0.8, -0.68,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 3], &want);
 }
 
 #[test]
@@ -1883,11 +1687,7 @@ fn slice_clamped() {
     let want = vec![
         -0.26, 0.48, -0.8, -0.06, -0.6, 0.14, 0.88, -0.4, -0.94, -0.2, 0.54, -0.74,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 3, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 3, 4], &want);
 }
 
 #[test]
@@ -1913,11 +1713,7 @@ fn slice_opset9_attrs() {
     let want = vec![
         -0.6, 0.14, 0.88, -0.94, -0.2, 0.54, 0.4, -0.88, -0.14, 0.06, 0.8, -0.48,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 2, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 2, 3], &want);
 }
 
 #[test]
@@ -1940,11 +1736,7 @@ fn gather_negative() {
         0.88, -0.4, 0.34, -0.94, -1.0, -0.26, 0.48, -0.8, -0.34, 0.4, -0.88, -0.14, -0.2, 0.54,
         -0.74, 0.0,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 2, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 2, 4], &want);
 }
 
 #[test]
@@ -1967,11 +1759,7 @@ fn gather_2d_indices() {
         -1.0, -0.26, 0.48, -0.8, 0.88, -0.4, 0.34, -0.94, -0.06, 0.68, -0.6, 0.14, -0.06, 0.68,
         -0.6, 0.14,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 2, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 2, 4], &want);
 }
 
 #[test]
@@ -1991,11 +1779,7 @@ fn gather_scalar_index() {
     );
     let x0 = t(&[3, 4], formula_from(12, 0, 1.0, 0.0));
     let want = vec![0.48, -0.6, 0.34];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[3], &want);
 }
 
 #[test]
@@ -2015,11 +1799,7 @@ fn concat_last_axis() {
     );
     let x0 = t(&[2, 3], formula_from(6, 0, 1.0, 0.0));
     let want = vec![-1.0, -0.26, 0.48, 9.0, 8.0, -0.8, -0.06, 0.68, 7.0, 6.0];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 5]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 5], &want);
 }
 
 #[test]
@@ -2042,11 +1822,7 @@ fn reshape_zero_minus_one() {
         -1.0, -0.26, 0.48, -0.8, -0.06, 0.68, -0.6, 0.14, 0.88, -0.4, 0.34, -0.94, -0.2, 0.54,
         -0.74, 0.0, 0.74, -0.54, 0.2, 0.94, -0.34, 0.4, -0.88, -0.14,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 12]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 12], &want);
 }
 
 #[test]
@@ -2069,11 +1845,7 @@ fn flatten_axis2() {
         -1.0, -0.26, 0.48, -0.8, -0.06, 0.68, -0.6, 0.14, 0.88, -0.4, 0.34, -0.94, -0.2, 0.54,
         -0.74, 0.0, 0.74, -0.54, 0.2, 0.94, -0.34, 0.4, -0.88, -0.14,
     ];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[6, 4]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[6, 4], &want);
 }
 
 #[test]
@@ -2093,11 +1865,7 @@ fn squeeze_attr_opset11() {
     );
     let x0 = t(&[2, 1, 3], formula_from(6, 0, 1.0, 0.0));
     let want = vec![-1.0, -0.26, 0.48, -0.8, -0.06, 0.68];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3], &want);
 }
 
 #[test]
@@ -2117,11 +1885,7 @@ fn squeeze_input_opset13() {
     );
     let x0 = t(&[2, 1, 3, 1], formula_from(6, 0, 1.0, 0.0));
     let want = vec![-1.0, -0.26, 0.48, -0.8, -0.06, 0.68];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 1, 3]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 1, 3], &want);
 }
 
 #[test]
@@ -2141,11 +1905,7 @@ fn unsqueeze_attr_opset11() {
     );
     let x0 = t(&[2, 3], formula_from(6, 0, 1.0, 0.0));
     let want = vec![-1.0, -0.26, 0.48, -0.8, -0.06, 0.68];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[1, 2, 3, 1]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[1, 2, 3, 1], &want);
 }
 
 #[test]
@@ -2165,9 +1925,5 @@ fn unsqueeze_input_opset13() {
     );
     let x0 = t(&[2, 3], formula_from(6, 0, 1.0, 0.0));
     let want = vec![-1.0, -0.26, 0.48, -0.8, -0.06, 0.68];
-    let got = run(&g, &[("x0", &x0)]);
-    assert_eq!(got[0].shape(), &[2, 3, 1]);
-    assert_close(got[0].as_f32().unwrap(), &want, 1e-5);
-    let reference = interpret(&g, &[("x0", &x0)]);
-    assert_close(reference[0].as_f32().unwrap(), &want, 1e-5);
+    expect_planned_and_interpreted(&g, &[("x0", &x0)], &[2, 3, 1], &want);
 }

@@ -128,6 +128,21 @@ pub fn interpret(g: &Graph, inputs: &[(&str, &Tensor)]) -> Vec<Tensor> {
     g.outputs.iter().map(|o| vals[&o.name].clone()).collect()
 }
 
+/// Runs `g` through the planned engine and through [`interpret`] and asserts that both give a
+/// first output of `shape` equal to `want` within 1e-5: a reference value checks both paths.
+pub fn expect_planned_and_interpreted(
+    g: &Graph,
+    inputs: &[(&str, &Tensor)],
+    shape: &[usize],
+    want: &[f32],
+) {
+    let got = run(g, inputs);
+    assert_eq!(got[0].shape(), shape);
+    assert_close(got[0].as_f32().unwrap(), want, 1e-5);
+    let reference = interpret(g, inputs);
+    assert_close(reference[0].as_f32().unwrap(), want, 1e-5);
+}
+
 /// Asserts two f32 slices agree within `tol` (absolute, scaled up for large values).
 pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
     assert_eq!(got.len(), want.len(), "length differs");
