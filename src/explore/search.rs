@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +35,7 @@ use crate::eval::{evaluate, metrics, output_index, Dataset};
 use crate::explore::objective::{open_checked, Objective, Timed, Timer};
 use crate::explore::sensitivity::{jobs_for, only_layer, parallel};
 use crate::explore::setup::{Score, Setup, BATCH};
+use crate::explore::spec::SearchSpec;
 use crate::explore::{ExploreError, ExploreEvent, Level};
 use crate::graph::Graph;
 use crate::runtime::RuntimeKind;
@@ -49,32 +50,13 @@ pub enum RuntimeChoice {
     Fixed(RuntimeKind),
 }
 
-/// How to search.
+/// How to search: the request, where the result goes, and how to stop it from outside.
 #[derive(Debug, Clone)]
 pub struct SearchConfig {
-    /// Largest held-out accuracy drop (labels) or disagreement (no labels) allowed, as a
-    /// fraction (0.005 = 0.5 percentage points).
-    pub budget: f64,
-    /// What to minimise.
-    pub objective: Objective,
-    /// Levels a layer may take (FP32 is always allowed).
-    pub levels: Vec<Level>,
-    /// Stop after this long (the best model so far is already written).
-    pub time_budget: Option<Duration>,
+    /// What the search is asked to do (its `setup` part is what the [`Setup`] was made from).
+    pub spec: SearchSpec,
     /// Where the chosen (and, meanwhile, the best so far) model is written.
     pub out: PathBuf,
-    /// Runtime to time on.
-    pub runtime: RuntimeChoice,
-    /// Compute threads of the timed runtime.
-    pub threads: usize,
-    /// Batch size of the timed runs.
-    pub batch: usize,
-    /// Interleaved rounds per timed candidate.
-    pub rounds: usize,
-    /// Parallel sensitivity variants (`None`: one per core, capped by memory).
-    pub jobs: Option<usize>,
-    /// Test-split samples of the final report (`None`: all).
-    pub test_limit: Option<usize>,
     /// Set from outside (a Ctrl-C) to stop like a time budget does: the best so far is kept
     /// and reported.
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
@@ -195,7 +177,7 @@ impl State<'_> {
                 message: self.stopped.clone().unwrap_or_default(),
             });
         }
-        if let (Some(limit), None) = (self.config.time_budget, &self.stopped) {
+        if let (Some(limit), None) = (self.config.spec.time_budget, &self.stopped) {
             if self.started.elapsed() >= limit {
                 self.stopped = Some(format!(
                     "time budget of {} s reached after {} candidates",
@@ -224,13 +206,13 @@ impl State<'_> {
             Some(t) => Some(t.time(&self.scratch)?),
             None => None,
         };
-        let objective = match (self.config.objective, &timed) {
+        let objective = match (self.config.spec.objective, &timed) {
             (Objective::Size, _) | (_, None) => bytes as f64,
             (Objective::Latency, Some(t)) => t.latency_ratio,
             (Objective::Energy, Some(t)) => t.energy_ratio.unwrap_or(t.latency_ratio),
         };
         let index = self.candidates.len();
-        let feasible = score.drop <= self.config.budget;
+        let feasible = score.drop <= self.config.spec.budget;
         let assignment = assignment(self.setup, &levels);
         (self.on_event)(&ExploreEvent::CandidateTried {
             index,
@@ -275,7 +257,7 @@ impl State<'_> {
             return true;
         };
         let (c, b) = (&self.candidates[i], &self.candidates[b]);
-        let margin = self.config.objective.margin();
+        let margin = self.config.spec.objective.margin();
         c.objective < b.objective * (1.0 - margin)
             || (c.objective <= b.objective * (1.0 + margin)
                 && c.score.drop < b.score.drop
@@ -338,12 +320,12 @@ fn native_refuses(
 ) -> Result<Option<(usize, String)>, ExploreError> {
     let name = setup.data.input_name();
     let native = RuntimeKind::Native;
-    if let Err(e) = open_checked(native, &setup.model, config.threads, name, input) {
+    if let Err(e) = open_checked(native, &setup.model, config.spec.threads, name, input) {
         return Ok(Some((usize::MAX, format!("FP32: {e}"))));
     }
     for (i, levels) in assignments.iter().enumerate() {
         save_synced(&setup.quantize(&setup.scheme(levels))?, scratch)?;
-        if let Err(e) = open_checked(native, scratch, config.threads, name, input) {
+        if let Err(e) = open_checked(native, scratch, config.spec.threads, name, input) {
             return Ok(Some((i, e.to_string())));
         }
     }
@@ -376,10 +358,11 @@ fn pick_runtime(
     scratch: &Path,
     input: &crate::tensor::Tensor,
 ) -> Result<(RuntimeKind, Vec<Level>, Option<String>), ExploreError> {
-    if let RuntimeChoice::Fixed(k) = config.runtime {
-        return Ok((k, config.levels.clone(), None));
+    if let RuntimeChoice::Fixed(k) = config.spec.runtime {
+        return Ok((k, config.spec.levels.clone(), None));
     }
     let lower: Vec<Level> = config
+        .spec
         .levels
         .iter()
         .copied()
@@ -392,7 +375,7 @@ fn pick_runtime(
             Some((usize::MAX, e)) => {
                 return Ok((
                     RuntimeKind::Ort,
-                    config.levels.clone(),
+                    config.spec.levels.clone(),
                     Some(format!("native engine cannot run {e}")),
                 ))
             }
@@ -401,10 +384,10 @@ fn pick_runtime(
         }
     }
     match (kept.is_empty(), refused.is_empty()) {
-        (_, true) => Ok((RuntimeKind::Native, config.levels.clone(), None)),
+        (_, true) => Ok((RuntimeKind::Native, config.spec.levels.clone(), None)),
         (true, false) => Ok((
             RuntimeKind::Ort,
-            config.levels.clone(),
+            config.spec.levels.clone(),
             Some(format!(
                 "native engine cannot run any lower level: {}",
                 refused.join("; ")
@@ -428,13 +411,13 @@ pub fn run(
     config: &SearchConfig,
     on_event: &(dyn Fn(&ExploreEvent) + Sync),
 ) -> Result<SearchReport, ExploreError> {
-    if !(config.budget >= 0.0 && config.budget < 1.0) {
+    if !(config.spec.budget >= 0.0 && config.spec.budget < 1.0) {
         return Err(ExploreError::Invalid(format!(
             "budget {} is not a fraction in [0, 1)",
-            config.budget
+            config.spec.budget
         )));
     }
-    if config.threads == 0 || config.batch == 0 || config.rounds == 0 {
+    if config.spec.threads == 0 || config.spec.batch == 0 || config.spec.rounds == 0 {
         return Err(ExploreError::Invalid(
             "--threads, --batch and --rounds must be at least 1".into(),
         ));
@@ -470,13 +453,15 @@ fn search(
     };
     let n = setup.layers.len();
     // The runtime first: under a timed objective it can narrow the levels.
-    let input = setup.data.batch(0..config.batch.min(setup.data.len()))?;
-    let timed = config.objective != Objective::Size;
+    let input = setup
+        .data
+        .batch(0..config.spec.batch.min(setup.data.len()))?;
+    let timed = config.spec.objective != Objective::Size;
     let (runtime, search_levels, mut runtime_note) = if timed {
         step("choosing the runtime to time on");
         pick_runtime(setup, config, scratch, &input)?
     } else {
-        (RuntimeKind::Ort, config.levels.clone(), None)
+        (RuntimeKind::Ort, config.spec.levels.clone(), None)
     };
     if let Some(n) = &runtime_note {
         on_event(&ExploreEvent::Warning {
@@ -487,9 +472,9 @@ fn search(
         Timer::new(
             kind,
             &setup.model,
-            config.threads,
-            config.rounds,
-            config.objective == Objective::Energy,
+            config.spec.threads,
+            config.spec.rounds,
+            config.spec.objective == Objective::Energy,
             setup.data.input_name(),
             input,
         )
@@ -534,7 +519,7 @@ fn search(
         samples: setup.data.len(),
     });
     let done = std::sync::atomic::AtomicUsize::new(0);
-    let scores = parallel(jobs_for(setup, config.jobs), &tasks, |&(l, v)| {
+    let scores = parallel(jobs_for(setup, config.spec.jobs), &tasks, |&(l, v)| {
         let (score, _) = only_layer(setup, l, v.precision(setup.calibration))?;
         on_event(&ExploreEvent::LayerScored {
             done: done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
@@ -642,7 +627,7 @@ fn search(
     let seconds = started.elapsed().as_secs_f64();
     // Under the size objective, time the chosen model and all-INT8 now: on the native engine
     // when it runs both (and `Auto`), else on the runtime asked for or ORT.
-    let runtime = match (&st.timer, config.runtime) {
+    let runtime = match (&st.timer, config.spec.runtime) {
         (Some(_), _) => runtime,
         (None, RuntimeChoice::Fixed(k)) => k,
         (None, RuntimeChoice::Auto) => {
@@ -685,8 +670,8 @@ fn search(
     let test = test_check(setup, config, &chosen_graph, int8_graph.as_ref())?;
     Ok(SearchReport {
         model: setup.model.display().to_string(),
-        budget: config.budget,
-        objective: config.objective,
+        budget: config.spec.budget,
+        objective: config.spec.objective,
         split: setup.split.clone(),
         ranges: setup.ranges_note.clone(),
         runtime,
@@ -712,7 +697,7 @@ fn test_check(
     int8: Option<&Graph>,
 ) -> Result<TestCheck, ExploreError> {
     let m = &setup.manifest;
-    let test = Dataset::load(&m.data.test, &m.input, config.test_limit)?;
+    let test = Dataset::load(&m.data.test, &m.input, config.spec.test_limit)?;
     let run = |g: &Graph| -> Result<crate::eval::EvalResult, ExploreError> {
         let mut rt = crate::quant::pipeline::session(g)?;
         let out = output_index(&m.output, crate::runtime::Runtime::output_names(&rt))?;
@@ -737,7 +722,7 @@ fn test_check(
         agreement,
         kl: metrics::mean_kl(&fp32.outputs, &c.outputs, m.output.kind)?,
         drop,
-        within_budget: drop <= config.budget,
+        within_budget: drop <= config.spec.budget,
     })
 }
 

@@ -97,17 +97,8 @@ impl SearchSpec {
     /// The search configuration writing the chosen model to `out`.
     pub fn config(&self, out: PathBuf) -> SearchConfig {
         SearchConfig {
-            budget: self.budget,
-            objective: self.objective,
-            levels: self.levels.clone(),
-            time_budget: self.time_budget,
+            spec: self.clone(),
             out,
-            runtime: self.runtime,
-            threads: self.threads,
-            batch: self.batch,
-            rounds: self.rounds,
-            jobs: self.jobs,
-            test_limit: self.test_limit,
             cancel: None,
         }
     }

@@ -9,6 +9,7 @@ use quench::eval::Manifest;
 use quench::explore::objective::Objective;
 use quench::explore::search::{self, RuntimeChoice, SearchConfig, SearchReport};
 use quench::explore::sensitivity::{self, SensitivityConfig};
+use quench::explore::spec::SearchSpec;
 use quench::explore::{ExploreEvent, Level, Setup, SetupConfig};
 use quench::quant::export::META_SCHEME;
 use quench::quant::pipeline::CalibratorKind;
@@ -61,20 +62,14 @@ fn sensitivity_ranking_is_the_same_for_the_same_seed() {
 }
 
 fn search_config(out: PathBuf, budget: f64, levels: Vec<Level>) -> SearchConfig {
-    SearchConfig {
-        budget,
-        objective: Objective::Size,
+    SearchSpec {
         levels,
-        time_budget: None,
-        out,
         runtime: RuntimeChoice::Fixed(RuntimeKind::Ort),
-        threads: 1,
-        batch: 1,
         rounds: 1,
         jobs: Some(2),
-        test_limit: None,
-        cancel: None,
+        ..SearchSpec::new(budget)
     }
+    .config(out)
 }
 
 /// Runs a search, checking at every new best that the file on disk is a whole, loadable model
@@ -91,10 +86,10 @@ fn search_checked(s: &Setup, config: &SearchConfig) -> SearchReport {
     .unwrap();
     assert!(*bests.lock().unwrap() >= 1);
     let chosen = &report.candidates[report.chosen];
-    assert!(chosen.feasible && chosen.score.drop <= config.budget);
+    assert!(chosen.feasible && chosen.score.drop <= config.spec.budget);
     // Exact sizes: the chosen one is on the front (timed objectives keep an incumbent that a
     // candidate beats only within the noise margin, which may then sit off the front).
-    if config.objective == Objective::Size {
+    if config.spec.objective == Objective::Size {
         assert!(report.front.contains(&report.chosen));
     }
     let on_disk = std::fs::metadata(&config.out).unwrap().len();
@@ -113,7 +108,7 @@ fn search_on_mnist_mlp_finds_a_model_smaller_than_int8_within_budget() {
         0.01,
         vec![Level::Int8, Level::Int4],
     );
-    config.test_limit = Some(2000);
+    config.spec.test_limit = Some(2000);
     let r = search_checked(&s, &config);
     let chosen = &r.candidates[r.chosen];
     let int8 = &r.candidates[r.all_int8.unwrap()];
@@ -142,8 +137,8 @@ fn search_stops_on_its_time_budget_with_fp32_written() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup("mnist-mlp", 200, 0);
     let mut config = search_config(dir.path().join("mlp.onnx"), 0.01, vec![Level::Int8]);
-    config.time_budget = Some(Duration::from_millis(1));
-    config.test_limit = Some(200);
+    config.spec.time_budget = Some(Duration::from_millis(1));
+    config.spec.test_limit = Some(200);
     let r = search_checked(&s, &config);
     assert!(r.stopped.as_deref().unwrap().contains("time budget"));
     assert_eq!(r.candidates.len(), 1);
@@ -155,7 +150,7 @@ fn a_cancelled_search_keeps_and_reports_its_best_so_far() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup("mnist-mlp", 200, 0);
     let mut config = search_config(dir.path().join("mlp.onnx"), 0.01, vec![Level::Int8]);
-    config.test_limit = Some(200);
+    config.spec.test_limit = Some(200);
     config.cancel = Some(std::sync::Arc::new(std::sync::atomic::AtomicBool::new(
         true,
     )));
@@ -271,9 +266,9 @@ fn latency_search_times_every_candidate_on_the_native_engine() {
     let dir = tempfile::tempdir().unwrap();
     let s = setup("mnist-mlp", 300, 0);
     let mut config = search_config(dir.path().join("mlp.onnx"), 0.01, vec![Level::Int8]);
-    config.objective = Objective::Latency;
-    config.runtime = RuntimeChoice::Auto;
-    config.test_limit = Some(500);
+    config.spec.objective = Objective::Latency;
+    config.spec.runtime = RuntimeChoice::Auto;
+    config.spec.test_limit = Some(500);
     let r = search_checked(&s, &config);
     assert_eq!(r.runtime, RuntimeKind::Native, "{:?}", r.runtime_note);
     assert!(r.candidates.iter().all(|c| c.timed.is_some()));
