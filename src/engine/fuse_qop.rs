@@ -227,8 +227,8 @@ pub fn unfold_qoperator(g: &mut Graph) -> Result<usize, GraphError> {
 mod tests {
     use super::*;
     use crate::graph::qdq::{fuse_qdq, DOMAIN, QCONV};
-    use crate::graph::ValueInfo;
-    use crate::tensor::{DataType, TensorData};
+    use crate::graph::testing::{graph, node};
+    use crate::tensor::TensorData;
 
     fn qlinear_conv(w_scale: Vec<f32>) -> Graph {
         let t = |shape: &[usize], d: TensorData| Tensor::new(shape.to_vec(), d).unwrap();
@@ -242,27 +242,10 @@ mod tests {
             ("yz", t(&[], TensorData::U8(vec![1]))),
             ("b", t(&[2], TensorData::I32(vec![40, -9]))),
         ];
-        let node = |op: &str, ins: &[&str], out: &str| Node {
-            name: format!("{op}_n"),
-            op_type: op.into(),
-            domain: String::new(),
-            inputs: ins.iter().map(|s| s.to_string()).collect(),
-            outputs: vec![out.into()],
-            attrs: Default::default(),
-        };
-        let vi = |n: &str| ValueInfo {
-            name: n.into(),
-            dtype: DataType::F32,
-            shape: None,
-        };
-        Graph {
-            name: "g".into(),
-            opset: 13,
-            extra_opsets: Default::default(),
-            inputs: vec![vi("x")],
-            outputs: vec![vi("y")],
-            initializers: inits.into_iter().map(|(k, v)| (k.into(), v)).collect(),
-            nodes: vec![
+        let node = |op: &str, ins: &[&str], out: &str| node(op, &format!("{op}_n"), ins, &[out]);
+        graph(
+            13,
+            vec![
                 node("QuantizeLinear", &["x", "xs", "xz"], "xq"),
                 node(
                     "QLinearConv",
@@ -271,8 +254,8 @@ mod tests {
                 ),
                 node("DequantizeLinear", &["yq", "ys", "yz"], "y"),
             ],
-            metadata: Default::default(),
-        }
+            inits.into(),
+        )
     }
 
     #[test]

@@ -95,6 +95,8 @@ pub mod shape;
 pub mod shape_int;
 pub mod simplify;
 pub mod stats;
+#[cfg(test)]
+pub(crate) mod testing;
 
 /// An error from a graph pass: a node whose attributes, inputs or shapes cannot be used.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -54,32 +54,15 @@ pub fn detect(graph: &Graph) -> Option<Detected> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::Node;
-    use std::collections::BTreeMap;
+    use crate::graph::testing::{graph, node};
 
     fn graph_of(ops: &[&str]) -> Graph {
         let nodes = ops
             .iter()
             .enumerate()
-            .map(|(i, op)| Node {
-                name: format!("n{i}"),
-                op_type: op.to_string(),
-                domain: String::new(),
-                inputs: Vec::new(),
-                outputs: Vec::new(),
-                attrs: BTreeMap::new(),
-            })
+            .map(|(i, op)| node(op, &format!("n{i}"), &[], &[]))
             .collect();
-        Graph {
-            name: "g".into(),
-            opset: 21,
-            extra_opsets: BTreeMap::new(),
-            inputs: Vec::new(),
-            outputs: Vec::new(),
-            initializers: BTreeMap::new(),
-            nodes,
-            metadata: BTreeMap::new(),
-        }
+        graph(21, nodes, Vec::new())
     }
 
     #[test]

@@ -743,20 +743,10 @@ fn reduces_last_axis(node: &Node, opset: i64, types: Option<&BTreeMap<String, Va
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Dim, ValueInfo};
+    use crate::graph::testing::{graph, node};
+    use crate::graph::Dim;
     use crate::quant::scheme::{LayerMatch, Override};
     use crate::quant::Calibration;
-
-    fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> Node {
-        Node {
-            name: name.into(),
-            op_type: op.into(),
-            domain: String::new(),
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
-            attrs: BTreeMap::new(),
-        }
-    }
 
     /// x [1, 64] → Gemm(W [3, 64], b [3], transB) → h → Softmax → y.
     fn gemm_graph(opset: i64) -> Graph {
@@ -765,28 +755,17 @@ mod tests {
         let w: Vec<f32> = (0..192)
             .map(|i| ((i * 37) % 19) as f32 / 10.0 - 0.9)
             .collect();
-        let vi = |n: &str| ValueInfo {
-            name: n.into(),
-            dtype: DataType::F32,
-            shape: None,
-        };
-        Graph {
-            name: "g".into(),
+        graph(
             opset,
-            extra_opsets: BTreeMap::new(),
-            inputs: vec![vi("x")],
-            outputs: vec![vi("y")],
-            initializers: [
-                ("w".to_string(), Tensor::from_f32(vec![3, 64], w).unwrap()),
+            vec![gemm, node("Softmax", "sm", &["h"], &["y"])],
+            vec![
+                ("w", Tensor::from_f32(vec![3, 64], w).unwrap()),
                 (
-                    "b".to_string(),
+                    "b",
                     Tensor::from_f32(vec![3], vec![0.5, -0.25, 0.0]).unwrap(),
                 ),
-            ]
-            .into(),
-            nodes: vec![gemm, node("Softmax", "sm", &["h"], &["y"])],
-            metadata: BTreeMap::new(),
-        }
+            ],
+        )
     }
 
     fn ranges() -> BTreeMap<String, CalibratedRange> {

@@ -40,31 +40,15 @@ fn fold_constant_nodes(g: &mut Graph) -> Result<usize, GraphError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::{Attr, Node, ValueInfo};
-    use crate::tensor::{DataType, Tensor};
-    use std::collections::BTreeMap;
-
-    fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str]) -> Node {
-        Node {
-            name: name.into(),
-            op_type: op.into(),
-            domain: String::new(),
-            inputs: inputs.iter().map(|s| s.to_string()).collect(),
-            outputs: outputs.iter().map(|s| s.to_string()).collect(),
-            attrs: BTreeMap::new(),
-        }
-    }
+    use crate::graph::testing::{graph, node};
+    use crate::graph::Attr;
+    use crate::tensor::Tensor;
 
     /// x → Conv(w) → BN → Add(Reshape(b, [1, 2, 1, 1])) → Relu → y: everything before the Relu
     /// becomes one Conv with a folded weight and bias, and the output keeps its value.
     #[test]
     fn batchnorm_and_reshaped_bias_fold_into_the_conv() {
         let t = |shape: Vec<usize>, v: Vec<f32>| Tensor::from_f32(shape, v).unwrap();
-        let vi = |n: &str| ValueInfo {
-            name: n.into(),
-            dtype: DataType::F32,
-            shape: None,
-        };
         let mut bn = node(
             "BatchNormalization",
             "bn",
@@ -72,13 +56,16 @@ mod tests {
             &["n"],
         );
         bn.attrs.insert("epsilon".into(), Attr::Float(0.0));
-        let g = Graph {
-            name: "g".into(),
-            opset: 11,
-            extra_opsets: BTreeMap::new(),
-            inputs: vec![vi("x")],
-            outputs: vec![vi("y")],
-            initializers: [
+        let g = graph(
+            11,
+            vec![
+                node("Conv", "conv", &["x", "w"], &["c"]),
+                bn,
+                node("Reshape", "rs", &["b", "shape"], &["b4"]),
+                node("Add", "add", &["n", "b4"], &["a"]),
+                node("Relu", "relu", &["a"], &["y"]),
+            ],
+            vec![
                 ("w", t(vec![2, 1, 1, 1], vec![1.0, 2.0])),
                 ("gamma", t(vec![2], vec![2.0, 3.0])),
                 ("beta", t(vec![2], vec![0.5, -0.5])),
@@ -89,19 +76,8 @@ mod tests {
                     "shape",
                     Tensor::new(vec![4], crate::tensor::TensorData::I64(vec![1, 2, 1, 1])).unwrap(),
                 ),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-            nodes: vec![
-                node("Conv", "conv", &["x", "w"], &["c"]),
-                bn,
-                node("Reshape", "rs", &["b", "shape"], &["b4"]),
-                node("Add", "add", &["n", "b4"], &["a"]),
-                node("Relu", "relu", &["a"], &["y"]),
             ],
-            metadata: BTreeMap::new(),
-        };
+        );
         let p = prepare(&g).unwrap();
         let ops: Vec<&str> = p.nodes.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(ops, ["Conv", "Relu"]);

@@ -189,40 +189,20 @@ impl Calibrators {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::graph::Node;
+    use crate::graph::testing::{self, node};
     use crate::quant::scheme::{LayerMatch, Override};
 
     fn graph() -> Graph {
-        let n = |op: &str, name: &str, i: &[&str], o: &str| Node {
-            name: name.into(),
-            op_type: op.into(),
-            domain: String::new(),
-            inputs: i.iter().map(|s| s.to_string()).collect(),
-            outputs: vec![o.into()],
-            attrs: Default::default(),
-        };
-        Graph {
-            name: "g".into(),
-            opset: 13,
-            extra_opsets: Default::default(),
-            inputs: vec![ValueInfo {
-                name: "x".into(),
-                dtype: DataType::F32,
-                shape: None,
-            }],
-            outputs: vec![ValueInfo {
-                name: "y".into(),
-                dtype: DataType::F32,
-                shape: None,
-            }],
-            initializers: Default::default(),
-            nodes: vec![
+        let n = |op: &str, name: &str, i: &[&str], o: &str| node(op, name, i, &[o]);
+        testing::graph(
+            13,
+            vec![
                 n("MatMul", "a", &["x", "w1"], "h"),
                 n("Relu", "r", &["h"], "h2"),
                 n("MatMul", "b", &["h2", "w2"], "y"),
             ],
-            metadata: Default::default(),
-        }
+            Vec::new(),
+        )
     }
 
     #[test]
