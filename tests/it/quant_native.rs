@@ -238,3 +238,17 @@ fn textdir_int8_static_raises_the_opset_and_agrees() {
     assert_eq!(q.opset, 13);
     check("textdir-cls", &q);
 }
+
+/// textdir-cls in dynamic INT8, prepared as `quench quantize` prepares it: its depthwise
+/// convolutions run on the native engine's depthwise INT8 kernel, and native agrees with ORT on
+/// the same exported model.
+#[test]
+fn textdir_int8_dynamic_runs_natively_and_agrees() {
+    let m = manifest("textdir-cls");
+    let g = quench::onnx::load(Path::new(&m.model.file)).unwrap();
+    let g = quench::quant::prepare::prepare(&g).unwrap();
+    let scheme = Scheme::int8_dynamic();
+    let q = quench::quant::quantize_for(&g, &scheme, &Default::default(), &[m.input.at_batch(1)])
+        .unwrap();
+    check("textdir-cls", &q);
+}
