@@ -406,6 +406,9 @@ struct VariantArgs {
     /// Activation range rule of --method static (default minmax).
     #[arg(long, value_enum)]
     calibrator: Option<CalibratorArg>,
+    /// Share of the histogram --calibrator percentile keeps, in (0, 100] (default 99.999).
+    #[arg(long)]
+    percentile: Option<f64>,
     /// One INT8 weight scale per tensor instead of per output channel (int8 static).
     #[arg(long)]
     per_tensor: bool,
@@ -449,6 +452,7 @@ impl VariantArgs {
             precision,
             method,
             calibrator: self.calibrator.map(Into::into),
+            percentile: self.percentile,
             per_tensor: self.per_tensor,
             group: self.group,
             calib_samples: self.calib_samples,

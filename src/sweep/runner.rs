@@ -409,6 +409,7 @@ impl Runner<'_> {
             precision: target,
             method: Some(method),
             calibrator: variant.calibrator,
+            percentile: None,
             per_tensor: false,
             group: variant.group,
             calib_samples: if qat {

@@ -227,3 +227,121 @@ fn bad_matmulnbits_names_the_node() {
     let err = plan_run(&mk(4, n), &x).unwrap_err().to_string();
     assert!(err.contains("q4") && err.contains("scales"), "{err}");
 }
+
+/// `x [2, C, 7, 6] → Conv(w [C_out, C / group, 3, 3], bias, group, stride [2, 1], pads 1)`
+/// exported as dynamic INT8 by quench (`DynamicQuantizeLinear → DequantizeLinear` into the Conv on
+/// an s8 `DequantizeLinear` weight).
+fn dynamic_grouped_conv(c: usize, c_out: usize, group: usize) -> Graph {
+    let w = Tensor::from_f32(
+        vec![c_out, c / group, 3, 3],
+        values(c_out * c / group * 9, 3),
+    )
+    .unwrap();
+    let b = Tensor::from_f32(vec![c_out], values(c_out, 4)).unwrap();
+    let conv = node(
+        "Conv",
+        "dw",
+        &["x", "w", "b"],
+        &["y"],
+        vec![
+            ("group", Attr::Int(group as i64)),
+            ("kernel_shape", Attr::Ints(vec![3, 3])),
+            ("strides", Attr::Ints(vec![2, 1])),
+            ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+        ],
+    );
+    let g = graph(
+        13,
+        &[("x", 4)],
+        &["y"],
+        vec![conv],
+        vec![("w", w), ("b", b)],
+    );
+    quench::quant::quantize(
+        &g,
+        &quench::quant::Scheme::int8_dynamic(),
+        &Default::default(),
+    )
+    .unwrap()
+}
+
+/// A depthwise Conv in a dynamic INT8 model runs on the depthwise INT8 kernel and computes the
+/// convolution of the dequantized input and weight (the integer sums are exact; only the f32
+/// scaling rounds).
+#[test]
+fn dynamic_depthwise_conv_matches_the_dequantized_convolution() {
+    const C: usize = 5;
+    let g = dynamic_grouped_conv(C, C, C);
+    let x = Tensor::from_f32(vec![2, C, 7, 6], values(2 * C * 42, 9)).unwrap();
+    let y = plan_run(&g, &x).unwrap();
+    assert_eq!(y[0].shape(), &[2, C, 4, 6]);
+    // The reference: x and w through their quantize/dequantize, then the f64 convolution.
+    let xs = x.as_f32().unwrap();
+    let (s_x, zp) = dynamic_qparams(xs);
+    let mut xq = vec![0u8; xs.len()];
+    quantize_u8(xs, s_x, zp, &mut xq);
+    let xd: Vec<f64> = xq
+        .iter()
+        .map(|&q| (f64::from(q) - f64::from(zp)) * f64::from(s_x))
+        .collect();
+    let (wq, w_scale) = dequantized_weight(&g);
+    let b = values(C, 4);
+    let got = y[0].as_f32().unwrap();
+    for n in 0..2 {
+        for c in 0..C {
+            for oy in 0..4 {
+                for ox in 0..6 {
+                    let mut acc = f64::from(b[c]);
+                    for ky in 0..3 {
+                        for kx in 0..3 {
+                            let (iy, ix) = ((oy * 2 + ky) as isize - 1, (ox + kx) as isize - 1);
+                            if !(0..7).contains(&iy) || !(0..6).contains(&ix) {
+                                continue;
+                            }
+                            let xv = xd[((n * C + c) * 7 + iy as usize) * 6 + ix as usize];
+                            let s = f64::from(w_scale[if w_scale.len() == 1 { 0 } else { c }]);
+                            acc += xv * f64::from(wq[c * 9 + ky * 3 + kx]) * s;
+                        }
+                    }
+                    let v = got[((n * C + c) * 4 + oy) * 6 + ox];
+                    assert!(
+                        (f64::from(v) - acc).abs() < 1e-5,
+                        "{n} {c} {oy} {ox}: {v} {acc}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+/// The s8 weight and its scale(s) of the only weight `DequantizeLinear` of `g`.
+fn dequantized_weight(g: &Graph) -> (Vec<i8>, Vec<f32>) {
+    let dq = g
+        .nodes
+        .iter()
+        .find(|n| {
+            n.op_type == "DequantizeLinear"
+                && g.initializers
+                    .get(&n.inputs[0])
+                    .is_some_and(|t| matches!(t.data(), TensorData::I8(_)))
+        })
+        .unwrap();
+    let TensorData::I8(w) = g.initializers[&dq.inputs[0]].data().clone() else {
+        unreachable!()
+    };
+    let s = g.initializers[&dq.inputs[1]].as_f32().unwrap().to_vec();
+    (w, s)
+}
+
+/// A grouped Conv that is not depthwise has no dynamic INT8 kernel: the plan says so, naming
+/// the node, instead of running something else.
+#[test]
+fn dynamic_grouped_conv_other_than_depthwise_is_refused() {
+    let g = dynamic_grouped_conv(4, 4, 2);
+    let x = Tensor::from_f32(vec![2, 4, 7, 6], values(2 * 4 * 42, 9)).unwrap();
+    let err = plan_run(&g, &x).unwrap_err().to_string();
+    assert!(
+        err.contains("grouped integer Conv (group 2)") && err.contains("dw"),
+        "{err}"
+    );
+}

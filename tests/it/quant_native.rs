@@ -238,3 +238,56 @@ fn textdir_int8_static_raises_the_opset_and_agrees() {
     assert_eq!(q.opset, 13);
     check("textdir-cls", &q);
 }
+
+/// textdir-cls in dynamic INT8, prepared as `quench quantize` prepares it: its depthwise
+/// convolutions run on the native engine's depthwise INT8 kernel, and native agrees with ORT on
+/// the same exported model.
+#[test]
+fn textdir_int8_dynamic_runs_natively_and_agrees() {
+    let m = manifest("textdir-cls");
+    let g = quench::onnx::load(Path::new(&m.model.file)).unwrap();
+    let g = quench::quant::prepare::prepare(&g).unwrap();
+    let scheme = Scheme::int8_dynamic();
+    let q = quench::quant::quantize_for(&g, &scheme, &Default::default(), &[m.input.at_batch(1)])
+        .unwrap();
+    check("textdir-cls", &q);
+}
+
+/// textdir-cls INT8 static per-channel with the percentile calibrator's default share, as
+/// `quench quantize assets/models/textdir-cls.onnx --precision int8 --calibrator percentile
+/// --limit 1000` makes it, over all 1,000 test strips. Measured: top-1 agreement with FP32
+/// 99.00% on ORT, 98.90% natively (native vs ORT 99.90%). The project's 99% target is therefore
+/// not asserted: this guards the figures against regressions (ORT ≥ 98.5%, the minmax default
+/// gives 98.3%) and native vs ORT ≥ 99.5%.
+#[test]
+fn textdir_int8_static_percentile_agrees_with_fp32() {
+    use quench::quant::pipeline::{run, CalibratorKind, NativeResults, QuantizeConfig, Target};
+    let dir = tempfile::tempdir().unwrap();
+    let m = manifest("textdir-cls");
+    let config = QuantizeConfig {
+        model: PathBuf::from(&m.model.file),
+        manifest: m,
+        precision: Target::Int8,
+        method: None,
+        calibrator: Some(CalibratorKind::Percentile),
+        percentile: None,
+        per_tensor: false,
+        group: None,
+        calibrate_on: Default::default(),
+        calib_samples: None,
+        epochs: None,
+        limit: None,
+        out: dir.path().join("textdir-int8.onnx"),
+    };
+    let s = run(&config, &mut |_| {}).unwrap();
+    eprintln!(
+        "textdir-cls int8 static percentile: ORT agreement with FP32 {:.4} on {}; native {}",
+        s.test.top1_agreement, s.test.samples, s.native
+    );
+    assert_eq!(s.test.samples, 1000);
+    assert!(s.test.top1_agreement >= 0.985, "{}", s.test.top1_agreement);
+    let NativeResults::Ran { ort_agreement, .. } = s.native else {
+        panic!("{}", s.native)
+    };
+    assert!(ort_agreement >= 0.995, "{ort_agreement}");
+}

@@ -17,15 +17,17 @@
 //!   shifted to s8 with their zero point, which leaves every `w - zw` unchanged);
 //! * `acc as f32 · (x_scale · w_scale[j]) + bias[j]`, then the ReLU when one followed.
 //!
-//! Weights are packed once, when the plan is built.
+//! Weights are packed once, when the plan is built. A depthwise Conv (group = input channels =
+//! output channels, as MobileNets have) runs on the direct depthwise kernel the static path uses
+//! ([`crate::kernels::i8::depthwise`]); any other grouped Conv is refused as unsupported.
 
 use std::cell::RefCell;
 
 use crate::graph::shape::{matmul_shapes, ConvParams, ValueType};
 use crate::graph::{GraphError, Node};
 use crate::kernels::i8::{
-    copy_short, gemm, im2col, Activations, Conv2d, Dequantize, I8Error, Output, PackedI8, Scale,
-    WeightZeroPoint,
+    copy_short, depthwise, depthwise_kernel_name, gemm, im2col, Activations, Conv2d, Dequantize,
+    I8Error, Output, PackedDepthwise, PackedI8, Scale, WeightZeroPoint,
 };
 use crate::tensor::{Tensor, TensorData};
 
@@ -372,13 +374,25 @@ impl Geometry {
 /// the INT8 kernels and dequantizes into f32 (see the module docs for the exact arithmetic).
 #[derive(Debug, Clone)]
 pub struct DynamicQuant {
-    geometry: Geometry,
-    packed: PackedI8,
+    body: Body,
     /// Weight scale: one, or one per output channel.
     w_scale: Vec<f32>,
     bias: Option<Vec<f32>>,
     relu: bool,
     n: usize,
+}
+
+/// How a [`DynamicQuant`] multiplies.
+#[derive(Debug, Clone)]
+enum Body {
+    /// A MatMul, or a group-1 Conv through patches, on the GEMM.
+    Gemm(Geometry, PackedI8),
+    /// A depthwise Conv of `batch` images on the direct depthwise kernel.
+    Depthwise {
+        batch: usize,
+        conv: Conv2d,
+        w: PackedDepthwise,
+    },
 }
 
 /// The s8 values and zero points of an integer weight: u8 weights are shifted by 128 (values
@@ -495,21 +509,43 @@ impl DynamicQuant {
         let w = constant(node, consts, 1, "the weight")?
             .ok_or_else(|| node.error("the weight is missing"))?;
         let conv = node.op_type == DYNAMIC_CONV;
-        let (geometry, n) = if conv {
-            Geometry::conv(node, &x.shape, w.shape())?
-        } else {
-            Geometry::matmul(node, &x.shape, w.shape())?
-        };
-        let k = geometry.k();
         let zp = constant(node, consts, 2, "the weight zero point")?;
-        let mut iw = IntWeight::new(node, w, zp, n)?;
-        iw.values = geometry.order_weights(std::mem::take(&mut iw.values));
-        let packed = if conv {
-            PackedI8::from_n_by_k(n, k, &iw.values, iw.zero_point())
-        } else {
-            PackedI8::from_k_by_n(k, n, &iw.values, iw.zero_point())
-        }
-        .map_err(|e| node.error(e.to_string()))?;
+        let depthwise = match conv {
+            true => Some(ConvParams::resolve(node, &x.shape, w.shape())?)
+                .filter(|p| p.group > 1 && p.group == p.cin && p.cout == p.cin),
+            false => None,
+        };
+        let (body, n) = match depthwise {
+            Some(p) => {
+                let iw = IntWeight::new(node, w, zp, p.cout)?;
+                let packed =
+                    PackedDepthwise::new(p.cin, p.window.kernel, &iw.values, iw.zero_point())
+                        .map_err(|e| node.error(e.to_string()))?;
+                let body = Body::Depthwise {
+                    batch: p.batch,
+                    conv: conv2d(&p),
+                    w: packed,
+                };
+                (body, p.cout)
+            }
+            None => {
+                let (geometry, n) = if conv {
+                    Geometry::conv(node, &x.shape, w.shape())?
+                } else {
+                    Geometry::matmul(node, &x.shape, w.shape())?
+                };
+                let k = geometry.k();
+                let mut iw = IntWeight::new(node, w, zp, n)?;
+                iw.values = geometry.order_weights(std::mem::take(&mut iw.values));
+                let packed = if conv {
+                    PackedI8::from_n_by_k(n, k, &iw.values, iw.zero_point())
+                } else {
+                    PackedI8::from_k_by_n(k, n, &iw.values, iw.zero_point())
+                }
+                .map_err(|e| node.error(e.to_string()))?;
+                (Body::Gemm(geometry, packed), n)
+            }
+        };
         let ws = constant(node, consts, 3, "the weight scale")?
             .ok_or_else(|| node.error("the weight scale is missing"))?;
         let w_scale = f32_values(node, ws, "the weight scale")?.to_vec();
@@ -527,8 +563,7 @@ impl DynamicQuant {
             None => None,
         };
         Ok(DynamicQuant {
-            geometry,
-            packed,
+            body,
             w_scale,
             bias,
             relu: node.attr_int("relu", 0)? != 0,
@@ -539,21 +574,27 @@ impl DynamicQuant {
     /// f32 scratch: per-channel scales, plus the pixel-major output of one image for a Conv.
     pub fn scratch_len(&self) -> usize {
         let scales = if self.w_scale.len() > 1 { self.n } else { 0 };
-        match self.geometry {
-            Geometry::MatMul { .. } => scales,
-            Geometry::Conv { pixels, .. } => scales + pixels * self.n,
+        match self.body {
+            Body::Gemm(Geometry::Conv { pixels, .. }, _) => scales + pixels * self.n,
+            Body::Gemm(Geometry::MatMul { .. }, _) | Body::Depthwise { .. } => scales,
         }
     }
 
     /// Bytes of the packed weights.
     pub fn packed_bytes(&self) -> usize {
-        self.geometry.k() * self.n
-            + 4 * (self.w_scale.len() + self.bias.as_ref().map_or(0, Vec::len))
+        let w = match &self.body {
+            Body::Gemm(g, _) => g.k() * self.n,
+            Body::Depthwise { w, .. } => w.size_bytes(),
+        };
+        w + 4 * (self.w_scale.len() + self.bias.as_ref().map_or(0, Vec::len))
     }
 
     /// Name of the kernel, for records.
     pub fn kernel_name(&self) -> String {
-        self.geometry.kernel_name("dynamic")
+        match &self.body {
+            Body::Gemm(g, _) => g.kernel_name("dynamic"),
+            Body::Depthwise { .. } => format!("dynamic-{}", depthwise_kernel_name()),
+        }
     }
 
     /// Runs on `x`, writing `out`; `scratch` holds at least [`DynamicQuant::scratch_len`].
@@ -575,38 +616,58 @@ impl DynamicQuant {
             relu: self.relu,
         };
         let result = BYTES.with_borrow_mut(|bytes| {
-            let cols_len = self.geometry.cols_len();
+            let cols_len = match &self.body {
+                Body::Gemm(g, _) => g.cols_len(),
+                Body::Depthwise { .. } => 0,
+            };
             if bytes.len() < x.len() + cols_len {
                 bytes.resize(x.len() + cols_len, 0);
             }
             let (q, cols) = bytes.split_at_mut(x.len());
             quantize_u8(x, s_x, zp, q);
-            match self.geometry {
-                Geometry::MatMul { rows, k } => {
+            match &self.body {
+                Body::Gemm(Geometry::MatMul { rows, k }, packed) => {
                     let a = Activations::U8 {
                         data: q,
                         zero_point: zp,
                     };
-                    gemm(rows, a, k, &self.packed, Output::F32(out, deq), self.n)
+                    gemm(*rows, a, *k, packed, Output::F32(out, deq), self.n)
                 }
-                Geometry::Conv {
-                    batch,
-                    conv,
-                    pixels,
-                } => {
+                Body::Gemm(
+                    g @ Geometry::Conv {
+                        batch,
+                        conv,
+                        pixels,
+                    },
+                    packed,
+                ) => {
+                    let (batch, pixels) = (*batch, *pixels);
                     let tmp = &mut rest[..pixels * self.n];
                     let image = q.len() / batch.max(1);
                     for b in 0..batch {
-                        let g = &self.geometry;
                         let cols = g.patches(&q[b * image..(b + 1) * image], zp, cols)?;
                         let a = Activations::U8 {
                             data: cols,
                             zero_point: zp,
                         };
                         let k = conv.patch_len();
-                        gemm(pixels, a, k, &self.packed, Output::F32(tmp, deq), self.n)?;
+                        gemm(pixels, a, k, packed, Output::F32(tmp, deq), self.n)?;
                         let o = &mut out[b * pixels * self.n..(b + 1) * pixels * self.n];
                         transpose2d(tmp, pixels, self.n, o);
+                    }
+                    Ok(())
+                }
+                Body::Depthwise { batch, conv, w } => {
+                    let image = q.len() / (*batch).max(1);
+                    let [oh, ow] = conv.output_size()?;
+                    let out_len = self.n * oh * ow;
+                    for b in 0..*batch {
+                        let a = Activations::U8 {
+                            data: &q[b * image..(b + 1) * image],
+                            zero_point: zp,
+                        };
+                        let o = &mut out[b * out_len..(b + 1) * out_len];
+                        depthwise(conv, a, w, Output::F32(o, deq))?;
                     }
                     Ok(())
                 }
