@@ -34,7 +34,7 @@ pub(super) struct Interleaved {
     bytes: Vec<u8>,
     /// `[group][block][16]`.
     scales: Vec<f32>,
-    /// `[group][block][16]` zero points (8 when the model stores none).
+    /// `[group][block][16]` zero points; empty when the model stores none (all 8).
     zps: Vec<u8>,
 }
 
@@ -49,7 +49,11 @@ impl Interleaved {
             block,
             bytes: vec![0; groups * blocks * steps * STEP_BYTES],
             scales: vec![0.0; groups * blocks * NG],
-            zps: vec![0; groups * blocks * NG],
+            zps: if b.zero_points().is_some() {
+                vec![0; groups * blocks * NG]
+            } else {
+                Vec::new()
+            },
         };
         for j in 0..n {
             let (g, lane) = (j / NG, j % NG);
@@ -58,7 +62,9 @@ impl Interleaved {
             for bl in 0..blocks {
                 let gb = g * blocks + bl;
                 il.scales[gb * NG + lane] = b.column_scales(j)[bl];
-                il.zps[gb * NG + lane] = b.zero_point(j, bl);
+                if let Some(z) = il.zps.get_mut(gb * NG + lane) {
+                    *z = b.zero_point(j, bl);
+                }
                 for s in 0..steps {
                     let k0 = bl * block + s * STEP;
                     let at = (gb * steps + s) * STEP_BYTES + 4 * lane;
@@ -81,13 +87,15 @@ impl Interleaved {
         self.bytes.len() + self.scales.len() * 4 + self.zps.len()
     }
 
-    /// Group `g`'s bytes (`[block][step][64]`), scales and zero points (`[block][16]`).
+    /// Group `g`'s bytes (`[block][step][64]`), scales and zero points (`[block][16]`, `None`
+    /// when all are 8).
     pub(super) fn group(&self, g: usize) -> Group<'_> {
         let per = self.blocks * (self.block / STEP) * STEP_BYTES;
         Group {
             bytes: &self.bytes[g * per..(g + 1) * per],
             scales: &self.scales[g * self.blocks * NG..(g + 1) * self.blocks * NG],
-            zps: &self.zps[g * self.blocks * NG..(g + 1) * self.blocks * NG],
+            zps: (!self.zps.is_empty())
+                .then(|| &self.zps[g * self.blocks * NG..(g + 1) * self.blocks * NG]),
             blocks: self.blocks,
             block: self.block,
         }
@@ -99,7 +107,8 @@ impl Interleaved {
 pub(super) struct Group<'a> {
     pub bytes: &'a [u8],
     pub scales: &'a [f32],
-    pub zps: &'a [u8],
+    /// Zero points, `None` when all are 8.
+    pub zps: Option<&'a [u8]>,
     pub blocks: usize,
     pub block: usize,
 }
@@ -135,7 +144,8 @@ pub(super) fn dot_group<const R: usize>(g: Group<'_>, a: Rows<'_>) -> [[f32; NG]
                     }
                 }
                 let blocks = g.blocks;
-                s -= i32::from(g.zps[bl * NG + j]) * a.qsum[r * blocks + bl];
+                let zp = g.zps.map_or(8, |z| z[bl * NG + j]);
+                s -= i32::from(zp) * a.qsum[r * blocks + bl];
                 acc = (s as f32).mul_add(g.scales[bl * NG + j] * a.qscale[r * blocks + bl], acc);
             }
             acc

@@ -27,6 +27,7 @@
 //! to hide latency). At the end the two accumulators are added lane-wise and the 8 lanes summed as
 //! `((v0+v4)+(v2+v6)) + ((v1+v5)+(v3+v7))`, then the bias is added.
 
+mod actq;
 mod dequant;
 mod interleave;
 mod pack;
@@ -270,13 +271,6 @@ impl Prepared {
         };
         // The grouped kernels read activations in natural order, the others permuted per chunk.
         let natural = kernel.grouped();
-        let pos = |kk: usize| {
-            if natural {
-                kk
-            } else {
-                kk / CHUNK * CHUNK + permuted(kk % CHUNK)
-            }
-        };
         match mode {
             Q4Mode::F32 => {
                 p.f = vec![0.0; rows * kpad];
@@ -288,27 +282,29 @@ impl Prepared {
             }
             Q4Mode::Int8 => {
                 // Row by row over the workers, like the product itself.
-                let row = |i: usize| &a[i * lda..i * lda + k];
                 p.qscale = vec![0.0; rows * blocks];
-                // Each block's scale from its largest magnitude, rounding as ORT's MatMulNBits.
-                par::for_each_chunk(&mut p.qscale[..m * blocks], blocks, |i, scales| {
-                    for (bl, s) in scales.iter_mut().enumerate() {
-                        let vals = &row(i)[bl * block..((bl + 1) * block).min(k)];
-                        *s = vals.iter().fold(0f32, |mx, &x| mx.max(x.abs())) / 127.0;
-                    }
-                });
                 p.q = vec![0; rows * kpad];
-                let scales = &p.qscale;
-                par::for_each_chunk(&mut p.q[..m * kpad], kpad, |i, q| {
-                    for (kk, &x) in row(i).iter().enumerate() {
-                        let scale = scales[i * blocks + kk / block];
-                        q[pos(kk)] = if scale > 0.0 {
-                            (x / scale).round_ties_even().clamp(-127.0, 127.0) as i8
-                        } else {
-                            0
-                        };
-                    }
-                });
+                #[cfg(target_arch = "x86_64")]
+                let simd = kernel == Kernel::Vnni;
+                #[cfg(not(target_arch = "x86_64"))]
+                let simd = false;
+                par::for_each_chunk_pair(
+                    &mut p.qscale[..m * blocks],
+                    blocks,
+                    &mut p.q[..m * kpad],
+                    kpad,
+                    |i, scales, q| {
+                        actq::quantize_row(simd, &a[i * lda..i * lda + k], block, scales, q);
+                        if !natural {
+                            for ch in q.chunks_exact_mut(CHUNK) {
+                                let nat: [i8; CHUNK] = std::array::from_fn(|t| ch[t]);
+                                for (t, &v) in nat.iter().enumerate() {
+                                    ch[permuted(t)] = v;
+                                }
+                            }
+                        }
+                    },
+                );
                 let q = &p.q;
                 if natural {
                     // Blocks lie in natural order: block `bl` of row `i` is one run of `q`.
@@ -358,31 +354,38 @@ pub fn gemm(
     gemm_with(Kernel::for_isa(isa()), m, a, lda, b, mode, bias, out, ldc)
 }
 
-/// `R` prepared rows from `row0` against column group `g` of the interleaved weights.
-fn grouped_dot<const R: usize>(
+/// `R` prepared rows from `row0` against the `G` column groups from `g0` of the interleaved
+/// weights.
+fn grouped_dot<const R: usize, const G: usize>(
     kernel: Kernel,
     p: &Prepared,
     il: &interleave::Interleaved,
     row0: usize,
-    g: usize,
-) -> [[f32; interleave::NG]; R] {
+    g0: usize,
+) -> [[[f32; interleave::NG]; G]; R] {
     let rows = interleave::Rows {
         q: &p.q[row0 * p.kpad..(row0 + R) * p.kpad],
         qscale: &p.qscale[row0 * p.blocks..(row0 + R) * p.blocks],
         qsum: &p.qsum[row0 * p.blocks..(row0 + R) * p.blocks],
         kp: p.kpad,
     };
+    let groups = std::array::from_fn(|x| il.group(g0 + x));
     match kernel {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `Kernel::Vnni` is chosen only on CPUs with AVX-512 F/BW/VL/VNNI; `rows` holds
-        // R prepared rows of `kpad` values, whose blocks match the group's.
-        Kernel::Vnni => unsafe { vnni::dot_group::<R>(il.group(g), rows) },
-        _ => interleave::dot_group::<R>(il.group(g), rows),
+        // R prepared rows of `kpad` values, whose blocks match the groups'.
+        Kernel::Vnni => unsafe { vnni::dot_groups::<R, G>(groups, rows) },
+        _ => {
+            let y: [[[f32; interleave::NG]; R]; G] =
+                groups.map(|g| interleave::dot_group::<R>(g, rows));
+            std::array::from_fn(|r| std::array::from_fn(|x| y[x][r]))
+        }
     }
 }
 
 /// The grouped kernels' driver (Int8 mode): `out` starts at row 0, column 0 and holds exactly
-/// the rows and columns written. M = 1 splits column groups over threads, M > 1 row blocks.
+/// the rows and columns written. M = 1 splits column groups over threads and runs them two at
+/// a time, M > 1 splits row blocks.
 fn grouped(
     kernel: Kernel,
     m: usize,
@@ -397,17 +400,30 @@ fn grouped(
     let n = b.n();
     let bj = |j: usize| bias.map_or(0.0, |bv| bv[j]);
     if m == 1 {
+        // Chunks of an even number of groups, so only the last group can run alone.
         let per = il
             .groups()
             .div_ceil(rayon::current_num_threads() * 4)
-            .max(1)
+            .next_multiple_of(2)
             * NG;
+        let store = |g: usize, y: &[f32; NG], oc: &mut [f32]| {
+            for (c, o) in oc.iter_mut().enumerate() {
+                *o = y[c] + bj(g * NG + c);
+            }
+        };
         par::for_each_chunk(out, per, |ci, ch| {
-            for (gi, oc) in ch.chunks_mut(NG).enumerate() {
-                let g = ci * per / NG + gi;
-                let y = grouped_dot::<1>(kernel, p, il, 0, g);
-                for (c, o) in oc.iter_mut().enumerate() {
-                    *o = y[0][c] + bj(g * NG + c);
+            let g0 = ci * per / NG;
+            let mut pairs = ch.chunks_mut(2 * NG);
+            for (pi, oc) in pairs.by_ref().enumerate() {
+                let g = g0 + 2 * pi;
+                if oc.len() > NG {
+                    let [y] = grouped_dot::<1, 2>(kernel, p, il, 0, g);
+                    let (o0, o1) = oc.split_at_mut(NG);
+                    store(g, &y[0], o0);
+                    store(g + 1, &y[1], o1);
+                } else {
+                    let [[y]] = grouped_dot::<1, 1>(kernel, p, il, 0, g);
+                    store(g, &y, oc);
                 }
             }
         });
@@ -417,10 +433,10 @@ fn grouped(
         let row0 = bi * GROUPED_MR;
         let rows = GROUPED_MR.min(m - row0);
         for g in 0..il.groups() {
-            let y = grouped_dot::<GROUPED_MR>(kernel, p, il, row0, g);
+            let y = grouped_dot::<GROUPED_MR, 1>(kernel, p, il, row0, g);
             let j0 = g * NG;
             for (r, yr) in y.iter().enumerate().take(rows) {
-                for (c, &v) in yr.iter().enumerate().take(NG.min(n - j0)) {
+                for (c, &v) in yr[0].iter().enumerate().take(NG.min(n - j0)) {
                     ch[r * ldc + j0 + c] = v + bj(j0 + c);
                 }
             }
