@@ -402,21 +402,21 @@ fn widen_row(x: Activations<'_>, g: &Conv2d, rows: Rows, c: usize, iy: usize, q:
     let start = (c * g.height + iy) * g.width;
     match x {
         Activations::U8 { data, zero_point } => {
-            let row = &data[start..start + g.width];
-            widen(g, rows, q, |i| row[i] as i16 - zero_point as i16);
+            widen(g, rows, q, &data[start..start + g.width], zero_point)
         }
         Activations::S8 { data, zero_point } => {
-            let row = &data[start..start + g.width];
-            widen(g, rows, q, |i| row[i] as i16 - zero_point as i16);
+            widen(g, rows, q, &data[start..start + g.width], zero_point)
         }
     }
 }
 
 #[inline(always)]
-fn widen(g: &Conv2d, rows: Rows, q: &mut [i32], centred: impl Fn(usize) -> i16) {
+fn widen<T: Copy + Into<i16>>(g: &Conv2d, rows: Rows, q: &mut [i32], row: &[T], zx: T) {
     let (s, d, pad) = (rows.stride, rows.dilation, g.pads[1]);
+    let zx: i16 = zx.into();
+    let centred = |v: T| v.into() - zx;
     let at = |i: usize| match i.checked_sub(pad) {
-        Some(x) if x < g.width => centred(x),
+        Some(x) if x < g.width => centred(row[x]),
         _ => 0,
     };
     // Pairs whose both inputs are inside the row: m in [lo, hi).
@@ -428,9 +428,27 @@ fn widen(g: &Conv2d, rows: Rows, q: &mut [i32], centred: impl Fn(usize) -> i16) 
     for (m, v) in q[..lo].iter_mut().enumerate() {
         *v = pack_pair(at(s * m), at(s * m + d));
     }
-    for (m, v) in q[lo..hi].iter_mut().enumerate() {
-        let i = s * (lo + m) - pad;
-        *v = pack_pair(centred(i), centred(i + d));
+    // The interior as zipped slices, so that it vectorizes: s·(hi - 1) + d < pad + W.
+    let (n, i0) = (hi - lo, s * lo - pad);
+    let inner = &mut q[lo..hi];
+    match (s, d) {
+        (1, _) => {
+            let (a, b) = (&row[i0..i0 + n], &row[i0 + d..i0 + d + n]);
+            for ((v, &x0), &x1) in inner.iter_mut().zip(a).zip(b) {
+                *v = pack_pair(centred(x0), centred(x1));
+            }
+        }
+        (2, 1) => {
+            for (v, p) in inner.iter_mut().zip(row[i0..i0 + 2 * n].chunks_exact(2)) {
+                *v = pack_pair(centred(p[0]), centred(p[1]));
+            }
+        }
+        _ => {
+            for (m, v) in inner.iter_mut().enumerate() {
+                let i = i0 + s * m;
+                *v = pack_pair(centred(row[i]), centred(row[i + d]));
+            }
+        }
     }
     for (m, v) in q[hi..].iter_mut().enumerate() {
         let m = hi + m;
