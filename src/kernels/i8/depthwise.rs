@@ -432,6 +432,8 @@ fn widen<T: Copy + Into<i16>>(g: &Conv2d, rows: Rows, q: &mut [i32], row: &[T], 
     let (n, i0) = (hi - lo, s * lo - pad);
     let inner = &mut q[lo..hi];
     match (s, d) {
+        // No interior (a row narrower than the dilation): `row[i0 + d..]` may not exist.
+        _ if n == 0 => {}
         (1, _) => {
             let (a, b) = (&row[i0..i0 + n], &row[i0 + d..i0 + d + n]);
             for ((v, &x0), &x1) in inner.iter_mut().zip(a).zip(b) {
