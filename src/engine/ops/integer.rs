@@ -92,23 +92,30 @@ pub fn quantize_s8(x: &[f32], scale: f32, zp: i8, out: &mut [i8]) {
     quantize_s8_into(x, scale, f32::from(zp), out)
 }
 
-/// `clamp(round_half_even(v / scale) + zp, lo, hi)`: NaN gives `lo` once converted.
+/// `clamp(round_half_even(v / scale) + zp, lo, hi)`, and 0 for NaN (what `NaN as i8/u8` gives).
+/// Written as a NaN select and `max`/`min` rather than `clamp` so that the loops vectorize.
 #[inline(always)]
 pub(super) fn quantize_value(v: f32, scale: f32, zp: f32, lo: f32, hi: f32) -> f32 {
-    ((v / scale).round_ties_even() + zp).clamp(lo, hi)
+    let r = (v / scale).round_ties_even() + zp;
+    if r.is_nan() {
+        0.0
+    } else {
+        r.max(lo).min(hi)
+    }
 }
 
 #[inline(always)]
 fn quantize_u8_body(x: &[f32], scale: f32, zp: f32, out: &mut [u8]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = quantize_value(v, scale, zp, 0.0, 255.0) as u8;
+        // Through i32: `f32 as u8` does not vectorize (the value is in range either way).
+        *o = quantize_value(v, scale, zp, 0.0, 255.0) as i32 as u8;
     }
 }
 
 #[inline(always)]
 fn quantize_s8_body(x: &[f32], scale: f32, zp: f32, out: &mut [i8]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = quantize_value(v, scale, zp, -128.0, 127.0) as i8;
+        *o = quantize_value(v, scale, zp, -128.0, 127.0) as i32 as i8;
     }
 }
 
@@ -731,6 +738,35 @@ mod tests {
                     .collect()
             };
             assert_eq!(dot(&got, &wr), dot(&want, &wt), "{g:?}");
+        }
+    }
+
+    /// The quantize loops (AVX2 form where the CPU has it, scalar twin otherwise) round half to
+    /// even, saturate ±inf and out-of-range values, and give 0 for NaN, on odd lengths.
+    #[test]
+    fn quantize_rounds_saturates_and_zeroes_nan() {
+        let x = [
+            0.5,
+            1.5,
+            2.5,
+            -0.5,
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e9,
+            -1e9,
+        ];
+        let x: Vec<f32> = x.iter().cycle().take(9 * 3 + 2).copied().collect();
+        let mut u = vec![0u8; x.len()];
+        quantize_u8(&x, 1.0, 3, &mut u);
+        let mut s = vec![0i8; x.len()];
+        quantize_s8(&x, 1.0, -3, &mut s);
+        let (wu, ws) = (
+            [3, 5, 5, 3, 0, 255, 0, 255, 0],
+            [-3, -1, -1, -3, 0, 127, -128, 127, -128],
+        );
+        for i in 0..x.len() {
+            assert_eq!((u[i], s[i]), (wu[i % 9], ws[i % 9]), "x = {}", x[i]);
         }
     }
 }

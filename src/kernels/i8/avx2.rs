@@ -117,36 +117,55 @@ pub(super) unsafe fn requantize_row<const SIGNED: bool>(
     }
 }
 
-/// Eight unit-stride depthwise outputs `ox .. ox + 8` of row `oy`: per kernel tap, 8 centred
-/// inputs widened to i32 times the tap's weight (`vpmulld`, exact: |x|, |w| ≤ 255).
+/// Depthwise row kernel (see [`super::depthwise`]): `acc[ox] += Σ_p vpmaddwd(q[ox + p·step],
+/// w[p])` for every `ox < acc.len()`, 8 outputs per vector and up to 4 vectors in registers while
+/// the weight pairs stream. Exact: each lane adds two i16 × i16 products (|x|, |w| ≤ 255).
 ///
 /// # Safety
-/// AVX2 must be present; the stride along W must be 1 and `ox .. ox + 8` interior, so every
-/// `iy·W + ox + kx·dw - pad_left .. + 8` lies inside `xc`.
+/// AVX2 must be present; `acc.len()` must be a multiple of 8 and `q` hold at least
+/// `acc.len() + (w.len() - 1) · step` values.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn depthwise8(
-    g: &super::Conv2d,
-    xc: &[i16],
-    wc: &[i16],
-    oy: usize,
-    ox: usize,
-) -> [i32; 8] {
-    let mut acc = _mm256_setzero_si256();
-    for ky in 0..g.kernel[0] {
-        let Some(iy) = g.in_y(oy, ky) else { continue };
-        for kx in 0..g.kernel[1] {
-            let at = iy * g.width + ox + kx * g.dilation[1] - g.pads[1];
-            debug_assert!(at + 8 <= xc.len());
-            // SAFETY: the caller guarantees the 8 values at `at` are inside `xc`.
-            let v = unsafe {
-                _mm256_cvtepi16_epi32(_mm_loadu_si128(xc.as_ptr().add(at) as *const __m128i))
-            };
-            let w = _mm256_set1_epi32(wc[ky * g.kernel[1] + kx] as i32);
-            acc = _mm256_add_epi32(acc, _mm256_mullo_epi32(v, w));
+pub(super) unsafe fn depthwise_row(q: &[i32], w: &[i32], step: usize, acc: &mut [i32]) {
+    let n = acc.len();
+    debug_assert!(n.is_multiple_of(8) && q.len() + step >= n + w.len() * step);
+    let mut ox = 0;
+    while ox + 32 <= n {
+        // SAFETY: forwarded from the caller, with `ox + 32 <= n`.
+        unsafe { dw_block::<4>(q, w, step, acc, ox) };
+        ox += 32;
+    }
+    while ox < n {
+        // SAFETY: as above, with `ox + 8 <= n` (n is a multiple of 8).
+        unsafe { dw_block::<1>(q, w, step, acc, ox) };
+        ox += 8;
+    }
+}
+
+/// `V` vectors of [`depthwise_row`] starting at output `ox`.
+///
+/// # Safety
+/// AVX2 must be present (inlined into [`depthwise_row`]); `ox + 8·V <= acc.len()` and `q` as
+/// there.
+#[inline(always)]
+unsafe fn dw_block<const V: usize>(q: &[i32], w: &[i32], step: usize, acc: &mut [i32], ox: usize) {
+    let (qp, ap) = (q.as_ptr(), acc.as_mut_ptr());
+    // SAFETY: the caller guarantees that the 8·V accumulators at `ox` and, for every pair p,
+    // the 8·V values at `ox + p·step` of `q` are in bounds; unaligned loads and stores.
+    unsafe {
+        let mut a = [_mm256_setzero_si256(); V];
+        for v in 0..V {
+            a[v] = _mm256_loadu_si256(ap.add(ox + 8 * v) as *const __m256i);
+        }
+        for (p, &wp) in w.iter().enumerate() {
+            let wv = _mm256_set1_epi32(wp);
+            let base = qp.add(ox + p * step);
+            for v in 0..V {
+                let x = _mm256_loadu_si256(base.add(8 * v) as *const __m256i);
+                a[v] = _mm256_add_epi32(a[v], _mm256_madd_epi16(x, wv));
+            }
+        }
+        for v in 0..V {
+            _mm256_storeu_si256(ap.add(ox + 8 * v) as *mut __m256i, a[v]);
         }
     }
-    let mut out = [0i32; 8];
-    // SAFETY: `out` holds 8 i32; unaligned store.
-    unsafe { _mm256_storeu_si256(out.as_mut_ptr() as *mut __m256i, acc) };
-    out
 }

@@ -1,7 +1,7 @@
 //! Convolution tests: im2col + GEMM and the depthwise kernel against a naive convolution whose
 //! padding holds the activation zero point; depthwise SIMD against its scalar twin.
 
-use super::conv::{depthwise_with, DwKernel};
+use super::depthwise::{depthwise_with, DwKernel};
 use super::*;
 use proptest::prelude::*;
 
@@ -91,28 +91,49 @@ proptest! {
         }
     }
 
-    /// The depthwise kernel: scalar twin equals the naive convolution, every SIMD kernel equals
-    /// the scalar twin for i32 and requantized u8 outputs.
+    /// The depthwise kernel: scalar twin equals the naive convolution (u8 and s8 activations),
+    /// every SIMD kernel equals the scalar twin for i32, requantized u8/s8 and f32 outputs.
     #[test]
-    fn depthwise_matches_naive_and_scalar(g in geometry(), zx: u8, zw: i8, seed: u64, extreme: bool) {
+    fn depthwise_matches_naive_and_scalar(g in dw_geometry(), zx: u8, zw: i8, seed: u64, extreme in 0u8..3) {
         let mut s = seed;
         let mut next = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (s >> 56) as u8 };
-        let x: Vec<u8> = (0..g.channels * g.height * g.width).map(|_| if extreme { 255 } else { next() }).collect();
+        // Saturating values: all 255 / -128 (the largest products), or a random mix of extremes.
+        let mut pick = |lo: u8, hi: u8| match extreme {
+            0 => next(),
+            1 => lo,
+            _ => if next() & 1 == 0 { lo } else { hi },
+        };
+        let x: Vec<u8> = (0..g.channels * g.height * g.width).map(|_| pick(255, 0)).collect();
         let taps = g.kernel[0] * g.kernel[1];
-        let w: Vec<i8> = (0..g.channels * taps).map(|_| if extreme { -128 } else { next() as i8 }).collect();
+        let w: Vec<i8> = (0..g.channels * taps).map(|_| pick(0x80, 0x7f) as i8).collect();
         let pw = PackedDepthwise::new(g.channels, g.kernel, &w, WeightZeroPoint::PerTensor(zw)).unwrap();
         let [oh, ow] = g.output_size().unwrap();
-        let acts = Activations::U8 { data: &x, zero_point: zx };
+        let len = g.channels * oh * ow;
+        // The same bytes read as s8 with the zero point moved by 128 are the same centred values.
+        let xs: Vec<i8> = x.iter().map(|&v| (v ^ 0x80) as i8).collect();
+        let acts = [
+            Activations::U8 { data: &x, zero_point: zx },
+            Activations::S8 { data: &xs, zero_point: (zx ^ 0x80) as i8 },
+        ];
         let scales: Vec<f32> = (0..g.channels).map(|c| 1e-3 * (c + 1) as f32).collect();
-        let run = |kernel: DwKernel| {
-            let mut i = vec![0i32; g.channels * oh * ow];
-            depthwise_with(kernel, &g, acts, &pw, Output::I32(&mut i)).unwrap();
-            let mut u = vec![0u8; g.channels * oh * ow];
-            let r = Requantize { multiplier: Scale::PerChannel(&scales), bias: None, zero_point: 7, relu: true };
-            depthwise_with(kernel, &g, acts, &pw, Output::U8(&mut u, r)).unwrap();
-            (i, u)
+        let bias: Vec<i32> = (0..g.channels as i32).map(|c| c * 37 - 50).collect();
+        let fbias: Vec<f32> = (0..g.channels).map(|c| c as f32 * 0.25 - 0.5).collect();
+        let run = |kernel: DwKernel, a: Activations<'_>| {
+            let mut i = vec![0i32; len];
+            depthwise_with(kernel, &g, a, &pw, Output::I32(&mut i)).unwrap();
+            let mut u = vec![0u8; len];
+            let r = Requantize { multiplier: Scale::PerChannel(&scales), bias: Some(&bias), zero_point: 7, relu: true };
+            depthwise_with(kernel, &g, a, &pw, Output::U8(&mut u, r)).unwrap();
+            let mut v = vec![0i8; len];
+            let r = Requantize { multiplier: Scale::PerTensor(3e-3), bias: None, zero_point: -5, relu: false };
+            depthwise_with(kernel, &g, a, &pw, Output::S8(&mut v, r)).unwrap();
+            let mut f = vec![0f32; len];
+            let d = Dequantize { scale: Scale::PerChannel(&scales), bias: Some(&fbias), relu: false };
+            depthwise_with(kernel, &g, a, &pw, Output::F32(&mut f, d)).unwrap();
+            (i, u, v, f.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
         };
-        let want = run(DwKernel::Scalar);
+        let want = run(DwKernel::Scalar, acts[0]);
+        prop_assert_eq!(&run(DwKernel::Scalar, acts[1]), &want);
         for c in 0..g.channels {
             for p in 0..oh * ow {
                 let n = naive(&g, &x, zx, &w, zw, c..c + 1, c * taps, p / ow, p % ow);
@@ -122,15 +143,51 @@ proptest! {
         #[allow(unused_mut)]
         let mut simd = Vec::new();
         #[cfg(target_arch = "x86_64")]
-        if is_x86_feature_detected!("avx2") {
-            simd.push(DwKernel::Avx2);
+        {
+            if is_x86_feature_detected!("avx2") {
+                simd.push(DwKernel::Avx2);
+            }
+            if crate::kernels::has_avx512_vnni() {
+                simd.push(DwKernel::Avx512Vnni);
+            }
         }
         #[cfg(target_arch = "aarch64")]
         simd.push(DwKernel::Neon);
         for kernel in simd {
-            prop_assert_eq!(&run(kernel), &want, "{:?}", kernel);
+            for a in acts {
+                prop_assert_eq!(&run(kernel, a), &want, "{:?}", kernel);
+            }
         }
     }
+}
+
+/// Depthwise geometries: odd channel counts and sizes, rows wider than one SIMD block, kernels
+/// up to 5×5, strides 1–3 (3 runs the scalar definition) and dilations 1–2 in each direction.
+fn dw_geometry() -> impl Strategy<Value = Conv2d> {
+    (
+        1usize..=5,
+        1usize..=7,
+        1usize..=70,
+        1usize..=5,
+        1usize..=5,
+        1usize..=3,
+        1usize..=3,
+        1usize..=2,
+        1usize..=2,
+        prop::array::uniform4(0usize..=3),
+    )
+        .prop_map(
+            |(channels, height, width, kh, kw, sh, sw, dh, dw, pads)| Conv2d {
+                channels,
+                height,
+                width,
+                kernel: [kh, kw],
+                stride: [sh, sw],
+                dilation: [dh, dw],
+                pads,
+            },
+        )
+        .prop_filter("has output", |g| g.output_size().is_ok())
 }
 
 /// Geometries without output and mismatched buffers are errors.

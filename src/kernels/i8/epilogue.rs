@@ -170,6 +170,17 @@ pub(super) trait Finish<T>: Sync {
             *o = self.finish(v[c], j0 + c);
         }
     }
+
+    /// Up to NR values (`out.len()`) that all belong to column `j` (a run of one depthwise
+    /// channel's outputs). `simd` allows the AVX2 form, which must give the same bits as
+    /// [`Finish::finish`].
+    #[inline(always)]
+    fn finish_col(&self, simd: bool, v: &[i32; NR], j: usize, out: &mut [T]) {
+        let _ = simd;
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.finish(v[c], j);
+        }
+    }
 }
 
 /// Keeps the i32 accumulator.
@@ -183,6 +194,11 @@ impl Finish<i32> for Raw {
 
     #[inline(always)]
     fn finish_row(&self, _simd: bool, v: &[i32; NR], _j0: usize, out: &mut [i32]) {
+        out.copy_from_slice(&v[..out.len()]);
+    }
+
+    #[inline(always)]
+    fn finish_col(&self, _simd: bool, v: &[i32; NR], _j: usize, out: &mut [i32]) {
         out.copy_from_slice(&v[..out.len()]);
     }
 }
@@ -200,10 +216,42 @@ impl Finish<f32> for Dequantize<'_> {
 
     #[inline(always)]
     fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [f32]) {
+        let params = || {
+            (
+                self.scale.row(j0),
+                self.bias.map_or([0.0; NR], |b| row(b, j0)),
+            )
+        };
+        self.store(simd, v, params, out, |c| j0 + c);
+    }
+
+    #[inline(always)]
+    fn finish_col(&self, simd: bool, v: &[i32; NR], j: usize, out: &mut [f32]) {
+        let params = || {
+            (
+                [self.scale.at(j); NR],
+                [self.bias.map_or(0.0, |b| b[j]); NR],
+            )
+        };
+        self.store(simd, v, params, out, |_| j);
+    }
+}
+
+impl Dequantize<'_> {
+    /// NR values through the AVX2 form with the per-lane `(scale, bias)` of `params` when `simd`
+    /// allows it and `out` is whole, else value by value with lane `c` in column `col(c)`.
+    #[inline(always)]
+    fn store(
+        &self,
+        simd: bool,
+        v: &[i32; NR],
+        params: impl Fn() -> ([f32; NR], [f32; NR]),
+        out: &mut [f32],
+        col: impl Fn(usize) -> usize,
+    ) {
         #[cfg(target_arch = "x86_64")]
         if simd && out.len() == NR {
-            let bias = self.bias.map_or([0.0; NR], |b| row(b, j0));
-            let scale = self.scale.row(j0);
+            let (scale, bias) = params();
             // SAFETY: `simd` is set only for the AVX2 kernel, chosen after AVX2 was detected.
             let y = unsafe { super::avx2::dequantize_row(v, &scale, &bias, self.relu) };
             // A fixed-size store: `copy_from_slice` on the unsized row would call `memmove`.
@@ -212,9 +260,9 @@ impl Finish<f32> for Dequantize<'_> {
             }
             return;
         }
-        let _ = simd;
+        let _ = (simd, &params);
         for (c, o) in out.iter_mut().enumerate() {
-            *o = self.finish(v[c], j0 + c);
+            *o = self.finish(v[c], col(c));
         }
     }
 }
@@ -265,17 +313,48 @@ impl<T> Requant<'_, T> {
         j0: usize,
         cols: usize,
     ) -> Option<[u8; NR]> {
-        #[cfg(target_arch = "x86_64")]
-        if simd && cols == NR {
+        let params = || {
             let bias = self.r.bias.map_or([0; NR], |b| row(b, j0));
-            let m = self.r.multiplier.row(j0);
+            (bias, self.r.multiplier.row(j0))
+        };
+        self.bytes_with::<SIGNED>(simd && cols == NR, v, params)
+    }
+
+    /// [`Self::row_bytes`] for NR values of the one column `j`.
+    #[inline(always)]
+    fn col_bytes<const SIGNED: bool>(
+        &self,
+        simd: bool,
+        v: &[i32; NR],
+        j: usize,
+        cols: usize,
+    ) -> Option<[u8; NR]> {
+        let params = || {
+            let bias = self.r.bias.map_or(0, |b| b[j]);
+            ([bias; NR], [self.r.multiplier.at(j); NR])
+        };
+        self.bytes_with::<SIGNED>(simd && cols == NR, v, params)
+    }
+
+    /// NR values with the per-lane `(bias, multiplier)` of `params` through the AVX2 form when
+    /// `simd`; `None` otherwise.
+    #[inline(always)]
+    fn bytes_with<const SIGNED: bool>(
+        &self,
+        simd: bool,
+        v: &[i32; NR],
+        params: impl Fn() -> ([i32; NR], [f32; NR]),
+    ) -> Option<[u8; NR]> {
+        #[cfg(target_arch = "x86_64")]
+        if simd {
+            let (bias, m) = params();
             let zp = self.r.zero_point;
-            // SAFETY: `simd` is set only for the AVX2 kernel, chosen after AVX2 was detected.
+            // SAFETY: `simd` is set only for the AVX2 kernels, chosen after AVX2 was detected.
             return Some(unsafe {
                 super::avx2::requantize_row::<SIGNED>(v, &bias, &m, self.lo, self.hi, zp)
             });
         }
-        let _ = (simd, v, j0, cols);
+        let _ = (simd, v, &params);
         None
     }
 }
@@ -288,19 +367,14 @@ impl Finish<u8> for Requant<'_, u8> {
 
     #[inline(always)]
     fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [u8]) {
-        match self.row_bytes::<false>(simd, v, j0, out.len()) {
-            // A fixed-size store: `copy_from_slice` on the unsized row would call `memmove`.
-            Some(b) => {
-                if let Ok(o) = <&mut [u8; NR]>::try_from(out) {
-                    *o = b;
-                }
-            }
-            None => {
-                for (c, o) in out.iter_mut().enumerate() {
-                    *o = self.finish(v[c], j0 + c);
-                }
-            }
-        }
+        let b = self.row_bytes::<false>(simd, v, j0, out.len());
+        self.put(b, v, out, |c| j0 + c);
+    }
+
+    #[inline(always)]
+    fn finish_col(&self, simd: bool, v: &[i32; NR], j: usize, out: &mut [u8]) {
+        let b = self.col_bytes::<false>(simd, v, j, out.len());
+        self.put(b, v, out, |_| j);
     }
 }
 
@@ -312,15 +386,55 @@ impl Finish<i8> for Requant<'_, i8> {
 
     #[inline(always)]
     fn finish_row(&self, simd: bool, v: &[i32; NR], j0: usize, out: &mut [i8]) {
-        match self.row_bytes::<true>(simd, v, j0, out.len()) {
+        let b = self.row_bytes::<true>(simd, v, j0, out.len());
+        self.put(b, v, out, |c| j0 + c);
+    }
+
+    #[inline(always)]
+    fn finish_col(&self, simd: bool, v: &[i32; NR], j: usize, out: &mut [i8]) {
+        let b = self.col_bytes::<true>(simd, v, j, out.len());
+        self.put(b, v, out, |_| j);
+    }
+}
+
+/// An output byte type of [`Requant`]: u8, or i8 holding the s8 bits.
+pub(super) trait Byte: Copy {
+    /// The value whose bits are `b`.
+    fn from_bits(b: u8) -> Self;
+}
+
+impl Byte for u8 {
+    #[inline(always)]
+    fn from_bits(b: u8) -> u8 {
+        b
+    }
+}
+
+impl Byte for i8 {
+    #[inline(always)]
+    fn from_bits(b: u8) -> i8 {
+        b as i8
+    }
+}
+
+impl<T: Byte> Requant<'_, T>
+where
+    Self: Finish<T>,
+{
+    /// Stores the SIMD bytes `b` when there are some (`out` is then whole), else finishes `v`
+    /// value by value with lane `c` in column `col(c)`.
+    #[inline(always)]
+    fn put(&self, b: Option<[u8; NR]>, v: &[i32; NR], out: &mut [T], col: impl Fn(usize) -> usize) {
+        match b {
+            // A fixed-size store: `copy_from_slice` on the unsized row would call `memmove`.
             Some(b) => {
-                if let Ok(o) = <&mut [i8; NR]>::try_from(out) {
-                    *o = b.map(|x| x as i8);
+                if let Ok(o) = <&mut [T; NR]>::try_from(out) {
+                    *o = b.map(T::from_bits);
                 }
             }
             None => {
                 for (c, o) in out.iter_mut().enumerate() {
-                    *o = self.finish(v[c], j0 + c);
+                    *o = self.finish(v[c], col(c));
                 }
             }
         }

@@ -25,6 +25,7 @@
 //! K is limited to [`K_MAX`] so that no i32 sum can overflow.
 
 mod conv;
+mod depthwise;
 mod epilogue;
 mod pack;
 mod scalar;
@@ -41,7 +42,8 @@ mod conv_tests;
 #[cfg(test)]
 mod tests;
 
-pub use conv::{copy_short, depthwise, depthwise_kernel_name, im2col, Conv2d, PackedDepthwise};
+pub use conv::{copy_short, im2col, Conv2d};
+pub use depthwise::{depthwise, depthwise_kernel_name, PackedDepthwise};
 pub use epilogue::{Dequantize, Output, Requantize, Scale};
 pub use pack::{PackedI8, WeightZeroPoint};
 

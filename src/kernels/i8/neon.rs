@@ -93,38 +93,34 @@ pub(super) unsafe fn tile_widen<const R: usize>(
     out
 }
 
-/// Eight unit-stride depthwise outputs `ox .. ox + 8` of row `oy`: per kernel tap, widening
-/// multiply-accumulate of 8 centred inputs by the tap's weight (exact).
+/// Depthwise row kernel (see [`super::depthwise`]): `acc[ox] += Σ_p dot(q[ox + p·step], w[p])`
+/// for every `ox < acc.len()`, 8 outputs at a time: `vld2q_s16` splits 8 pairs into the
+/// first and second taps, which widen-multiply-accumulate (`smlal`) with the pair's two weights.
+/// Exact: |x|, |w| ≤ 255.
 ///
 /// # Safety
-/// NEON must be present; the stride along W must be 1 and `ox .. ox + 8` interior, so every
-/// `iy·W + ox + kx·dw - pad_left .. + 8` lies inside `xc`.
+/// NEON must be present; `acc.len()` must be a multiple of 8 and `q` hold at least
+/// `acc.len() + (w.len() - 1) · step` values.
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn depthwise8(
-    g: &super::Conv2d,
-    xc: &[i16],
-    wc: &[i16],
-    oy: usize,
-    ox: usize,
-) -> [i32; 8] {
-    let (mut lo, mut hi) = (vdupq_n_s32(0), vdupq_n_s32(0));
-    for ky in 0..g.kernel[0] {
-        let Some(iy) = g.in_y(oy, ky) else { continue };
-        for kx in 0..g.kernel[1] {
-            let at = iy * g.width + ox + kx * g.dilation[1] - g.pads[1];
-            debug_assert!(at + 8 <= xc.len());
-            // SAFETY: the caller guarantees the 8 values at `at` are inside `xc`.
-            let v = unsafe { vld1q_s16(xc.as_ptr().add(at)) };
-            let w = wc[ky * g.kernel[1] + kx];
-            lo = vmlal_n_s16(lo, vget_low_s16(v), w);
-            hi = vmlal_high_n_s16(hi, v, w);
+pub(super) unsafe fn depthwise_row(q: &[i32], w: &[i32], step: usize, acc: &mut [i32]) {
+    let n = acc.len();
+    debug_assert!(n.is_multiple_of(8) && q.len() + step >= n + w.len() * step);
+    let (qp, ap) = (q.as_ptr(), acc.as_mut_ptr());
+    for ox in (0..n).step_by(8) {
+        // SAFETY: the caller guarantees that the 8 accumulators at `ox` and, for every pair p,
+        // the 8 pairs (16 i16) at `ox + p·step` of `q` are in bounds.
+        unsafe {
+            let (mut lo, mut hi) = (vld1q_s32(ap.add(ox)), vld1q_s32(ap.add(ox + 4)));
+            for (p, &wp) in w.iter().enumerate() {
+                let (w0, w1) = (wp as i16, (wp >> 16) as i16);
+                let x = vld2q_s16(qp.add(ox + p * step) as *const i16);
+                lo = vmlal_n_s16(lo, vget_low_s16(x.0), w0);
+                hi = vmlal_high_n_s16(hi, x.0, w0);
+                lo = vmlal_n_s16(lo, vget_low_s16(x.1), w1);
+                hi = vmlal_high_n_s16(hi, x.1, w1);
+            }
+            vst1q_s32(ap.add(ox), lo);
+            vst1q_s32(ap.add(ox + 4), hi);
         }
     }
-    let mut out = [0i32; 8];
-    // SAFETY: `out` holds 8 i32.
-    unsafe {
-        vst1q_s32(out.as_mut_ptr(), lo);
-        vst1q_s32(out.as_mut_ptr().add(4), hi);
-    }
-    out
 }

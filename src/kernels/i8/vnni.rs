@@ -170,3 +170,57 @@ unsafe fn step<const R: usize>(acc: &mut [__m256i; R], ap: *const i8, bp: *const
         }
     }
 }
+
+/// Depthwise row kernel (see [`super::depthwise`]) with 512-bit `vpdpwssd`: `acc[ox] +=
+/// Σ_p dot(q[ox + p·step], w[p])` for every `ox < acc.len()`, 16 outputs per vector and up to 4
+/// vectors in registers. Exact: each lane adds two i16 × i16 products (|x|, |w| ≤ 255) to an
+/// accumulator that [`super::K_MAX`] keeps inside i32.
+///
+/// # Safety
+/// The CPU must support AVX-512 F/VNNI; `acc.len()` must be a multiple of 16 and `q` hold at
+/// least `acc.len() + (w.len() - 1) · step` values.
+#[target_feature(enable = "avx512f,avx512vnni")]
+pub(super) unsafe fn depthwise_row(q: &[i32], w: &[i32], step: usize, acc: &mut [i32]) {
+    let n = acc.len();
+    debug_assert!(n.is_multiple_of(16) && q.len() + step >= n + w.len() * step);
+    let mut ox = 0;
+    while ox + 64 <= n {
+        // SAFETY: forwarded from the caller, with `ox + 64 <= n`.
+        unsafe { dw_block::<4>(q, w, step, acc, ox) };
+        ox += 64;
+    }
+    while ox < n {
+        // SAFETY: as above, with `ox + 16 <= n` (n is a multiple of 16).
+        unsafe { dw_block::<1>(q, w, step, acc, ox) };
+        ox += 16;
+    }
+}
+
+/// `V` vectors of [`depthwise_row`] starting at output `ox`.
+///
+/// # Safety
+/// AVX-512 F/VNNI must be present (inlined into [`depthwise_row`]); `ox + 16·V <= acc.len()`
+/// and `q` as there.
+#[inline(always)]
+unsafe fn dw_block<const V: usize>(q: &[i32], w: &[i32], step: usize, acc: &mut [i32], ox: usize) {
+    let (qp, ap) = (q.as_ptr(), acc.as_mut_ptr());
+    // SAFETY: the caller guarantees that the 16·V accumulators at `ox` and, for every pair p,
+    // the 16·V values at `ox + p·step` of `q` are in bounds; unaligned loads and stores.
+    unsafe {
+        let mut a = [_mm512_setzero_si512(); V];
+        for v in 0..V {
+            a[v] = _mm512_loadu_si512(ap.add(ox + 16 * v) as *const _);
+        }
+        for (p, &wp) in w.iter().enumerate() {
+            let wv = _mm512_set1_epi32(wp);
+            let base = qp.add(ox + p * step);
+            for v in 0..V {
+                let x = _mm512_loadu_si512(base.add(16 * v) as *const _);
+                a[v] = _mm512_dpwssd_epi32(a[v], x, wv);
+            }
+        }
+        for v in 0..V {
+            _mm512_storeu_si512(ap.add(ox + 16 * v) as *mut _, a[v]);
+        }
+    }
+}
