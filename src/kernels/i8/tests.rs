@@ -181,7 +181,8 @@ fn run_all(
     (i, f, u, s)
 }
 
-fn all_kernels() -> Vec<Kernel> {
+/// The scalar twin and every SIMD kernel this CPU runs.
+pub(super) fn all_kernels() -> Vec<Kernel> {
     #[allow(unused_mut)]
     let mut v = vec![Kernel::Scalar];
     #[cfg(target_arch = "x86_64")]
