@@ -415,11 +415,12 @@ fn run<T: Send, F: Finish<T> + Send>(
     };
     if m == 1 {
         let n = b.n();
+        // Whole blocks of columns per chunk, so every chunk starts at a block.
         let per = n
-            .div_ceil(NR)
+            .div_ceil(pack::BLOCK)
             .div_ceil(crate::kernels::threads() * 4)
             .max(1)
-            * NR;
+            * pack::BLOCK;
         with_block::<1, _>(src, rows(0, 1), |p| {
             par::for_each_chunk(&mut c[..n], per, |ci, chunk| {
                 let first = ci * per / NR;
@@ -507,11 +508,12 @@ unsafe fn row_block_avx2<T, F: Finish<T>, const R: usize>(
     row_block_panels::<T, F, R>(Kernel::Avx2, p, b, rows, panels, out, ldc, fin);
 }
 
-/// The VNNI row loop, compiled with AVX2 and AVX-512 VNNI enabled: GEMM blocks (`R > 1`, all
-/// panels) run 512-bit `vpdpbusd` over whole blocks of two panels, 32 columns (two blocks) at a
-/// time, then 16, so `R × 2` or `R` independent chains per K group share each weight load, and
-/// store 16 columns per vector from the registers; panels past N inside the last block are
-/// computed but not stored. The GEMV (`R = 1`) runs 8-column panels.
+/// The VNNI row loop, compiled with AVX2 and AVX-512 VNNI enabled: 512-bit `vpdpbusd` over
+/// whole blocks of two panels (16 columns), so the independent accumulator chains of a K group
+/// share each weight load and each activation broadcast, stored 16 columns per vector from the
+/// registers; panels past N inside the last block are computed but not stored. GEMM blocks
+/// (`R > 1`) run 32 columns (two blocks) at a time, then 16; the GEMV (`R = 1`) 64 columns (four
+/// chains), then 32, then 16. Panel ranges that do not start at a block run 8-column panels.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and AVX-512 F/BW/VL/VNNI.
@@ -527,25 +529,37 @@ unsafe fn row_block_vnni<T, F: Finish<T>, const R: usize>(
     ldc: usize,
     fin: &F,
 ) {
-    if R == 1 || panels.start != 0 {
+    if !panels.start.is_multiple_of(pack::PAIR) {
         return row_block_panels::<T, F, R>(Kernel::Vnni, p, b, rows, panels, out, ldc, fin);
     }
     let kp = p.kp;
     let a = &p.narrow[..R * kp];
-    let blocks = b.panels().div_ceil(pack::PAIR);
-    let mut blk = 0;
-    while blk < blocks {
+    let (first, end) = (panels.start / pack::PAIR, panels.end.div_ceil(pack::PAIR));
+    let col0 = first * pack::BLOCK;
+    let mut blk = first;
+    while blk < end {
         // SAFETY: AVX-512 F/BW/VL/VNNI are enabled on this function; `a` is the block's R rows
-        // of `kp` bytes and every weight block `kp · 16` bytes, as
-        // `tile_z` requires; `store_z` gets the registers of existing blocks.
+        // of `kp` bytes and every weight block `kp · 16` bytes, as `tile_z` requires (R · P
+        // accumulators fit the 32 zmm registers); `store_z` gets the registers of existing
+        // blocks inside `panels`.
         unsafe {
-            if blk + 1 < blocks {
+            if R == 1 && blk + 3 < end {
+                let w = [
+                    b.block(blk),
+                    b.block(blk + 1),
+                    b.block(blk + 2),
+                    b.block(blk + 3),
+                ];
+                let acc = vnni::tile_z::<R, 4>(a, kp, w);
+                store_z::<T, F, R, 4>(&acc, p, b, rows, blk, col0, out, ldc, fin);
+                blk += 4;
+            } else if blk + 1 < end {
                 let acc = vnni::tile_z::<R, 2>(a, kp, [b.block(blk), b.block(blk + 1)]);
-                store_z::<T, F, R, 2>(&acc, p, b, rows, blk, out, ldc, fin);
+                store_z::<T, F, R, 2>(&acc, p, b, rows, blk, col0, out, ldc, fin);
                 blk += 2;
             } else {
                 let acc = vnni::tile_z::<R, 1>(a, kp, [b.block(blk)]);
-                store_z::<T, F, R, 1>(&acc, p, b, rows, blk, out, ldc, fin);
+                store_z::<T, F, R, 1>(&acc, p, b, rows, blk, col0, out, ldc, fin);
                 blk += 1;
             }
         }
@@ -554,7 +568,8 @@ unsafe fn row_block_vnni<T, F: Finish<T>, const R: usize>(
 
 /// Stores the `R × 16·P` accumulators of weight blocks `blk0 ..` through the epilogue, 16
 /// columns per vector, folding the zero-point terms in with vector arithmetic (the same
-/// wrapping i32 operations as [`store`]). `out` starts at the block's first row and column 0.
+/// wrapping i32 operations as [`store`]). `out` starts at the block's first row and at column
+/// `col0`; blocks past N are skipped.
 ///
 /// # Safety
 /// AVX-512 F/BW/VL must be enabled in the caller (it inlines into `row_block_vnni`).
@@ -568,6 +583,7 @@ unsafe fn store_z<T, F: Finish<T>, const R: usize, const P: usize>(
     b: &PackedI8,
     rows: usize,
     blk0: usize,
+    col0: usize,
     out: &mut [T],
     ldc: usize,
     fin: &F,
@@ -595,7 +611,7 @@ unsafe fn store_z<T, F: Finish<T>, const R: usize, const P: usize>(
                     let term = _mm512_mullo_epi32(zps, _mm512_set1_epi32(p.row_sums[r]));
                     v = _mm512_sub_epi32(v, term);
                 }
-                let at = r * ldc + j0;
+                let at = r * ldc + j0 - col0;
                 fin.finish16(v, j0, &mut out[at..at + cols]);
             }
         }

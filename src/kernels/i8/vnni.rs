@@ -44,14 +44,14 @@ pub(super) const ZR: usize = 12;
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/VNNI; `a` must hold `R · kp` bytes, every block of `blocks`
-/// `kp · 16` bytes (group `q` at `q · GS`), `kp` a multiple of [`KQ`], and `P ≤ 2`.
+/// `kp · 16` bytes (group `q` at `q · GS`), `kp` a multiple of [`KQ`], and `R · P + P < 32`.
 #[inline(always)]
 pub(super) unsafe fn tile_z<const R: usize, const P: usize>(
     a: &[i8],
     kp: usize,
     blocks: [&[i8]; P],
 ) -> [[__m512i; P]; R] {
-    debug_assert!(a.len() >= R * kp && kp.is_multiple_of(KQ) && P <= 2);
+    debug_assert!(a.len() >= R * kp && kp.is_multiple_of(KQ) && R * P + P < 32);
     debug_assert!(blocks.iter().all(|b| b.len() >= kp / KQ * GS));
     // SAFETY: the caller guarantees AVX-512 F/VNNI and the lengths: for q < kp/4 the 64 bytes at
     // q·GS lie inside each block and the 4 bytes at r·kp + 4q inside `a`; unaligned accesses.
