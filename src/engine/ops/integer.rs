@@ -26,12 +26,13 @@ use std::cell::RefCell;
 use crate::graph::shape::{matmul_shapes, ConvParams, ValueType};
 use crate::graph::{GraphError, Node};
 use crate::kernels::i8::{
-    copy_short, depthwise, depthwise_kernel_name, gemm, im2col, Activations, Conv2d, Dequantize,
+    depthwise, depthwise_kernel_name, gemm, gemm_hwc, im2col, Activations, Conv2d, Dequantize,
     I8Error, Output, PackedDepthwise, PackedI8, Scale, WeightZeroPoint,
 };
 use crate::tensor::{Tensor, TensorData};
 
 use super::conv::transpose2d;
+use super::quantized::{activations, QType};
 
 pub use crate::graph::shape_int::{DYNAMIC_CONV, DYNAMIC_MATMUL, INTERNAL_DOMAIN};
 
@@ -135,23 +136,15 @@ pub(super) enum Geometry {
     },
 }
 
-/// Whether a convolution takes its patches from a padded HWC copy ([`hwc_patches`]): when its
-/// width dilation is 1, so that each kernel row of a patch is one contiguous run.
+/// Whether a convolution reads its patches in place from a padded HWC copy ([`gemm_hwc`]): when
+/// its width dilation is 1, so that each kernel row of a patch is one contiguous run.
 fn hwc(conv: &Conv2d) -> bool {
     conv.dilation[1] == 1
 }
 
-/// Padded height and width of the HWC copy.
-fn padded(conv: &Conv2d) -> (usize, usize) {
-    (
-        conv.height + conv.pads[0] + conv.pads[2],
-        conv.width + conv.pads[1] + conv.pads[3],
-    )
-}
-
 /// Writes image `x` (C×H×W) into `xp` as HWC with `pad` (the zero point) around it.
 fn pad_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
-    let (_, wp) = padded(g);
+    let [_, wp] = g.padded();
     let (c, h, w) = (g.channels, g.height, g.width);
     xp.fill(pad);
     for y in 0..h {
@@ -167,7 +160,7 @@ fn pad_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
 /// Writes image `x`, already HWC, into `xp` with `pad` (the zero point) around it: one copy per
 /// image row.
 fn pad_from_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
-    let (hp, wp) = padded(g);
+    let [hp, wp] = g.padded();
     let c = g.channels;
     let run = g.width * c;
     let (top, left) = (g.pads[0], g.pads[1] * c);
@@ -178,25 +171,6 @@ fn pad_from_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
         row[..left].fill(pad);
         row[left..left + run].copy_from_slice(src);
         row[left + run..].fill(pad);
-    }
-}
-
-/// The patches of the padded HWC image `xp` as rows of `out` (`OH·OW` rows of `kh·kw·C`, ordered
-/// kernel row, kernel column, channel): each kernel row is one copy of `kw·C` values.
-fn hwc_patches<T: Copy>(g: &Conv2d, ow: usize, xp: &[T], out: &mut [T]) {
-    let (_, wp) = padded(g);
-    let run = g.kernel[1] * g.channels;
-    let k = g.kernel[0] * run;
-    if k == 0 {
-        return;
-    }
-    for (p, row) in out.chunks_exact_mut(k).enumerate() {
-        let (oy, ox) = (p / ow, p % ow);
-        for (ky, dst) in row.chunks_exact_mut(run).enumerate() {
-            let iy = oy * g.stride[0] + ky * g.dilation[0];
-            let at = (iy * wp + ox * g.stride[1]) * g.channels;
-            copy_short(dst, &xp[at..at + run]);
-        }
     }
 }
 
@@ -273,18 +247,18 @@ impl Geometry {
         }
     }
 
-    /// Elements of the im2col buffer plus the padded HWC copy (0 for a MatMul).
+    /// Bytes of the buffer [`Geometry::conv_gemm`] needs: the padded HWC copy, or the im2col
+    /// matrix (0 for a MatMul).
     pub(super) fn cols_len(&self) -> usize {
         match *self {
             Geometry::MatMul { .. } => 0,
             Geometry::Conv { conv, pixels, .. } => {
-                let (hp, wp) = padded(&conv);
-                let copy = if hwc(&conv) {
+                if hwc(&conv) {
+                    let [hp, wp] = conv.padded();
                     hp * wp * conv.channels
                 } else {
-                    0
-                };
-                pixels * conv.patch_len() + copy
+                    pixels * conv.patch_len()
+                }
             }
         }
     }
@@ -313,52 +287,49 @@ impl Geometry {
         out
     }
 
-    /// The GEMM rows of one image `x` (C×H×W) of a Conv into `buf` (at least
-    /// [`Geometry::cols_len`] long); returns them.
-    pub(super) fn patches<'b, T: Copy + Send + Sync>(
+    /// The convolution GEMM of one image `x` (C×H×W, or H×W×C when `nhwc`, which needs the
+    /// HWC path: unit width dilation, see [`Geometry::reads_nhwc`]) times `b` into `out` (pixel
+    /// major, row stride `ldc`). With unit width dilation the image is copied once into `buf` as
+    /// padded HWC and the GEMM reads its patches in place ([`gemm_hwc`]); otherwise im2col
+    /// writes the patches into `buf` for [`gemm`]. The bytes are of type `ty` with zero point
+    /// `zero`. `buf` holds at least [`Geometry::cols_len`] bytes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn conv_gemm(
         &self,
-        x: &[T],
-        pad: T,
-        buf: &'b mut [T],
-    ) -> Result<&'b [T], I8Error> {
-        self.patches_from(x, false, pad, buf)
-    }
-
-    /// [`Geometry::patches`] of an image stored C×H×W, or H×W×C when `nhwc` (which needs the
-    /// HWC path: unit width dilation, see [`Geometry::reads_nhwc`]).
-    pub(super) fn patches_from<'b, T: Copy + Send + Sync>(
-        &self,
-        x: &[T],
+        x: &[u8],
         nhwc: bool,
-        pad: T,
-        buf: &'b mut [T],
-    ) -> Result<&'b [T], I8Error> {
+        (ty, zero): (QType, i32),
+        buf: &mut [u8],
+        b: &PackedI8,
+        out: Output<'_>,
+        ldc: usize,
+    ) -> Result<(), I8Error> {
         let Geometry::Conv { conv, pixels, .. } = *self else {
-            return Ok(&buf[..0]);
-        };
-        let k = conv.patch_len();
-        let (cols, copy) = buf.split_at_mut(pixels * k);
-        if hwc(&conv) {
-            let [_, ow] = conv.output_size()?;
-            let (hp, wp) = padded(&conv);
-            let copy = &mut copy[..hp * wp * conv.channels];
-            if nhwc {
-                pad_from_hwc(&conv, x, pad, copy);
-            } else {
-                pad_hwc(&conv, x, pad, copy);
-            }
-            hwc_patches(&conv, ow, copy, cols);
-        } else if nhwc {
             return Err(I8Error::Geometry {
-                what: "patches from an HWC image need unit width dilation",
+                what: "a MatMul has no convolution patches",
             });
+        };
+        let buf = &mut buf[..self.cols_len()];
+        let pad = ty.put(zero);
+        let act = |b| activations(ty, zero, b);
+        if hwc(&conv) {
+            if nhwc {
+                pad_from_hwc(&conv, x, pad, buf);
+            } else {
+                pad_hwc(&conv, x, pad, buf);
+            }
+            gemm_hwc(&conv, act(buf), b, out, ldc)
+        } else if nhwc {
+            Err(I8Error::Geometry {
+                what: "patches from an HWC image need unit width dilation",
+            })
         } else {
-            im2col(&conv, x, pad, cols)?;
+            im2col(&conv, x, pad, buf)?;
+            gemm(pixels, act(buf), conv.patch_len(), b, out, ldc)
         }
-        Ok(cols)
     }
 
-    /// Whether the patches can come from an H×W×C image ([`Geometry::patches_from`]).
+    /// Whether the patches can come from an H×W×C image ([`Geometry::conv_gemm`]).
     pub(super) fn reads_nhwc(&self) -> bool {
         matches!(self, Geometry::Conv { conv, .. } if hwc(conv))
     }
@@ -640,25 +611,14 @@ impl DynamicQuant {
                     };
                     gemm(*rows, a, *k, packed, Output::F32(out, deq), self.n)
                 }
-                Body::Gemm(
-                    g @ Geometry::Conv {
-                        batch,
-                        conv,
-                        pixels,
-                    },
-                    packed,
-                ) => {
+                Body::Gemm(g @ Geometry::Conv { batch, pixels, .. }, packed) => {
                     let (batch, pixels) = (*batch, *pixels);
                     let tmp = &mut rest[..pixels * self.n];
                     let image = q.len() / batch.max(1);
                     for b in 0..batch {
-                        let cols = g.patches(&q[b * image..(b + 1) * image], zp, cols)?;
-                        let a = Activations::U8 {
-                            data: cols,
-                            zero_point: zp,
-                        };
-                        let k = conv.patch_len();
-                        gemm(pixels, a, k, packed, Output::F32(tmp, deq), self.n)?;
+                        let x = &q[b * image..(b + 1) * image];
+                        let (o, ty) = (Output::F32(tmp, deq), (QType::U8, i32::from(zp)));
+                        g.conv_gemm(x, false, ty, cols, packed, o, self.n)?;
                         let o = &mut out[b * pixels * self.n..(b + 1) * pixels * self.n];
                         transpose2d(tmp, pixels, self.n, o);
                     }
@@ -692,13 +652,17 @@ impl DynamicQuant {
 mod tests {
     use super::*;
 
+    /// The convolution GEMM on patches read from a padded HWC copy (of a C×H×W or an H×W×C
+    /// image) with reordered weights gives the sums of im2col + GEMM with the weights as ONNX
+    /// stores them.
     #[test]
-    fn hwc_patches_meet_reordered_weights_as_kernel_patches_meet_the_weights() {
+    fn hwc_patches_with_reordered_weights_match_im2col() {
         let cases = [
             (1, 5, 7, [3, 3], [1, 1], [1, 1, 1, 1]),
             (3, 6, 5, [2, 3], [2, 1], [0, 1, 2, 0]),
             (4, 4, 4, [1, 1], [1, 1], [0, 0, 0, 0]),
             (2, 7, 6, [3, 2], [1, 2], [2, 0, 1, 1]),
+            (32, 6, 6, [3, 3], [1, 1], [1, 1, 1, 1]),
         ];
         for (c, h, w, kernel, stride, pads) in cases {
             let g = Conv2d {
@@ -712,32 +676,37 @@ mod tests {
             };
             let x: Vec<u8> = (0..c * h * w).map(|i| (i * 37 % 251) as u8).collect();
             let [oh, ow] = g.output_size().unwrap();
-            let k = g.patch_len();
-            let mut want = vec![0u8; oh * ow * k];
-            im2col(&g, &x, 9, &mut want).unwrap();
+            let (k, n) = (g.patch_len(), 3);
+            let mut cols = vec![0u8; oh * ow * k];
+            im2col(&g, &x, 9, &mut cols).unwrap();
+            let wt: Vec<i8> = (0..n * k).map(|i| (i as i8).wrapping_mul(29)).collect();
+            let b = PackedI8::from_n_by_k(n, k, &wt, WeightZeroPoint::PerTensor(-3)).unwrap();
+            let a = Activations::U8 {
+                data: &cols,
+                zero_point: 9,
+            };
+            let mut want = vec![0i32; oh * ow * n];
+            gemm(oh * ow, a, k, &b, Output::I32(&mut want), n).unwrap();
             let geo = Geometry::Conv {
                 batch: 1,
                 conv: g,
                 pixels: oh * ow,
             };
-            let mut buf = vec![0u8; geo.cols_len()];
-            let got = geo.patches(&x, 9, &mut buf).unwrap().to_vec();
+            let wr = geo.order_weights(wt.clone());
+            let br = PackedI8::from_n_by_k(n, k, &wr, WeightZeroPoint::PerTensor(-3)).unwrap();
             let mut x_hwc = vec![0u8; x.len()];
             for (i, &v) in x.iter().enumerate() {
                 let (ci, p) = (i / (h * w), i % (h * w));
                 x_hwc[p * c + ci] = v;
             }
-            let mut buf2 = vec![7u8; geo.cols_len()];
-            let from_hwc = geo.patches_from(&x_hwc, true, 9, &mut buf2).unwrap();
-            assert_eq!(from_hwc, &got[..], "{g:?}");
-            let wt: Vec<i8> = (0..k).map(|i| (i as i8).wrapping_mul(29)).collect();
-            let wr = geo.order_weights(wt.clone());
-            let dot = |rows: &[u8], w: &[i8]| -> Vec<i32> {
-                rows.chunks_exact(k)
-                    .map(|r| r.iter().zip(w).map(|(&a, &b)| a as i32 * b as i32).sum())
-                    .collect()
-            };
-            assert_eq!(dot(&got, &wr), dot(&want, &wt), "{g:?}");
+            for (image, nhwc) in [(&x, false), (&x_hwc, true)] {
+                let mut buf = vec![7u8; geo.cols_len()];
+                let mut got = vec![0i32; oh * ow * n];
+                let out = Output::I32(&mut got);
+                geo.conv_gemm(image, nhwc, (QType::U8, 9), &mut buf, &br, out, n)
+                    .unwrap();
+                assert_eq!(got, want, "{g:?} nhwc {nhwc}");
+            }
         }
     }
 

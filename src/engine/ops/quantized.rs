@@ -839,7 +839,6 @@ impl QConv {
         let xb = bytes(x);
         let in_len = self.in_len;
         let out_len = self.cout * self.pixels;
-        let pad = self.layer.x.put(self.layer.x_zero);
         for b in 0..self.batch {
             let xi = &xb[b * in_len..(b + 1) * in_len];
             match &self.body {
@@ -851,20 +850,16 @@ impl QConv {
                 ConvBody::Gemm(g, w) => {
                     let (res_len, _) = self.scratch_split();
                     let (res, rest) = scratch.split_at_mut(res_len);
-                    // The patches copy bytes: the u8/i8 distinction matters only to the GEMM.
-                    let col = match g.patches_from(xi, self.nhwc_in, pad, bytes_mut(rest)) {
-                        Ok(col) => col,
-                        Err(e) => return checked(Err(e)),
-                    };
-                    let a = activations(self.layer.x, self.layer.x_zero, col);
+                    let ty = (self.layer.x, self.layer.x_zero);
+                    let buf = bytes_mut(rest);
                     if self.nhwc_out {
                         // Pixel-major is the NHWC layout: stored in place.
                         let o = self.layer.store.output(out, b * out_len, out_len);
-                        checked(k8::gemm(self.pixels, a, g.k(), w, o, self.cout));
+                        checked(g.conv_gemm(xi, self.nhwc_in, ty, buf, w, o, self.cout));
                         continue;
                     }
                     let o = self.layer.store.output(res, 0, out_len);
-                    checked(k8::gemm(self.pixels, a, g.k(), w, o, self.cout));
+                    checked(g.conv_gemm(xi, self.nhwc_in, ty, buf, w, o, self.cout));
                     // The GEMM result is pixel-major; the output is channel-major (NCHW).
                     match self.layer.store {
                         Store::Requant { .. } => super::conv::transpose2d_u8(

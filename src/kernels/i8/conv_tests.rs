@@ -1,7 +1,11 @@
 //! Convolution tests: im2col + GEMM and the depthwise kernel against a naive convolution whose
-//! padding holds the activation zero point; depthwise SIMD against its scalar twin.
+//! padding holds the activation zero point; depthwise SIMD against its scalar twin; the GEMM on
+//! patches read in place from a padded HWC image against the scalar GEMM on the same patches
+//! written out, and against naive math.
 
 use super::depthwise::{depthwise_with, DwKernel};
+use super::hwc::gemm_hwc_with;
+use super::tests::all_kernels;
 use super::*;
 use proptest::prelude::*;
 
@@ -233,4 +237,278 @@ fn rejects_bad_geometry() {
         Output::I32(&mut [0; 1]),
     );
     assert!(matches!(r, Err(I8Error::Geometry { .. })));
+}
+
+/// A padded HWC convolution problem: the geometry (unit width dilation), the padded image's
+/// bytes (padding = zero point), weights `[OC][kh][kw][C]` and per-channel output parameters.
+#[derive(Debug, Clone)]
+struct HwcCase {
+    g: Conv2d,
+    oc: usize,
+    image: Vec<u8>,
+    zx: u8,
+    w: Vec<i8>,
+    zw: Option<Vec<i8>>,
+    scales: Vec<f32>,
+    bias_i: Vec<i32>,
+    bias_f: Vec<f32>,
+}
+
+impl HwcCase {
+    /// The patches written out as an `OH·OW × K` matrix (kernel row, kernel column, channel).
+    fn patches(&self) -> Vec<u8> {
+        let g = &self.g;
+        let [oh, ow] = g.output_size().unwrap();
+        let [_, wp] = g.padded();
+        let mut out = Vec::new();
+        for p in 0..oh * ow {
+            let (oy, ox) = (p / ow, p % ow);
+            for ky in 0..g.kernel[0] {
+                for kx in 0..g.kernel[1] {
+                    let (iy, ix) = (oy * g.stride[0] + ky * g.dilation[0], ox * g.stride[1] + kx);
+                    let at = (iy * wp + ix) * g.channels;
+                    out.extend_from_slice(&self.image[at..at + g.channels]);
+                }
+            }
+        }
+        out
+    }
+}
+
+fn hwc_case() -> impl Strategy<Value = HwcCase> {
+    let shape = (
+        1usize..=9,
+        1usize..=8,
+        1usize..=30,
+        1usize..=3,
+        1usize..=3,
+        1usize..=2,
+        1usize..=2,
+        1usize..=2,
+        prop::array::uniform4(0usize..=2),
+        1usize..=37,
+    );
+    shape
+        .prop_map(|(channels, height, width, kh, kw, sh, sw, dh, pads, oc)| {
+            let g = Conv2d {
+                channels,
+                height,
+                width,
+                kernel: [kh, kw],
+                stride: [sh, sw],
+                dilation: [dh, 1],
+                pads,
+            };
+            (g, oc)
+        })
+        .prop_filter("has output", |(g, _)| g.output_size().is_ok())
+        .prop_flat_map(|(g, oc)| {
+            let [hp, wp] = g.padded();
+            let k = g.patch_len();
+            let extremes = prop::sample::select(vec![0u8, 255, 128, 127]);
+            (
+                prop_oneof![
+                    prop::collection::vec(any::<u8>(), hp * wp * g.channels),
+                    extremes.prop_map(move |v| vec![v; hp * wp * g.channels]),
+                ],
+                prop_oneof![Just(0u8), Just(128), Just(255), any::<u8>()],
+                prop_oneof![
+                    prop::collection::vec(any::<i8>(), oc * k),
+                    prop::sample::select(vec![-128i8, 127]).prop_map(move |v| vec![v; oc * k]),
+                ],
+                prop::option::of(prop::collection::vec(any::<i8>(), oc)),
+                prop::collection::vec(1e-6f32..1e-2, oc),
+                prop::collection::vec(-100_000i32..100_000, oc),
+                prop::collection::vec(-10f32..10.0, oc),
+            )
+                .prop_map(move |(mut image, zx, w, zw, scales, bias_i, bias_f)| {
+                    // The padding holds the zero point, as the engine writes it.
+                    let [h, wd, c] = [g.height, g.width, g.channels];
+                    for (i, v) in image.iter_mut().enumerate() {
+                        let (y, x) = (i / c / wp, i / c % wp);
+                        if y < g.pads[0]
+                            || y >= g.pads[0] + h
+                            || x < g.pads[1]
+                            || x >= g.pads[1] + wd
+                        {
+                            *v = zx;
+                        }
+                    }
+                    HwcCase {
+                        g,
+                        oc,
+                        image,
+                        zx,
+                        w,
+                        zw,
+                        scales,
+                        bias_i,
+                        bias_f,
+                    }
+                })
+        })
+}
+
+/// Every output kind of `case` with u8 or s8 activations: through [`gemm_hwc_with`] when
+/// `kernel` is given, else through the scalar GEMM on the written-out patches.
+fn hwc_outputs(
+    case: &HwcCase,
+    signed: bool,
+    relu: bool,
+    kernel: Option<Kernel>,
+) -> (Vec<i32>, Vec<u32>, Vec<u8>, Vec<i8>) {
+    let g = &case.g;
+    let [oh, ow] = g.output_size().unwrap();
+    let (m, n, k) = (oh * ow, case.oc, g.patch_len());
+    let ldc = n + 3;
+    let len = (m - 1) * ldc + n;
+    let zp = match &case.zw {
+        Some(z) => WeightZeroPoint::PerChannel(z),
+        None => WeightZeroPoint::None,
+    };
+    let b = PackedI8::from_n_by_k(n, k, &case.w, zp).unwrap();
+    let patches = case.patches();
+    fn acts(data: &[u8], signed: bool, zx: u8) -> Activations<'_> {
+        if signed {
+            Activations::S8 {
+                data: bytemuck::cast_slice(data),
+                zero_point: zx as i8,
+            }
+        } else {
+            Activations::U8 {
+                data,
+                zero_point: zx,
+            }
+        }
+    }
+    let go = |out: Output<'_>| match kernel {
+        Some(kernel) => {
+            let a = acts(&case.image, signed, case.zx);
+            gemm_hwc_with(kernel, g, a, &b, out, ldc).unwrap()
+        }
+        None => {
+            let a = acts(&patches, signed, case.zx);
+            gemm_with(Kernel::Scalar, m, a, k, &b, out, ldc).unwrap()
+        }
+    };
+    let mut i = vec![0i32; len];
+    go(Output::I32(&mut i));
+    let mut f = vec![0f32; len];
+    let d = Dequantize {
+        scale: Scale::PerChannel(&case.scales),
+        bias: Some(&case.bias_f),
+        relu,
+    };
+    go(Output::F32(&mut f, d));
+    let mut u = vec![0u8; len];
+    let r = Requantize {
+        multiplier: Scale::PerChannel(&case.scales),
+        bias: Some(&case.bias_i),
+        zero_point: case.zx as i32,
+        relu,
+    };
+    go(Output::U8(&mut u, r));
+    let mut s = vec![0i8; len];
+    let r = Requantize {
+        multiplier: Scale::PerTensor(case.scales[0]),
+        bias: None,
+        zero_point: case.zx as i8 as i32,
+        relu,
+    };
+    go(Output::S8(&mut s, r));
+    (i, f.iter().map(|x| x.to_bits()).collect(), u, s)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// Patches read in place from a padded HWC image give, on every kernel, the same bits as the
+    /// scalar GEMM on the patches written out; its i32 sums equal naive math.
+    #[test]
+    fn hwc_gemm_matches_scalar_and_naive(c in hwc_case(), signed: bool, relu: bool) {
+        let want = hwc_outputs(&c, signed, relu, None);
+        let g = &c.g;
+        let [oh, ow] = g.output_size().unwrap();
+        let [hp, wp] = g.padded();
+        let k = g.patch_len();
+        let value = |x: u8| if signed { x as i8 as i64 } else { x as i64 };
+        let zx = value(c.zx);
+        for p in 0..oh * ow {
+            let (oy, ox) = (p / ow, p % ow);
+            for o in 0..c.oc {
+                let zw = c.zw.as_ref().map_or(0, |z| z[o] as i64);
+                let mut s = 0i64;
+                for ky in 0..g.kernel[0] {
+                    for kx in 0..g.kernel[1] {
+                        let (iy, ix) = (oy * g.stride[0] + ky * g.dilation[0], ox * g.stride[1] + kx);
+                        prop_assert!(iy < hp && ix < wp);
+                        for ch in 0..g.channels {
+                            let x = value(c.image[(iy * wp + ix) * g.channels + ch]);
+                            let w = c.w[o * k + (ky * g.kernel[1] + kx) * g.channels + ch] as i64;
+                            s += (x - zx) * (w - zw);
+                        }
+                    }
+                }
+                prop_assert_eq!(want.0[p * (c.oc + 3) + o] as i64, s);
+            }
+        }
+        for kernel in all_kernels() {
+            let got = hwc_outputs(&c, signed, relu, Some(kernel));
+            prop_assert_eq!(&got.0, &want.0, "{:?} i32", kernel);
+            prop_assert_eq!(&got.1, &want.1, "{:?} f32", kernel);
+            prop_assert_eq!(&got.2, &want.2, "{:?} u8", kernel);
+            prop_assert_eq!(&got.3, &want.3, "{:?} s8", kernel);
+        }
+    }
+}
+
+/// A padded HWC image of the wrong length, weights of the wrong K and a width dilation are
+/// errors naming the problem.
+#[test]
+fn hwc_gemm_rejects_bad_inputs() {
+    let g = Conv2d {
+        channels: 2,
+        height: 3,
+        width: 3,
+        kernel: [3, 3],
+        stride: [1, 1],
+        dilation: [1, 1],
+        pads: [1; 4],
+    };
+    let b = PackedI8::from_n_by_k(4, 18, &[1; 72], WeightZeroPoint::None).unwrap();
+    let image = vec![0u8; 5 * 5 * 2];
+    fn acts(data: &[u8]) -> Activations<'_> {
+        Activations::U8 {
+            data,
+            zero_point: 0,
+        }
+    }
+    let mut out = vec![0i32; 9 * 4];
+    assert!(gemm_hwc(&g, acts(&image), &b, Output::I32(&mut out), 4).is_ok());
+    assert!(matches!(
+        gemm_hwc(&g, acts(&image[1..]), &b, Output::I32(&mut out), 4),
+        Err(I8Error::Length {
+            what: "padded HWC image",
+            ..
+        })
+    ));
+    let b17 = PackedI8::from_n_by_k(4, 17, &[1; 68], WeightZeroPoint::None).unwrap();
+    assert!(matches!(
+        gemm_hwc(&g, acts(&image), &b17, Output::I32(&mut out), 4),
+        Err(I8Error::Length { .. })
+    ));
+    let dilated = Conv2d {
+        dilation: [1, 2],
+        pads: [2; 4],
+        ..g
+    };
+    let image = vec![0u8; 7 * 7 * 2];
+    assert!(matches!(
+        gemm_hwc(&dilated, acts(&image), &b, Output::I32(&mut out), 4),
+        Err(I8Error::Geometry { .. })
+    ));
+    assert!(matches!(
+        gemm_hwc(&g, acts(&image[..50]), &b, Output::I32(&mut out[..35]), 4),
+        Err(I8Error::Length { what: "output", .. })
+    ));
 }

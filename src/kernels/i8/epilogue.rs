@@ -181,6 +181,39 @@ pub(super) trait Finish<T>: Sync {
             *o = self.finish(v[c], j);
         }
     }
+
+    /// Columns `j0 .. j0 + out.len()` (at most 16) of one row from a vector of accumulators
+    /// (zero-point terms folded in): the AVX-512 form of [`Finish::finish_row`], same bits.
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL must be enabled in the caller: it inlines into the VNNI row loop.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn finish16(&self, v: std::arch::x86_64::__m512i, j0: usize, out: &mut [T]) {
+        let mut a = [0i32; 16];
+        // SAFETY: forwarded from the caller.
+        unsafe { super::vnni::store_i32(v, &mut a) };
+        for (c, o) in out.iter_mut().enumerate() {
+            *o = self.finish(a[c], j0 + c);
+        }
+    }
+}
+
+/// The parameters of columns `j0 .. j0 + cols` (at most 16; all inside N) as a vector: a per
+/// tensor value broadcast, per column values loaded (0 past `cols`).
+///
+/// # Safety
+/// AVX-512 F must be enabled in the caller.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn scale16(s: &Scale<'_>, j0: usize, cols: usize) -> std::arch::x86_64::__m512 {
+    // SAFETY: AVX-512 F is enabled by the caller; the per-column slice is bounds-checked.
+    unsafe {
+        match *s {
+            Scale::PerTensor(v) => std::arch::x86_64::_mm512_set1_ps(v),
+            Scale::PerChannel(v) => super::vnni::load_f32(&v[j0..j0 + cols]),
+        }
+    }
 }
 
 /// Keeps the i32 accumulator.
@@ -200,6 +233,13 @@ impl Finish<i32> for Raw {
     #[inline(always)]
     fn finish_col(&self, _simd: bool, v: &[i32; NR], _j: usize, out: &mut [i32]) {
         out.copy_from_slice(&v[..out.len()]);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn finish16(&self, v: std::arch::x86_64::__m512i, _j0: usize, out: &mut [i32]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { super::vnni::store_i32(v, out) }
     }
 }
 
@@ -234,6 +274,21 @@ impl Finish<f32> for Dequantize<'_> {
             )
         };
         self.store(simd, v, params, out, |_| j);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn finish16(&self, v: std::arch::x86_64::__m512i, j0: usize, out: &mut [f32]) {
+        let cols = out.len();
+        // SAFETY: AVX-512 F is enabled by the caller; the bias slice is bounds-checked.
+        unsafe {
+            let bias = match self.bias {
+                Some(b) => super::vnni::load_f32(&b[j0..j0 + cols]),
+                None => std::arch::x86_64::_mm512_setzero_ps(),
+            };
+            let scale = scale16(&self.scale, j0, cols);
+            super::vnni::dequantize16(v, scale, bias, self.relu, out);
+        }
     }
 }
 
@@ -357,6 +412,26 @@ impl<T> Requant<'_, T> {
         let _ = (simd, v, &params);
         None
     }
+
+    /// [`Finish::finish16`] into bytes (the s8 bits for `i8`).
+    ///
+    /// # Safety
+    /// AVX-512 F/BW/VL must be enabled in the caller.
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn bytes16(&self, v: std::arch::x86_64::__m512i, j0: usize, out: &mut [u8]) {
+        let cols = out.len();
+        // SAFETY: AVX-512 F/BW/VL are enabled by the caller; the bias slice is bounds-checked.
+        unsafe {
+            let bias = match self.r.bias {
+                Some(b) => super::vnni::load_i32(&b[j0..j0 + cols]),
+                None => std::arch::x86_64::_mm512_setzero_si512(),
+            };
+            let m = scale16(&self.r.multiplier, j0, cols);
+            let zp = self.r.zero_point;
+            super::vnni::requantize16(v, bias, m, self.lo, self.hi, zp, out);
+        }
+    }
 }
 
 impl Finish<u8> for Requant<'_, u8> {
@@ -376,6 +451,13 @@ impl Finish<u8> for Requant<'_, u8> {
         let b = self.col_bytes::<false>(simd, v, j, out.len());
         self.put(b, v, out, |_| j);
     }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn finish16(&self, v: std::arch::x86_64::__m512i, j0: usize, out: &mut [u8]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.bytes16(v, j0, out) }
+    }
 }
 
 impl Finish<i8> for Requant<'_, i8> {
@@ -394,6 +476,13 @@ impl Finish<i8> for Requant<'_, i8> {
     fn finish_col(&self, simd: bool, v: &[i32; NR], j: usize, out: &mut [i8]) {
         let b = self.col_bytes::<true>(simd, v, j, out.len());
         self.put(b, v, out, |_| j);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn finish16(&self, v: std::arch::x86_64::__m512i, j0: usize, out: &mut [i8]) {
+        // SAFETY: forwarded from the caller.
+        unsafe { self.bytes16(v, j0, bytemuck::cast_slice_mut(out)) }
     }
 }
 

@@ -27,7 +27,9 @@
 mod conv;
 mod depthwise;
 mod epilogue;
+mod hwc;
 mod pack;
+mod prepare;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -45,11 +47,13 @@ mod tests;
 pub use conv::{copy_short, im2col, Conv2d};
 pub use depthwise::{depthwise, depthwise_kernel_name, PackedDepthwise};
 pub use epilogue::{Dequantize, Output, Requantize, Scale};
+pub use hwc::gemm_hwc;
 pub use pack::{PackedI8, WeightZeroPoint};
 
 use super::par;
 use super::{isa, Isa};
 use epilogue::Finish;
+use prepare::{with_block, Act, Block, Matrix, Rows, Source};
 
 /// Columns per packed weight panel (one register tile is `MR × NR`).
 pub const NR: usize = 8;
@@ -144,20 +148,6 @@ impl Activations<'_> {
             Activations::S8 { data, zero_point } => data[idx] as i16 - zero_point as i16,
         }
     }
-
-    /// The constant with `a - za = shifted + offset`, where `shifted` is `a` moved to s8 (u8
-    /// values XOR 0x80, s8 values as they are) for `sdot`; its bits XOR 0x80, read as u8, are
-    /// the value shifted to u8 for `vpdpbusd` (offset 128 less).
-    #[cfg_attr(
-        not(any(target_arch = "aarch64", target_arch = "x86_64")),
-        allow(dead_code)
-    )]
-    fn shift_offset(&self) -> i32 {
-        match *self {
-            Activations::U8 { zero_point, .. } => 128 - zero_point as i32,
-            Activations::S8 { zero_point, .. } => -(zero_point as i32),
-        }
-    }
 }
 
 /// Which inner kernel runs: decided from [`isa`] once per call.
@@ -242,178 +232,22 @@ pub fn gemv_kernel_name() -> String {
     format!("i8-gemv-{}", Kernel::for_isa(isa()).suffix())
 }
 
-/// Activations made ready for the inner kernels: one copy per call, padded to whole tiles.
-struct Prepared {
-    /// Centred i16 values (`a - za`), `rows × kp`, for the widening kernels.
-    wide: Vec<i16>,
-    /// Shifted s8 values (`sdot`) or their u8 bits (`vpdpbusd`), `rows × kp`.
-    narrow: Vec<i8>,
-    /// `Σ_k (a - za)` per row, for the weight zero point.
-    row_sums: Vec<i32>,
-    /// `a - za = shifted + offset` (0 for the widening kernels).
-    offset: i32,
-    kp: usize,
-}
-
-impl Prepared {
-    fn new(
-        kernel: Kernel,
-        m: usize,
-        a: Activations<'_>,
-        lda: usize,
-        k: usize,
-        kp: usize,
-        tile_rows: usize,
-    ) -> Prepared {
-        let rows = m.div_ceil(tile_rows) * tile_rows;
-        let narrow = kernel.narrow();
-        // `sdot` reads s8; `vpdpbusd` reads the same value + 128 as u8, i.e. the bits XOR 0x80.
-        let (flip, unsigned_shift) = if kernel.unsigned_bytes() {
-            (0x80u8 as i8, 128)
-        } else {
-            (0, 0)
-        };
-        let mut p = Prepared {
-            wide: if narrow {
-                Vec::new()
-            } else {
-                vec![0; rows * kp]
-            },
-            narrow: if narrow {
-                vec![0; rows * kp]
-            } else {
-                Vec::new()
-            },
-            row_sums: vec![0; rows],
-            offset: if narrow {
-                a.shift_offset() - unsigned_shift
-            } else {
-                0
-            },
-            kp,
-        };
-        // `vpdpbusd` tiles read their row block interleaved by K group (see `vnni::tile_z`);
-        // `sdot` reads rows as they are.
-        let group_rows = if kernel.unsigned_bytes() {
-            tile_rows
-        } else {
-            1
-        };
-        for i in 0..m {
-            let (row, at) = (i * lda, i * kp);
-            // The element type is matched once per row, so each loop runs over plain bytes and
-            // vectorizes. Padding columns stay 0 (i16) or contribute nothing: the weight padding
-            // is 0.
-            p.row_sums[i] = match a {
-                Activations::U8 { data, zero_point } => {
-                    let src = &data[row..row + k];
-                    if narrow {
-                        // Shifted to s8 is `x ^ 0x80`; `flip` undoes it for `vpdpbusd`.
-                        if group_rows == 1 {
-                            let bits = 0x80 ^ flip as u8;
-                            for (d, &x) in p.narrow[at..at + k].iter_mut().zip(src) {
-                                *d = (x ^ bits) as i8;
-                            }
-                        }
-                    } else {
-                        let z = i16::from(zero_point);
-                        for (d, &x) in p.wide[at..at + k].iter_mut().zip(src) {
-                            *d = i16::from(x) - z;
-                        }
-                    }
-                    src.iter().map(|&x| x as i32).sum::<i32>() - k as i32 * zero_point as i32
-                }
-                Activations::S8 { data, zero_point } => {
-                    let src = &data[row..row + k];
-                    if narrow {
-                        if group_rows == 1 {
-                            for (d, &x) in p.narrow[at..at + k].iter_mut().zip(src) {
-                                *d = x ^ flip;
-                            }
-                        }
-                    } else {
-                        let z = i16::from(zero_point);
-                        for (d, &x) in p.wide[at..at + k].iter_mut().zip(src) {
-                            *d = i16::from(x) - z;
-                        }
-                    }
-                    src.iter().map(|&x| x as i32).sum::<i32>() - k as i32 * zero_point as i32
-                }
-            };
-        }
-        if narrow && group_rows > 1 {
-            let (bytes, xor): (&[u8], u8) = match a {
-                Activations::U8 { data, .. } => (data, 0x80 ^ flip as u8),
-                Activations::S8 { data, .. } => (bytemuck::cast_slice(data), flip as u8),
-            };
-            interleave(&mut p.narrow, bytes, lda, m, k, kp, group_rows, xor);
-        }
-        p
-    }
-}
-
-/// Copies the `m × k` activation bytes `src` (row stride `lda`), XOR `xor`, into `dst` in blocks
-/// of `group_rows` rows (`kp` values each) interleaved by K group: group `q` of row `r` of a
-/// block is the [`KQ`] bytes at `block start + (q · group_rows + r) · KQ`. Positions past `k` and
-/// rows past `m` are left as they are (zero).
-#[allow(clippy::too_many_arguments)]
-fn interleave(
-    dst: &mut [i8],
-    src: &[u8],
-    lda: usize,
-    m: usize,
-    k: usize,
-    kp: usize,
-    group_rows: usize,
-    xor: u8,
-) {
-    let dst: &mut [u8] = bytemuck::cast_slice_mut(dst);
-    for (blk, d) in dst.chunks_exact_mut(group_rows * kp).enumerate() {
-        let row0 = blk * group_rows;
-        if row0 >= m {
-            break;
-        }
-        let rows = group_rows.min(m - row0);
-        let row = |r: usize| &src[(row0 + r) * lda..(row0 + r) * lda + k];
-        // Four rows at a time, 16 K values (four groups) at a time, as 4×4 transposes of words.
-        #[cfg(target_arch = "x86_64")]
-        let done = {
-            let quads = rows / 4 * 4;
-            for r in (0..quads).step_by(4) {
-                let four = [row(r), row(r + 1), row(r + 2), row(r + 3)];
-                vnni::interleave4(d, group_rows, r, four, xor);
-            }
-            (quads, k / 16 * 16)
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let done = (0, 0);
-        // The rest one byte at a time: K values past `done.1` of the rows done above, and every
-        // value of the rows after them.
-        for r in 0..rows {
-            let from = if r < done.0 { done.1 } else { 0 };
-            for (kk, &x) in row(r).iter().enumerate().skip(from) {
-                d[((kk / KQ) * group_rows + r) * KQ + kk % KQ] = x ^ xor;
-            }
-        }
-    }
-}
-
-/// Computes one `R × NR` tile: rows `row0..row0+R` of the prepared activations times one panel.
+/// Computes one `R × NR` tile: the block's rows times one panel.
 #[inline(always)]
-fn tile<const R: usize>(kernel: Kernel, p: &Prepared, row0: usize, panel: &[i8]) -> [[i32; NR]; R] {
+fn tile<const R: usize>(kernel: Kernel, p: &Block<'_, R>, panel: &[i8]) -> [[i32; NR]; R] {
     let kp = p.kp;
     match kernel {
-        Kernel::Scalar => scalar::tile::<R>(&p.wide[row0 * kp..(row0 + R) * kp], kp, panel),
+        Kernel::Scalar => scalar::tile::<R>(&p.wide[..R * kp], kp, panel),
         #[cfg(target_arch = "x86_64")]
         Kernel::Avx2 => {
-            let a = &p.wide[row0 * kp..(row0 + R) * kp];
+            let a = &p.wide[..R * kp];
             // SAFETY: `Kernel::Avx2` is only chosen when `isa()` detected AVX2; `a` holds R rows
             // of `kp` values and `panel` holds `kp * NR` bytes, as `avx2::tile` requires.
             unsafe { avx2::tile::<R>(a, kp, panel) }
         }
         #[cfg(target_arch = "x86_64")]
         Kernel::Vnni => {
-            let a = &p.narrow[row0 * kp..(row0 + R) * kp];
+            let a = &p.narrow[..R * kp];
             // SAFETY: `Kernel::Vnni` is only chosen when `isa()` detected AVX-512 F/BW/VL/VNNI,
             // and `tile` is only reached through `row_block_vnni`, which enables them; `a` holds
             // R rows of `kp` bytes and `panel` `kp * NR` bytes, as `vnni::tile` requires.
@@ -421,47 +255,50 @@ fn tile<const R: usize>(kernel: Kernel, p: &Prepared, row0: usize, panel: &[i8])
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon => {
-            let a = &p.wide[row0 * kp..(row0 + R) * kp];
+            let a = &p.wide[..R * kp];
             // SAFETY: NEON is detected by `isa()`; slice lengths as `neon::tile_widen` requires.
             unsafe { neon::tile_widen::<R>(a, kp, panel) }
         }
         #[cfg(target_arch = "aarch64")]
         Kernel::NeonDot => {
-            let a = &p.narrow[row0 * kp..(row0 + R) * kp];
+            let a = &p.narrow[..R * kp];
             // SAFETY: dotprod is detected by `isa()`; slice lengths as `neon::tile_dot` requires.
             unsafe { neon::tile_dot::<R>(a, kp, panel) }
         }
     }
 }
 
-/// Stores one tile through the epilogue, folding the zero-point terms in. `out` starts at row
-/// `row0` and column `col0` of the output.
+/// Stores one tile of panel `pi` through the epilogue, folding the zero-point terms in. `out`
+/// starts at the block's first row and at column `first · NR` of the output.
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn store<T, F: Finish<T>, const R: usize>(
     kernel: Kernel,
     acc: &[[i32; NR]; R],
-    p: &Prepared,
+    p: &Block<'_, R>,
     b: &PackedI8,
-    row0: usize,
     rows: usize,
-    col0: usize,
+    pi: usize,
+    first: usize,
     out: &mut [T],
     ldc: usize,
     fin: &F,
 ) {
+    let col0 = pi * NR;
+    let off = (pi - first) * NR;
     let cols = NR.min(b.n() - col0);
-    let (sums, zps) = (b.col_sums(col0 / NR), b.zero_points(col0 / NR));
+    let (sums, zps) = (b.col_sums(pi), b.zero_points(pi));
     let simd = kernel.simd_epilogue();
     for (r, acc_row) in acc.iter().enumerate().take(rows) {
-        let row_sum = p.row_sums[row0 + r];
+        let row_sum = p.row_sums[r];
         let mut v = [0i32; NR];
         for c in 0..NR {
             v[c] = acc_row[c]
                 .wrapping_add(p.offset.wrapping_mul(sums[c]))
                 .wrapping_sub(zps[c].wrapping_mul(row_sum));
         }
-        fin.finish_row(simd, &v, col0, &mut out[r * ldc..r * ldc + cols]);
+        let at = r * ldc + off;
+        fin.finish_row(simd, &v, col0, &mut out[at..at + cols]);
     }
 }
 
@@ -502,6 +339,18 @@ fn check_len(
     Ok(())
 }
 
+/// Checks that the output strides and buffer fit an `m × N` result of `b`.
+fn check_out(m: usize, b: &PackedI8, out: &Output<'_>, ldc: usize) -> Result<(), I8Error> {
+    if ldc < b.n() {
+        return Err(I8Error::Stride {
+            what: "ldc",
+            got: ldc,
+            min: b.n(),
+        });
+    }
+    out.check(m, b.n(), ldc)
+}
+
 fn gemm_with(
     kernel: Kernel,
     m: usize,
@@ -511,7 +360,7 @@ fn gemm_with(
     out: Output<'_>,
     ldc: usize,
 ) -> Result<(), I8Error> {
-    let (k, n) = (b.k(), b.n());
+    let k = b.k();
     if lda < k {
         return Err(I8Error::Stride {
             what: "lda",
@@ -519,90 +368,108 @@ fn gemm_with(
             min: k,
         });
     }
-    if ldc < n {
-        return Err(I8Error::Stride {
-            what: "ldc",
-            got: ldc,
-            min: n,
-        });
-    }
+    check_out(m, b, &out, ldc)?;
     check_len("activations", m, lda, k, a.len())?;
-    out.check(m, n, ldc)?;
-    if m == 0 || n == 0 {
-        return Ok(());
+    let (act, data) = Act::of(&a);
+    dispatch(kernel, m, &Matrix { data, lda, k }, act, b, out, ldc);
+    Ok(())
+}
+
+/// Runs the GEMM of `m` rows of `src` (checked against `b` and `out` by the caller) into `out`.
+fn dispatch(
+    kernel: Kernel,
+    m: usize,
+    src: &impl Source,
+    act: Act,
+    b: &PackedI8,
+    out: Output<'_>,
+    ldc: usize,
+) {
+    if m == 0 || b.n() == 0 {
+        return;
     }
     match out {
-        Output::I32(c) => run(kernel, m, a, lda, b, c, ldc, &epilogue::Raw),
-        Output::F32(c, d) => run(kernel, m, a, lda, b, c, ldc, &d),
-        Output::U8(c, r) => run(kernel, m, a, lda, b, c, ldc, &r.for_u8()),
-        Output::S8(c, r) => run(kernel, m, a, lda, b, c, ldc, &r.for_s8()),
+        Output::I32(c) => run(kernel, m, src, act, b, c, ldc, &epilogue::Raw),
+        Output::F32(c, d) => run(kernel, m, src, act, b, c, ldc, &d),
+        Output::U8(c, r) => run(kernel, m, src, act, b, c, ldc, &r.for_u8()),
+        Output::S8(c, r) => run(kernel, m, src, act, b, c, ldc, &r.for_s8()),
     }
-    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
 fn run<T: Send, F: Finish<T> + Send>(
     kernel: Kernel,
     m: usize,
-    a: Activations<'_>,
-    lda: usize,
+    src: &impl Source,
+    act: Act,
     b: &PackedI8,
     c: &mut [T],
     ldc: usize,
     fin: &F,
 ) {
+    let rows = |row0: usize, rows: usize| Rows {
+        kernel,
+        act,
+        row0,
+        rows,
+        kp: b.kp(),
+        sums: b.has_zero_points(),
+    };
     if m == 1 {
-        let p = Prepared::new(kernel, 1, a, lda, b.k(), b.kp(), 1);
         let n = b.n();
+        // Whole blocks of columns per chunk, so every chunk starts at a block.
         let per = n
-            .div_ceil(NR)
+            .div_ceil(pack::BLOCK)
             .div_ceil(crate::kernels::threads() * 4)
             .max(1)
-            * NR;
-        par::for_each_chunk(&mut c[..n], per, |ci, chunk| {
-            let first = ci * per / NR;
-            let panels = first..first + chunk.len().div_ceil(NR);
-            row_block::<T, F, 1>(kernel, &p, b, 0, 1, panels, chunk, ldc, fin)
+            * pack::BLOCK;
+        with_block::<1, _>(src, rows(0, 1), |p| {
+            par::for_each_chunk(&mut c[..n], per, |ci, chunk| {
+                let first = ci * per / NR;
+                let panels = first..first + chunk.len().div_ceil(NR);
+                row_block::<T, F, 1>(kernel, p, b, 1, panels, chunk, ldc, fin)
+            })
         });
         return;
     }
+    // The GEMM path: blocks of `R` rows split over the workers, each block prepared by its
+    // worker and run times every panel.
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Vnni {
-        return run_rows::<T, F, { vnni::ZR }>(kernel, m, a, lda, b, c, ldc, fin);
+        return run_rows::<T, F, { vnni::ZR }>(kernel, m, src, &rows, b, c, ldc, fin);
     }
-    run_rows::<T, F, MR>(kernel, m, a, lda, b, c, ldc, fin);
+    run_rows::<T, F, MR>(kernel, m, src, &rows, b, c, ldc, fin);
 }
 
-/// The GEMM path (`m > 1`): blocks of `R` rows split over the workers, each block times every
-/// panel.
 #[allow(clippy::too_many_arguments)]
 fn run_rows<T: Send, F: Finish<T> + Send, const R: usize>(
     kernel: Kernel,
     m: usize,
-    a: Activations<'_>,
-    lda: usize,
+    src: &impl Source,
+    rows: &(impl Fn(usize, usize) -> Rows + Sync),
     b: &PackedI8,
     c: &mut [T],
     ldc: usize,
     fin: &F,
 ) {
-    let p = Prepared::new(kernel, m, a, lda, b.k(), b.kp(), R);
     par::for_each_chunk(&mut c[..(m - 1) * ldc + b.n()], R * ldc, |bi, chunk| {
         let row0 = bi * R;
-        let rows = R.min(m - row0);
-        row_block::<T, F, R>(kernel, &p, b, row0, rows, 0..b.panels(), chunk, ldc, fin);
+        let n = R.min(m - row0);
+        with_block::<R, _>(src, rows(row0, n), |p| {
+            row_block::<T, F, R>(kernel, p, b, n, 0..b.panels(), chunk, ldc, fin)
+        });
     });
 }
 
-/// Rows `row0 .. row0 + rows` (an `R`-row tile) times the weight panels `panels`, stored into
-/// `out`, which starts at that row and at column `panels.start · NR`. For AVX2 the whole loop runs
-/// inside one AVX2 function so the tile kernel and the epilogue inline into it.
+/// The block's first `rows` rows times the weight panels `panels`, stored into `out`, which starts
+/// at the block's first row and at column `panels.start · NR`. For AVX2 and AVX-512 the whole
+/// loop runs inside one function with those features enabled so the tile kernel and the epilogue
+/// inline into it.
 #[allow(clippy::too_many_arguments)]
 fn row_block<T, F: Finish<T>, const R: usize>(
     kernel: Kernel,
-    p: &Prepared,
+    p: &Block<'_, R>,
     b: &PackedI8,
-    row0: usize,
     rows: usize,
     panels: std::ops::Range<usize>,
     out: &mut [T],
@@ -612,19 +479,19 @@ fn row_block<T, F: Finish<T>, const R: usize>(
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Avx2 {
         // SAFETY: `Kernel::Avx2` is chosen only when AVX2 was detected.
-        unsafe { row_block_avx2::<T, F, R>(p, b, row0, rows, panels, out, ldc, fin) };
+        unsafe { row_block_avx2::<T, F, R>(p, b, rows, panels, out, ldc, fin) };
         return;
     }
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Vnni {
         // SAFETY: `Kernel::Vnni` is chosen only when AVX-512 F/BW/VL/VNNI (and AVX2) were detected.
-        unsafe { row_block_vnni::<T, F, R>(p, b, row0, rows, panels, out, ldc, fin) };
+        unsafe { row_block_vnni::<T, F, R>(p, b, rows, panels, out, ldc, fin) };
         return;
     }
-    row_block_body::<T, F, R>(kernel, p, b, row0, rows, panels, out, ldc, fin);
+    row_block_panels::<T, F, R>(kernel, p, b, rows, panels, out, ldc, fin);
 }
 
-/// [`row_block_body`] compiled with AVX2 enabled.
+/// [`row_block_panels`] compiled with AVX2 enabled.
 ///
 /// # Safety
 /// The CPU must support AVX2.
@@ -632,19 +499,23 @@ fn row_block<T, F: Finish<T>, const R: usize>(
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn row_block_avx2<T, F: Finish<T>, const R: usize>(
-    p: &Prepared,
+    p: &Block<'_, R>,
     b: &PackedI8,
-    row0: usize,
     rows: usize,
     panels: std::ops::Range<usize>,
     out: &mut [T],
     ldc: usize,
     fin: &F,
 ) {
-    row_block_body::<T, F, R>(Kernel::Avx2, p, b, row0, rows, panels, out, ldc, fin);
+    row_block_panels::<T, F, R>(Kernel::Avx2, p, b, rows, panels, out, ldc, fin);
 }
 
-/// [`row_block_body`] compiled with AVX2 and AVX-512 VNNI enabled.
+/// The VNNI row loop, compiled with AVX2 and AVX-512 VNNI enabled: 512-bit `vpdpbusd` over
+/// whole blocks of two panels (16 columns), so the independent accumulator chains of a K group
+/// share each weight load and each activation broadcast, stored 16 columns per vector from the
+/// registers; panels past N inside the last block are computed but not stored. GEMM blocks
+/// (`R > 1`) run 32 columns (two blocks) at a time, then 16; the GEMV (`R = 1`) 64 columns (four
+/// chains), then 32, then 16. Panel ranges that do not start at a block run 8-column panels.
 ///
 /// # Safety
 /// The CPU must support AVX2, FMA and AVX-512 F/BW/VL/VNNI.
@@ -652,25 +523,109 @@ unsafe fn row_block_avx2<T, F: Finish<T>, const R: usize>(
 #[target_feature(enable = "avx2,fma,avx512f,avx512bw,avx512vl,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn row_block_vnni<T, F: Finish<T>, const R: usize>(
-    p: &Prepared,
+    p: &Block<'_, R>,
     b: &PackedI8,
-    row0: usize,
     rows: usize,
     panels: std::ops::Range<usize>,
     out: &mut [T],
     ldc: usize,
     fin: &F,
 ) {
-    row_block_body::<T, F, R>(Kernel::Vnni, p, b, row0, rows, panels, out, ldc, fin);
+    if !panels.start.is_multiple_of(pack::PAIR) {
+        return row_block_panels::<T, F, R>(Kernel::Vnni, p, b, rows, panels, out, ldc, fin);
+    }
+    let kp = p.kp;
+    let a = &p.narrow[..R * kp];
+    let (first, end) = (panels.start / pack::PAIR, panels.end.div_ceil(pack::PAIR));
+    let col0 = first * pack::BLOCK;
+    let mut blk = first;
+    while blk < end {
+        // SAFETY: AVX-512 F/BW/VL/VNNI are enabled on this function; `a` is the block's R rows
+        // of `kp` bytes and every weight block `kp · 16` bytes, as `tile_z` requires (R · P
+        // accumulators fit the 32 zmm registers); `store_z` gets the registers of existing
+        // blocks inside `panels`.
+        unsafe {
+            if R == 1 && blk + 3 < end {
+                let w = [
+                    b.block(blk),
+                    b.block(blk + 1),
+                    b.block(blk + 2),
+                    b.block(blk + 3),
+                ];
+                let acc = vnni::tile_z::<R, 4>(a, kp, w);
+                store_z::<T, F, R, 4>(&acc, p, b, rows, blk, col0, out, ldc, fin);
+                blk += 4;
+            } else if blk + 1 < end {
+                let acc = vnni::tile_z::<R, 2>(a, kp, [b.block(blk), b.block(blk + 1)]);
+                store_z::<T, F, R, 2>(&acc, p, b, rows, blk, col0, out, ldc, fin);
+                blk += 2;
+            } else {
+                let acc = vnni::tile_z::<R, 1>(a, kp, [b.block(blk)]);
+                store_z::<T, F, R, 1>(&acc, p, b, rows, blk, col0, out, ldc, fin);
+                blk += 1;
+            }
+        }
+    }
+}
+
+/// Stores the `R × 16·P` accumulators of weight blocks `blk0 ..` through the epilogue, 16
+/// columns per vector, folding the zero-point terms in with vector arithmetic (the same
+/// wrapping i32 operations as [`store`]). `out` starts at the block's first row and at column
+/// `col0`; blocks past N are skipped.
+///
+/// # Safety
+/// AVX-512 F/BW/VL must be enabled in the caller (it inlines into `row_block_vnni`).
+#[cfg(target_arch = "x86_64")]
+// The register tile is indexed by (row, block) on purpose: the loops unroll over constants.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+#[inline(always)]
+unsafe fn store_z<T, F: Finish<T>, const R: usize, const P: usize>(
+    acc: &[[std::arch::x86_64::__m512i; P]; R],
+    p: &Block<'_, R>,
+    b: &PackedI8,
+    rows: usize,
+    blk0: usize,
+    col0: usize,
+    out: &mut [T],
+    ldc: usize,
+    fin: &F,
+) {
+    use std::arch::x86_64::*;
+    let n = b.n();
+    for h in 0..P {
+        let j0 = (blk0 + h) * pack::BLOCK;
+        if j0 >= n {
+            break;
+        }
+        let cols = pack::BLOCK.min(n - j0);
+        // SAFETY: AVX-512 F is enabled by the caller; `col_sums`/`zero_points` of a block are
+        // 16 i32 (padded to whole blocks); unaligned loads.
+        unsafe {
+            let sums = _mm512_loadu_si512(b.block_col_sums(blk0 + h).as_ptr() as *const _);
+            let zps = _mm512_loadu_si512(b.block_zero_points(blk0 + h).as_ptr() as *const _);
+            let fold = _mm512_mullo_epi32(_mm512_set1_epi32(p.offset), sums);
+            for r in 0..R {
+                if r >= rows {
+                    break;
+                }
+                let mut v = _mm512_add_epi32(acc[r][h], fold);
+                if b.has_zero_points() {
+                    let term = _mm512_mullo_epi32(zps, _mm512_set1_epi32(p.row_sums[r]));
+                    v = _mm512_sub_epi32(v, term);
+                }
+                let at = r * ldc + j0 - col0;
+                fin.finish16(v, j0, &mut out[at..at + cols]);
+            }
+        }
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn row_block_body<T, F: Finish<T>, const R: usize>(
+fn row_block_panels<T, F: Finish<T>, const R: usize>(
     kernel: Kernel,
-    p: &Prepared,
+    p: &Block<'_, R>,
     b: &PackedI8,
-    row0: usize,
     rows: usize,
     panels: std::ops::Range<usize>,
     out: &mut [T],
@@ -678,69 +633,8 @@ fn row_block_body<T, F: Finish<T>, const R: usize>(
     fin: &F,
 ) {
     let first = panels.start;
-    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
-    let mut pi = panels.start;
-    // VNNI GEMM tiles run 512-bit `vpdpbusd` over whole blocks of two panels: 32 columns (two
-    // blocks) at a time, then 16, so `R × 2` or `R` independent chains per K group share each
-    // weight load; panels past N inside the last block are computed but not stored.
-    #[cfg(target_arch = "x86_64")]
-    if kernel == Kernel::Vnni && R > 1 && pi.is_multiple_of(pack::PAIR) {
-        let kp = p.kp;
-        let a = &p.narrow[row0 * kp..(row0 + R) * kp];
-        let mut acc = [[[0i32; NR]; R]; 4];
-        while pi < panels.end {
-            let blk = pi / pack::PAIR;
-            let two = pi + pack::PAIR < panels.end;
-            // SAFETY: `Kernel::Vnni` runs only inside `row_block_vnni`, which enables AVX-512
-            // F/BW/VL/VNNI after detection; `a` is this row block (R rows of `kp` bytes,
-            // interleaved by `Prepared`) and every block `kp · 16` bytes, as `tile_z` requires.
-            unsafe {
-                if two {
-                    vnni::tile_z::<R, 2>(a, kp, [b.block(blk), b.block(blk + 1)], &mut acc);
-                } else {
-                    vnni::tile_z::<R, 1>(a, kp, [b.block(blk)], &mut acc);
-                }
-            }
-            let width = if two { 2 * pack::PAIR } else { pack::PAIR };
-            for (h, acc) in acc.iter().enumerate().take(width.min(panels.end - pi)) {
-                store_panel::<T, F, R>(kernel, acc, p, b, row0, rows, pi + h, first, out, ldc, fin);
-            }
-            pi += width;
-        }
+    for pi in panels {
+        let acc = tile::<R>(kernel, p, b.panel(pi));
+        store::<T, F, R>(kernel, &acc, p, b, rows, pi, first, out, ldc, fin);
     }
-    for pi in pi..panels.end {
-        let acc = tile::<R>(kernel, p, row0, b.panel(pi));
-        store_panel::<T, F, R>(kernel, &acc, p, b, row0, rows, pi, first, out, ldc, fin);
-    }
-}
-
-/// [`store`] of panel `pi` into `out`, which starts at column `first · NR`.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn store_panel<T, F: Finish<T>, const R: usize>(
-    kernel: Kernel,
-    acc: &[[i32; NR]; R],
-    p: &Prepared,
-    b: &PackedI8,
-    row0: usize,
-    rows: usize,
-    pi: usize,
-    first: usize,
-    out: &mut [T],
-    ldc: usize,
-    fin: &F,
-) {
-    let off = (pi - first) * NR;
-    store::<T, F, R>(
-        kernel,
-        acc,
-        p,
-        b,
-        row0,
-        rows,
-        pi * NR,
-        &mut out[off..],
-        ldc,
-        fin,
-    );
 }

@@ -14,6 +14,9 @@ use super::{I8Error, KQ, K_MAX, NR};
 pub(super) const PAIR: usize = 2;
 /// Bytes from one K group of a panel to the next: one group of every panel of its block.
 pub(super) const GS: usize = KQ * NR * PAIR;
+/// Columns per block.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(super) const BLOCK: usize = NR * PAIR;
 
 /// Bytes a panel slice must hold for `kp` padded K values: up to the end of its last group.
 pub(super) fn panel_len(kp: usize) -> usize {
@@ -38,11 +41,13 @@ pub struct PackedI8 {
     n: usize,
     kp: usize,
     data: Vec<i8>,
-    /// `Σ_k b[k][j]` per column (padded to whole panels), for folding an activation shift back.
+    /// `Σ_k b[k][j]` per column (padded to whole blocks), for folding an activation shift back.
     col_sums: Vec<i32>,
-    /// Zero point per column (padded to whole panels; 0 for symmetric weights), as i32 so a
+    /// Zero point per column (padded to whole blocks; 0 for symmetric weights), as i32 so a
     /// tile row reads it as one vector.
     zero_points: Vec<i32>,
+    /// Whether any zero point is not 0 (else the activations' row sums are not needed).
+    has_zero_points: bool,
 }
 
 impl PackedI8 {
@@ -107,7 +112,7 @@ impl PackedI8 {
         let panels = n.div_ceil(NR);
         let blocks = panels.div_ceil(PAIR);
         let mut data = vec![0i8; blocks * kp * NR * PAIR];
-        let mut col_sums = vec![0i32; panels * NR];
+        let mut col_sums = vec![0i32; blocks * BLOCK];
         for (j, sum) in col_sums.iter_mut().enumerate().take(n) {
             let (blk, c) = (j / (NR * PAIR), j % (NR * PAIR));
             let base = blk * kp * NR * PAIR + c * KQ;
@@ -117,7 +122,7 @@ impl PackedI8 {
                 *sum += v as i32;
             }
         }
-        let mut zero_points = vec![0i32; panels * NR];
+        let mut zero_points = vec![0i32; blocks * BLOCK];
         for (j, z) in zero_points.iter_mut().enumerate().take(n) {
             *z = match zp {
                 WeightZeroPoint::None => 0,
@@ -131,6 +136,7 @@ impl PackedI8 {
             kp,
             data,
             col_sums,
+            has_zero_points: zero_points.iter().any(|&z| z != 0),
             zero_points,
         }
     }
@@ -185,6 +191,26 @@ impl PackedI8 {
         self.zero_points[p * NR..(p + 1) * NR]
             .try_into()
             .expect("padded to whole panels")
+    }
+
+    /// `Σ_k b[k][j]` for the [`BLOCK`] columns of block `b`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    pub(super) fn block_col_sums(&self, b: usize) -> &[i32] {
+        &self.col_sums[b * BLOCK..(b + 1) * BLOCK]
+    }
+
+    /// The weight zero points of the [`BLOCK`] columns of block `b`.
+    #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+    #[inline(always)]
+    pub(super) fn block_zero_points(&self, b: usize) -> &[i32] {
+        &self.zero_points[b * BLOCK..(b + 1) * BLOCK]
+    }
+
+    /// Whether any weight zero point is not 0.
+    #[inline(always)]
+    pub(super) fn has_zero_points(&self) -> bool {
+        self.has_zero_points
     }
 
     /// Bytes held by the packed form: weights, column sums and zero points.

@@ -91,9 +91,17 @@ fn values<T: Copy + std::fmt::Debug + 'static>(
 }
 
 fn case() -> impl Strategy<Value = Case> {
+    case_in(1..=20, 1..=37)
+}
+
+/// A [`Case`] with `m` and `n` drawn from the given ranges.
+fn case_in(
+    ms: std::ops::RangeInclusive<usize>,
+    ns: std::ops::RangeInclusive<usize>,
+) -> impl Strategy<Value = Case> {
     let dims = (
-        1usize..=20,
-        1usize..=37,
+        ms,
+        ns,
         prop_oneof![1usize..=70, Just(127usize), Just(256usize)],
         0usize..3,
     );
@@ -181,7 +189,8 @@ fn run_all(
     (i, f, u, s)
 }
 
-fn all_kernels() -> Vec<Kernel> {
+/// The scalar twin and every SIMD kernel this CPU runs.
+pub(super) fn all_kernels() -> Vec<Kernel> {
     #[allow(unused_mut)]
     let mut v = vec![Kernel::Scalar];
     #[cfg(target_arch = "x86_64")]
@@ -217,6 +226,15 @@ proptest! {
             prop_assert_eq!(fb, wb, "{:?} f32", kernel);
             prop_assert_eq!(&got.2, &want.2, "{:?} u8", kernel);
             prop_assert_eq!(&got.3, &want.3, "{:?} s8", kernel);
+        }
+    }
+
+    /// Wide GEMVs (the 64-column VNNI path, tails of 1–4 blocks) match the scalar twin too.
+    #[test]
+    fn wide_gemv_matches_scalar(c in case_in(1..=1, 49..=140), unsigned: bool, per_channel: bool, relu: bool) {
+        let want = run_all(Kernel::Scalar, &c, unsigned, per_channel, relu);
+        for kernel in all_kernels() {
+            prop_assert_eq!(run_all(kernel, &c, unsigned, per_channel, relu), want.clone(), "{:?}", kernel);
         }
     }
 

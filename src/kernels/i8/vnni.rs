@@ -1,5 +1,6 @@
 //! AVX-512 VNNI INT8 tile kernels: u8 activations × s8 weights with `vpdpbusd`, on 512-bit
-//! vectors for GEMM tiles ([`tile_z`]) and 256-bit vectors for single panels ([`tile`], GEMV).
+//! vectors for GEMM tiles ([`tile_z`]) and 256-bit vectors for single panels ([`tile`], GEMV),
+//! and the 16-column epilogue steps of the GEMM tiles.
 //!
 //! `vpdpbusd` multiplies four u8 × s8 pairs per i32 lane and adds them and the accumulator with
 //! wrapping i32 arithmetic: no intermediate step saturates (that is `vpdpbusds`), so the result is
@@ -16,8 +17,7 @@ use std::arch::x86_64::*;
 /// `R × NR` tile of `Σ_k a[r][k] · b[k][c]` with `a` the activation bytes read as u8.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F/BW/VL/VNNI; `a` must hold `R · kp` bytes (interleaved by K group as
-/// for [`tile_z`]) and `panel`
+/// The CPU must support AVX-512 F/BW/VL/VNNI; `a` must hold `R` rows of `kp` bytes and `panel`
 /// one packed panel (`panel_len(kp)` bytes, group `q` at `q · GS`), with `kp` a multiple of [`KQ`].
 #[inline(always)]
 pub(super) unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8]) -> [[i32; NR]; R] {
@@ -36,82 +36,131 @@ pub(super) unsafe fn tile<const R: usize>(a: &[i8], kp: usize, panel: &[i8]) -> 
 pub(super) const ZR: usize = 12;
 
 /// An `R × 16·P` tile with 512-bit `vpdpbusd`: `R` rows of activations times `P` packed blocks
-/// (16 columns each), written to `out[2·p + h][r]` (the 8 columns of panel `2·p + h` of the
-/// blocks, in order). Per K group: one 64-byte load per block, one 4-byte broadcast per row,
-/// `R · P` independent accumulator chains.
+/// (16 columns each), returned as `acc[r][p]` (the 16 columns of block `p` of row `r`, in
+/// order). Per K group: one 64-byte load per block, one 4-byte broadcast per row, `R · P`
+/// independent accumulator chains.
 ///
-/// `a` is the row block's activation bytes interleaved by K group (`a[(q·R + r)·4 ..]` is group
-/// `q` of row `r`, see `Prepared`), so every broadcast is at a constant offset from one pointer.
+/// `a` is the row block's activation bytes, `R` rows of `kp` (see `prepare::Block`).
 ///
 /// # Safety
 /// The CPU must support AVX-512 F/VNNI; `a` must hold `R · kp` bytes, every block of `blocks`
-/// `kp · 16` bytes (group `q` at `q · GS`), `kp` a multiple of [`KQ`], and `P ≤ 2`.
+/// `kp · 16` bytes (group `q` at `q · GS`), `kp` a multiple of [`KQ`], and `R · P + P < 32`.
 #[inline(always)]
 pub(super) unsafe fn tile_z<const R: usize, const P: usize>(
     a: &[i8],
     kp: usize,
     blocks: [&[i8]; P],
-    out: &mut [[[i32; NR]; R]; 4],
-) {
-    debug_assert!(a.len() >= R * kp && kp.is_multiple_of(KQ) && P <= 2);
+) -> [[__m512i; P]; R] {
+    debug_assert!(a.len() >= R * kp && kp.is_multiple_of(KQ) && R * P + P < 32);
     debug_assert!(blocks.iter().all(|b| b.len() >= kp / KQ * GS));
     // SAFETY: the caller guarantees AVX-512 F/VNNI and the lengths: for q < kp/4 the 64 bytes at
-    // q·GS lie inside each block and the 4 bytes at (q·R + r)·4 inside `a`; unaligned accesses.
+    // q·GS lie inside each block and the 4 bytes at r·kp + 4q inside `a`; unaligned accesses.
     unsafe {
         let mut acc = [[_mm512_setzero_si512(); P]; R];
         let ap = a.as_ptr();
         let bp = blocks.map(|b| b.as_ptr());
         for q in 0..kp / KQ {
             let b = bp.map(|p| _mm512_loadu_si512(p.add(q * GS) as *const _));
-            let aq = ap.add(q * R * KQ);
+            let aq = ap.add(q * KQ);
             for r in 0..R {
-                let av = _mm512_set1_epi32((aq.add(r * KQ) as *const i32).read_unaligned());
+                let av = _mm512_set1_epi32((aq.add(r * kp) as *const i32).read_unaligned());
                 for p in 0..P {
                     acc[r][p] = _mm512_dpbusd_epi32(acc[r][p], av, b[p]);
                 }
             }
         }
-        for r in 0..R {
-            for p in 0..P {
-                let lo = _mm512_castsi512_si256(acc[r][p]);
-                let hi = _mm512_extracti64x4_epi64::<1>(acc[r][p]);
-                _mm256_storeu_si256(out[2 * p][r].as_mut_ptr() as *mut __m256i, lo);
-                _mm256_storeu_si256(out[2 * p + 1][r].as_mut_ptr() as *mut __m256i, hi);
-            }
-        }
+        acc
     }
 }
 
-/// Copies K values `0 .. 16·⌊k/16⌋` of four activation rows (`rows`, XOR `xor`) into rows
-/// `r .. r + 4` of an interleaved row block `dst` (`group_rows` rows, see [`tile_z`]): each 16
-/// bytes of the four rows are a 4×4 transpose of 4-byte words, stored as four 16-byte pieces.
-pub(super) fn interleave4(dst: &mut [u8], group_rows: usize, r: usize, rows: [&[u8]; 4], xor: u8) {
-    // SAFETY: SSE2 is part of the x86_64 baseline; every load reads the 16 bytes of a checked
-    // slice `s` and every store writes those of a checked slice `d` (unaligned accesses).
+/// The mask of the first `cols` (≤ 16) lanes.
+#[inline(always)]
+pub(super) fn lanes(cols: usize) -> __mmask16 {
+    debug_assert!(cols <= 16);
+    ((1u32 << cols) - 1) as __mmask16
+}
+
+/// `v[..]` (at most 16 values) in the low lanes of a vector, 0 in the others.
+///
+/// # Safety
+/// AVX-512 F must be enabled in the caller.
+#[inline(always)]
+pub(super) unsafe fn load_f32(v: &[f32]) -> __m512 {
+    // SAFETY: the masked load reads only the first `v.len()` floats, which `v` holds.
+    unsafe { _mm512_maskz_loadu_ps(lanes(v.len()), v.as_ptr()) }
+}
+
+/// `v[..]` (at most 16 values) in the low lanes of a vector, 0 in the others.
+///
+/// # Safety
+/// AVX-512 F must be enabled in the caller.
+#[inline(always)]
+pub(super) unsafe fn load_i32(v: &[i32]) -> __m512i {
+    // SAFETY: the masked load reads only the first `v.len()` values, which `v` holds.
+    unsafe { _mm512_maskz_loadu_epi32(lanes(v.len()), v.as_ptr()) }
+}
+
+/// Stores the low `out.len()` (≤ 16) lanes of `v`.
+///
+/// # Safety
+/// AVX-512 F must be enabled in the caller.
+#[inline(always)]
+pub(super) unsafe fn store_i32(v: __m512i, out: &mut [i32]) {
+    // SAFETY: the masked store writes only the first `out.len()` values, which `out` holds.
+    unsafe { _mm512_mask_storeu_epi32(out.as_mut_ptr(), lanes(out.len()), v) }
+}
+
+/// Sixteen dequantized values `y = acc · scale + bias` (multiply, then add: not fused), then
+/// `max(y, 0)` when `relu` (NaN and -0 give +0), stored to the low `out.len()` (≤ 16) lanes:
+/// the arithmetic of `avx2::dequantize_row`.
+///
+/// # Safety
+/// AVX-512 F must be enabled in the caller (it inlines into the VNNI row loop).
+#[inline(always)]
+pub(super) unsafe fn dequantize16(
+    v: __m512i,
+    scale: __m512,
+    bias: __m512,
+    relu: bool,
+    out: &mut [f32],
+) {
+    // SAFETY: register arithmetic, then a masked store of the first `out.len()` floats.
     unsafe {
-        let x = _mm_set1_epi8(xor as i8);
-        let chunks = rows[0].len() / 16;
-        for c in 0..chunks {
-            let v = rows.map(|row| {
-                let s = &row[c * 16..c * 16 + 16];
-                _mm_xor_si128(_mm_loadu_si128(s.as_ptr() as *const __m128i), x)
-            });
-            let t0 = _mm_unpacklo_epi32(v[0], v[1]);
-            let t1 = _mm_unpacklo_epi32(v[2], v[3]);
-            let t2 = _mm_unpackhi_epi32(v[0], v[1]);
-            let t3 = _mm_unpackhi_epi32(v[2], v[3]);
-            let groups = [
-                _mm_unpacklo_epi64(t0, t1),
-                _mm_unpackhi_epi64(t0, t1),
-                _mm_unpacklo_epi64(t2, t3),
-                _mm_unpackhi_epi64(t2, t3),
-            ];
-            for (j, g) in groups.into_iter().enumerate() {
-                let at = ((4 * c + j) * group_rows + r) * KQ;
-                let d = &mut dst[at..at + 16];
-                _mm_storeu_si128(d.as_mut_ptr() as *mut __m128i, g);
-            }
+        let mut y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(v), scale), bias);
+        if relu {
+            // maxps returns its second operand when the first is NaN or both are zero.
+            y = _mm512_max_ps(y, _mm512_setzero_ps());
         }
+        _mm512_mask_storeu_ps(out.as_mut_ptr(), lanes(out.len()), y);
+    }
+}
+
+/// Sixteen requantized values: `round_half_even((acc + bias) · m)` clamped to `[lo, hi]` in f32
+/// (NaN gives `lo`), converted and offset by `zp`, stored as their low bytes to the low
+/// `out.len()` (≤ 16) lanes: the arithmetic of `avx2::requantize_row`. The values are inside
+/// the output type once offset, so keeping the low byte changes nothing.
+///
+/// # Safety
+/// AVX-512 F/BW/VL must be enabled in the caller (it inlines into the VNNI row loop).
+#[inline(always)]
+pub(super) unsafe fn requantize16(
+    v: __m512i,
+    bias: __m512i,
+    m: __m512,
+    lo: f32,
+    hi: f32,
+    zp: i32,
+    out: &mut [u8],
+) {
+    // SAFETY: register arithmetic, then a masked store of the first `out.len()` bytes.
+    unsafe {
+        let x = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(v, bias)), m);
+        let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(x);
+        // maxps returns its second operand (lo) when the first is NaN.
+        let c = _mm512_min_ps(_mm512_max_ps(r, _mm512_set1_ps(lo)), _mm512_set1_ps(hi));
+        let q = _mm512_add_epi32(_mm512_cvttps_epi32(c), _mm512_set1_epi32(zp));
+        let bytes = _mm512_cvtepi32_epi8(q);
+        _mm_mask_storeu_epi8(out.as_mut_ptr() as *mut i8, lanes(out.len()), bytes);
     }
 }
 
@@ -135,12 +184,12 @@ unsafe fn tile_u<const R: usize, const U: usize>(
         let mut q = 0;
         while q < whole {
             for u in 0..U {
-                step::<R>(&mut acc[u], ap, bp, q + u);
+                step::<R>(&mut acc[u], ap, kp, bp, q + u);
             }
             q += U;
         }
         for q in whole..groups {
-            step::<R>(&mut acc[0], ap, bp, q);
+            step::<R>(&mut acc[0], ap, kp, bp, q);
         }
         let mut out = [[0i32; NR]; R];
         for r in 0..R {
@@ -159,13 +208,19 @@ unsafe fn tile_u<const R: usize, const U: usize>(
 /// # Safety
 /// As [`tile`], with `q < kp / KQ`, `ap` the start of `a` and `bp` of `panel`.
 #[inline(always)]
-unsafe fn step<const R: usize>(acc: &mut [__m256i; R], ap: *const i8, bp: *const i8, q: usize) {
-    // SAFETY: q < kp/4, so the 32 bytes at q·GS lie inside `panel` (panel_len(kp) bytes) and the 4 bytes
-    // at (q·R + r)·4 inside `a`; unaligned loads throughout.
+unsafe fn step<const R: usize>(
+    acc: &mut [__m256i; R],
+    ap: *const i8,
+    kp: usize,
+    bp: *const i8,
+    q: usize,
+) {
+    // SAFETY: q < kp/4, so the 32 bytes at q·GS lie inside `panel` (panel_len(kp) bytes) and the
+    // 4 bytes at r·kp + 4q inside `a`; unaligned loads throughout.
     unsafe {
         let b = _mm256_loadu_si256(bp.add(q * GS) as *const __m256i);
         for r in 0..R {
-            let aq = (ap.add((q * R + r) * KQ) as *const i32).read_unaligned();
+            let aq = (ap.add(r * kp + q * KQ) as *const i32).read_unaligned();
             acc[r] = _mm256_dpbusd_epi32(acc[r], _mm256_set1_epi32(aq), b);
         }
     }
