@@ -68,6 +68,10 @@ fn torch_qat_export_runs_on_integer_kernels_and_agrees_with_ort() {
     let kernels = plan.kernel_names().join(", ");
     assert!(kernels.contains("i8-gem"), "{kernels}");
     assert!(
+        kernels.contains("(hwc patches)") && !kernels.contains("im2col"),
+        "the 3×3 convolutions read their patches in place: {kernels}"
+    );
+    assert!(
         !kernels.contains("f32-gemm") && !kernels.contains("f32-conv"),
         "every Conv/Gemm is an integer layer: {kernels}"
     );

@@ -341,9 +341,19 @@ impl Geometry {
         } else {
             crate::kernels::i8::gemm_kernel_name()
         };
+        match self.patch_source() {
+            None => format!("{prefix}-{name}"),
+            Some(source) => format!("{prefix}-{name} ({source})"),
+        }
+    }
+
+    /// How a convolution's patches reach the GEMM, for kernel names: read in place from the
+    /// padded HWC copy, or written out by im2col; `None` for a MatMul.
+    pub(super) fn patch_source(&self) -> Option<&'static str> {
         match self {
-            Geometry::MatMul { .. } => format!("{prefix}-{name}"),
-            Geometry::Conv { .. } => format!("{prefix}-im2col-{name}"),
+            Geometry::Conv { conv, .. } if hwc(conv) => Some("hwc patches"),
+            Geometry::Conv { .. } => Some("im2col"),
+            Geometry::MatMul { .. } => None,
         }
     }
 }

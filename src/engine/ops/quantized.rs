@@ -477,8 +477,8 @@ pub struct QConv {
 
 #[derive(Debug, Clone)]
 enum ConvBody {
-    /// Group 1: the patches of each image (from an HWC copy, see [`Geometry::patches`]) times
-    /// the weights, packed in the patches' order.
+    /// Group 1: the patches of each image (see [`Geometry::conv_gemm`]) times the weights,
+    /// packed in the patches' order.
     Gemm(Geometry, PackedI8),
     Depthwise(Conv2d, PackedDepthwise),
 }
@@ -563,7 +563,10 @@ impl QKernel {
                 k8::gemm_kernel_name()
             }),
             QKernel::Conv(c) => c.layer.name(match &c.body {
-                ConvBody::Gemm(..) => format!("{} (im2col)", k8::gemm_kernel_name()),
+                ConvBody::Gemm(g, _) => {
+                    let source = g.patch_source().unwrap_or_default();
+                    format!("{} ({source})", k8::gemm_kernel_name())
+                }
                 ConvBody::Depthwise(..) => k8::depthwise_kernel_name(),
             }),
         }
