@@ -107,8 +107,15 @@ pub(super) fn draw<DB: DrawingBackend>(
                 front.iter().map(|m| (m.x, m.y)),
                 front_style(d),
             ))?;
+            // Along the front accuracy rises with latency, so labels alternate from the last
+            // (highest) point down: it takes the label above, the one before it the label below,
+            // and neighbours never read as each other's.
             for (i, m) in front.iter().enumerate() {
-                let dy = if i % 2 == 0 { -20 } else { 9 };
+                let dy = if (front.len() - 1 - i).is_multiple_of(2) {
+                    -20
+                } else {
+                    9
+                };
                 let name = if devices.len() > 1 {
                     format!("{} @ {}", m.label, m.device)
                 } else {
