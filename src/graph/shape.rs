@@ -94,6 +94,17 @@ pub struct Window2d {
 }
 
 impl Window2d {
+    /// Whether this is the 2×2, stride-2 window without padding or dilation whose windows all
+    /// lie inside the input: the common pooling case, which kernels run with no tap arithmetic.
+    pub fn is_plain_2x2(&self) -> bool {
+        self.kernel == [2, 2]
+            && self.strides == [2, 2]
+            && self.dilations == [1, 1]
+            && self.pads == [0; 4]
+            && 2 * self.output[0] <= self.input[0]
+            && 2 * self.output[1] <= self.input[1]
+    }
+
     /// Resolves the window attributes of `node` (`strides`, `dilations`, `pads`, `auto_pad`,
     /// `ceil_mode`) for an input of spatial size `input` and a kernel of size `kernel`.
     pub fn resolve(

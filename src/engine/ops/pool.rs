@@ -129,14 +129,8 @@ impl PoolMax for i8 {
 pub fn max_pool<T: PoolMax>(w: &Window2d, x: &[T], out: &mut [T]) {
     let (ih, iw) = (w.input[0], w.input[1]);
     let (oh, ow) = (w.output[0], w.output[1]);
-    // The 2×2, stride-2 window without padding whose windows all lie inside the input
-    // (the common case) takes a loop with no tap arithmetic at all.
-    let plain_2x2 = w.kernel == [2, 2]
-        && w.strides == [2, 2]
-        && w.dilations == [1, 1]
-        && w.pads == [0; 4]
-        && 2 * oh <= ih
-        && 2 * ow <= iw;
+    // The common case takes a loop with no tap arithmetic at all.
+    let plain_2x2 = w.is_plain_2x2();
     for_each_plane(out, oh * ow, |p, o| {
         let xp = &x[p * ih * iw..(p + 1) * ih * iw];
         if plain_2x2 {

@@ -23,14 +23,8 @@ fn max_pool_hwc_body<T: Copy + Ord>(
         return;
     }
     let image = ih * iw * c;
-    // The 2×2, stride-2 window without padding whose windows all lie inside the input (the
-    // common case): four runs per output pixel and no tap arithmetic.
-    let plain_2x2 = w.kernel == [2, 2]
-        && w.strides == [2, 2]
-        && w.dilations == [1, 1]
-        && w.pads == [0; 4]
-        && 2 * oh <= ih
-        && 2 * ow <= iw;
+    // The common case: four runs per output pixel and no tap arithmetic.
+    let plain_2x2 = w.is_plain_2x2();
     for (b, o_img) in out.chunks_exact_mut((oh * ow * c).max(1)).enumerate() {
         let x_img = &x[b * image..(b + 1) * image];
         if plain_2x2 {
