@@ -15,9 +15,9 @@
 //!   node of [`DOMAIN`] that takes the integer input and weights and stores either requantized
 //!   u8/i8 (when a Q follows) or f32, with the Relu fused.
 //!
-//! Patterns that do not fit (grouped convolution other than depthwise, u8 weights, per-tensor
-//! parameters that are not constants, Gemm with transA/alpha/beta) are left as they are and run
-//! through the standalone Q/DQ kernels, which are exact too.
+//! Patterns that do not fit (u8 weights, per-tensor parameters that are not constants, Gemm with
+//! transA/alpha/beta) are left as they are and run through the standalone Q/DQ kernels, which are
+//! exact too.
 
 use super::shape::{ConvParams, ValueType};
 use super::{Graph, GraphError, Node};
@@ -394,14 +394,8 @@ fn fuse_layer(g: &mut Graph) -> Result<usize, GraphError> {
         };
         let wshape = g.initializers[&wq].shape().to_vec();
         let n = match (op, wshape.as_slice()) {
-            (QCONV, [cout, cin_g, _, _]) => {
-                let group = node.attr_int("group", 1)?;
-                let depthwise = *cin_g == 1 && group == *cout as i64;
-                if group != 1 && !depthwise {
-                    continue;
-                }
-                *cout
-            }
+            // Any group count: the fused Conv runs depthwise or per group on the GEMM.
+            (QCONV, [cout, _, _, _]) => *cout,
             (QGEMM, [k, n]) => {
                 if channel_axis == 0 {
                     *k

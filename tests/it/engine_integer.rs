@@ -1,11 +1,13 @@
 //! The engine's integer operators on small graphs: the dynamic INT8 chain against a reference
-//! written from the ONNX definitions (bit-exact), and untrusted parameters refused with an
-//! error naming the node.
+//! written from the ONNX definitions (bit-exact), grouped dynamic Convs against the dequantized
+//! convolution and ONNX Runtime, and untrusted parameters refused with an error naming the node.
 
-use crate::common::{graph, node, values};
+use crate::common::{assert_close, graph, node, values};
 use quench::engine::ops::integer::{dynamic_qparams, quantize_u8};
 use quench::engine::Plan;
 use quench::graph::{Attr, Graph};
+use quench::runtime::ort::{OrtOptions, OrtRuntime};
+use quench::runtime::Runtime;
 use quench::tensor::{Tensor, TensorData};
 
 const K: usize = 37;
@@ -228,89 +230,202 @@ fn bad_matmulnbits_names_the_node() {
     assert!(err.contains("q4") && err.contains("scales"), "{err}");
 }
 
-/// `x [2, C, 7, 6] → Conv(w [C_out, C / group, 3, 3], bias, group, stride [2, 1], pads 1)`
-/// exported as dynamic INT8 by quench (`DynamicQuantizeLinear → DequantizeLinear` into the Conv on
-/// an s8 `DequantizeLinear` weight).
-fn dynamic_grouped_conv(c: usize, c_out: usize, group: usize) -> Graph {
-    let w = Tensor::from_f32(
-        vec![c_out, c / group, 3, 3],
-        values(c_out * c / group * 9, 3),
-    )
-    .unwrap();
-    let b = Tensor::from_f32(vec![c_out], values(c_out, 4)).unwrap();
-    let conv = node(
-        "Conv",
-        "dw",
-        &["x", "w", "b"],
-        &["y"],
-        vec![
-            ("group", Attr::Int(group as i64)),
-            ("kernel_shape", Attr::Ints(vec![3, 3])),
-            ("strides", Attr::Ints(vec![2, 1])),
-            ("pads", Attr::Ints(vec![1, 1, 1, 1])),
-        ],
-    );
-    let g = graph(
-        13,
-        &[("x", 4)],
-        &["y"],
-        vec![conv],
-        vec![("w", w), ("b", b)],
-    );
-    quench::quant::quantize(
-        &g,
-        &quench::quant::Scheme::int8_dynamic(),
-        &Default::default(),
-    )
-    .unwrap()
+/// A grouped Conv: `x [2, C, 7, 6] → Conv(w [C_out, C / group, 3, 3], bias, group, strides,
+/// pads 1)`.
+#[derive(Clone, Copy, Debug)]
+struct GroupedConv {
+    c: usize,
+    c_out: usize,
+    group: usize,
+    strides: [usize; 2],
 }
 
-/// A depthwise Conv in a dynamic INT8 model runs on the depthwise INT8 kernel and computes the
-/// convolution of the dequantized input and weight (the integer sums are exact; only the f32
-/// scaling rounds).
-#[test]
-fn dynamic_depthwise_conv_matches_the_dequantized_convolution() {
-    const C: usize = 5;
-    let g = dynamic_grouped_conv(C, C, C);
-    let x = Tensor::from_f32(vec![2, C, 7, 6], values(2 * C * 42, 9)).unwrap();
-    let y = plan_run(&g, &x).unwrap();
-    assert_eq!(y[0].shape(), &[2, C, 4, 6]);
-    // The reference: x and w through their quantize/dequantize, then the f64 convolution.
-    let xs = x.as_f32().unwrap();
-    let (s_x, zp) = dynamic_qparams(xs);
-    let mut xq = vec![0u8; xs.len()];
-    quantize_u8(xs, s_x, zp, &mut xq);
-    let xd: Vec<f64> = xq
-        .iter()
-        .map(|&q| (f64::from(q) - f64::from(zp)) * f64::from(s_x))
-        .collect();
-    let (wq, w_scale) = dequantized_weight(&g);
-    let b = values(C, 4);
-    let got = y[0].as_f32().unwrap();
-    for n in 0..2 {
-        for c in 0..C {
-            for oy in 0..4 {
-                for ox in 0..6 {
-                    let mut acc = f64::from(b[c]);
-                    for ky in 0..3 {
-                        for kx in 0..3 {
-                            let (iy, ix) = ((oy * 2 + ky) as isize - 1, (ox + kx) as isize - 1);
-                            if !(0..7).contains(&iy) || !(0..6).contains(&ix) {
-                                continue;
+impl GroupedConv {
+    /// Output height and width.
+    fn out_hw(&self) -> [usize; 2] {
+        [
+            (7 + 2 - 3) / self.strides[0] + 1,
+            (6 + 2 - 3) / self.strides[1] + 1,
+        ]
+    }
+
+    fn input(&self) -> Tensor {
+        Tensor::from_f32(vec![2, self.c, 7, 6], values(2 * self.c * 42, 9)).unwrap()
+    }
+
+    fn bias(&self) -> Vec<f32> {
+        values(self.c_out, 4)
+    }
+
+    /// The FP32 model.
+    fn graph(&self) -> Graph {
+        let cg = self.c / self.group;
+        let w =
+            Tensor::from_f32(vec![self.c_out, cg, 3, 3], values(self.c_out * cg * 9, 3)).unwrap();
+        let b = Tensor::from_f32(vec![self.c_out], self.bias()).unwrap();
+        let strides = self.strides.iter().map(|&s| s as i64).collect();
+        let conv = node(
+            "Conv",
+            "gconv",
+            &["x", "w", "b"],
+            &["y"],
+            vec![
+                ("group", Attr::Int(self.group as i64)),
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+                ("strides", Attr::Ints(strides)),
+                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+            ],
+        );
+        graph(
+            13,
+            &[("x", 4)],
+            &["y"],
+            vec![conv],
+            vec![("w", w), ("b", b)],
+        )
+    }
+
+    /// The model exported as dynamic INT8 by quench (`DynamicQuantizeLinear → DequantizeLinear`
+    /// into the Conv on an s8 `DequantizeLinear` weight).
+    fn dynamic(&self) -> Graph {
+        quench::quant::quantize(
+            &self.graph(),
+            &quench::quant::Scheme::int8_dynamic(),
+            &Default::default(),
+        )
+        .unwrap()
+    }
+
+    /// The convolution of the input and weight of the dynamic model `q` through their
+    /// quantize/dequantize, in f64: what the integer sums compute before the f32 scaling.
+    fn dequantized_reference(&self, q: &Graph, x: &[f32]) -> Vec<f64> {
+        let (s_x, zp) = dynamic_qparams(x);
+        let mut xq = vec![0u8; x.len()];
+        quantize_u8(x, s_x, zp, &mut xq);
+        let xd: Vec<f64> = xq
+            .iter()
+            .map(|&q| (f64::from(q) - f64::from(zp)) * f64::from(s_x))
+            .collect();
+        let (wq, w_scale) = dequantized_weight(q);
+        let wd: Vec<f64> = wq
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let s = w_scale[if w_scale.len() == 1 {
+                    0
+                } else {
+                    i / (wq.len() / self.c_out)
+                }];
+                f64::from(v) * f64::from(s)
+            })
+            .collect();
+        let (cg, og) = (self.c / self.group, self.c_out / self.group);
+        let [oh, ow] = self.out_hw();
+        let b = self.bias();
+        let mut y = Vec::with_capacity(2 * self.c_out * oh * ow);
+        for n in 0..2 {
+            for o in 0..self.c_out {
+                let g = o / og;
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let mut acc = f64::from(b[o]);
+                        for ci in 0..cg {
+                            let c = g * cg + ci;
+                            for ky in 0..3 {
+                                for kx in 0..3 {
+                                    let iy = (oy * self.strides[0] + ky) as isize - 1;
+                                    let ix = (ox * self.strides[1] + kx) as isize - 1;
+                                    if !(0..7).contains(&iy) || !(0..6).contains(&ix) {
+                                        continue;
+                                    }
+                                    let xv =
+                                        xd[((n * self.c + c) * 7 + iy as usize) * 6 + ix as usize];
+                                    acc += xv * wd[((o * cg + ci) * 3 + ky) * 3 + kx];
+                                }
                             }
-                            let xv = xd[((n * C + c) * 7 + iy as usize) * 6 + ix as usize];
-                            let s = f64::from(w_scale[if w_scale.len() == 1 { 0 } else { c }]);
-                            acc += xv * f64::from(wq[c * 9 + ky * 3 + kx]) * s;
                         }
+                        y.push(acc);
                     }
-                    let v = got[((n * C + c) * 4 + oy) * 6 + ox];
-                    assert!(
-                        (f64::from(v) - acc).abs() < 1e-5,
-                        "{n} {c} {oy} {ox}: {v} {acc}"
-                    );
                 }
             }
         }
+        y
+    }
+}
+
+/// The grouped Convs the dynamic tests run: depthwise, and groups of 2 and 4 with odd channel
+/// counts per group, stride 2 on one or both axes, padding 1.
+const GROUPED: [GroupedConv; 3] = [
+    GroupedConv {
+        c: 5,
+        c_out: 5,
+        group: 5,
+        strides: [2, 1],
+    },
+    GroupedConv {
+        c: 6,
+        c_out: 10,
+        group: 2,
+        strides: [2, 2],
+    },
+    GroupedConv {
+        c: 12,
+        c_out: 12,
+        group: 4,
+        strides: [2, 1],
+    },
+];
+
+/// A grouped Conv in a dynamic INT8 model (depthwise on the depthwise INT8 kernel, any other
+/// group count on the GEMM per group) computes the convolution of the dequantized input and
+/// weight (the integer sums are exact; only the f32 scaling rounds), stays within quantization
+/// error of the FP32 model, and agrees with ONNX Runtime on the same exported model.
+#[test]
+fn dynamic_grouped_conv_matches_the_dequantized_convolution_and_ort() {
+    for case in GROUPED {
+        let (f32_model, q) = (case.graph(), case.dynamic());
+        let x = case.input();
+        let mut plan = Plan::new(&q, &[("x", x.shape().to_vec())], 1).unwrap();
+        let names = plan.kernel_names().join(", ");
+        let want_kernel = if case.group == case.c {
+            "depthwise".to_string()
+        } else {
+            format!("{} groups", case.group)
+        };
+        assert!(names.contains(&want_kernel), "{case:?}: {names}");
+        let y = plan.run(&[("x", &x)]).unwrap();
+        let [oh, ow] = case.out_hw();
+        assert_eq!(y[0].shape(), &[2, case.c_out, oh, ow], "{case:?}");
+        let got = y[0].as_f32().unwrap();
+        let want = case.dequantized_reference(&q, x.as_f32().unwrap());
+        for (i, (&v, &w)) in got.iter().zip(&want).enumerate() {
+            assert!(
+                (f64::from(v) - w).abs() < 1e-5 * (1.0 + w.abs()),
+                "{case:?} element {i}: {v} {w}"
+            );
+        }
+
+        // Within quantization error of the FP32 model: 8-bit input and weight grids over
+        // [-1, 1) keep every output within a few percent of the output range.
+        let fp = plan_run(&f32_model, &x).unwrap();
+        let fp = fp[0].as_f32().unwrap();
+        let range = fp.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+        let worst = got
+            .iter()
+            .zip(fp)
+            .fold(0.0f32, |a, (g, f)| a.max((g - f).abs()));
+        assert!(worst <= 0.03 * range, "{case:?}: {worst} of {range}");
+        assert!(worst > 0.0, "{case:?}: the INT8 model computed FP32 values");
+
+        // ONNX Runtime on the exported model: the same dequantized values through its FP32 Conv.
+        let options = OrtOptions {
+            spin: false,
+            ..OrtOptions::new(1)
+        };
+        let bytes = quench::onnx::to_bytes(&q).unwrap();
+        let mut ort = OrtRuntime::from_bytes(&bytes, &options).unwrap();
+        let o = ort.run(&[("x", &x)]).unwrap();
+        assert_close(got, o[0].as_f32().unwrap(), 1e-5);
     }
 }
 
@@ -331,17 +446,4 @@ fn dequantized_weight(g: &Graph) -> (Vec<i8>, Vec<f32>) {
     };
     let s = g.initializers[&dq.inputs[1]].as_f32().unwrap().to_vec();
     (w, s)
-}
-
-/// A grouped Conv that is not depthwise has no dynamic INT8 kernel: the plan says so, naming
-/// the node, instead of running something else.
-#[test]
-fn dynamic_grouped_conv_other_than_depthwise_is_refused() {
-    let g = dynamic_grouped_conv(4, 4, 2);
-    let x = Tensor::from_f32(vec![2, 4, 7, 6], values(2 * 4 * 42, 9)).unwrap();
-    let err = plan_run(&g, &x).unwrap_err().to_string();
-    assert!(
-        err.contains("grouped integer Conv (group 2)") && err.contains("dw"),
-        "{err}"
-    );
 }

@@ -305,3 +305,84 @@ fn mnist_cnn_binary_weights_run_on_the_int8_kernels_and_agree_with_ort() {
         "{names}"
     );
 }
+
+/// Two grouped Convs quantized statically (QDQ, per-channel weights): `x [2, 6, 9, 8] →
+/// Conv(6 → 10, group 2, 3×3, stride 2, pads 1) → Relu → Conv(10 → 5, group 5, 3×3, pads 1)`.
+/// Both fuse into integer layers that run each group on the GEMM (the first requantizes its
+/// output for the second), and agree with the FP32 model within quantization error and with ONNX
+/// Runtime on the same exported model.
+#[test]
+fn grouped_convs_fuse_and_agree_with_fp32_and_ort() {
+    let conv = |name: &str, io: [&str; 3], group: i64, stride: i64| {
+        node(
+            "Conv",
+            name,
+            &[io[0], io[1], io[2]],
+            &[&format!("{name}_out")],
+            vec![
+                ("group", Attr::Int(group)),
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+                ("strides", Attr::Ints(vec![stride, stride])),
+                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+            ],
+        )
+    };
+    let mut nodes = vec![
+        conv("c1", ["x", "w1", "b1"], 2, 2),
+        node("Relu", "relu", &["c1_out"], &["r"], vec![]),
+        conv("c2", ["r", "w2", "b2"], 5, 1),
+    ];
+    nodes[2].outputs = vec!["y".into()];
+    let g = graph(
+        13,
+        &[("x", 4)],
+        &["y"],
+        nodes,
+        vec![
+            ("w1", t(&[10, 3, 3, 3], values(270, 1))),
+            ("b1", t(&[10], values(10, 2))),
+            ("w2", t(&[5, 2, 3, 3], values(90, 3))),
+            ("b2", t(&[5], values(5, 4))),
+        ],
+    );
+    let x = t(&[2, 6, 9, 8], values(2 * 6 * 72, 5));
+    // The ranges a calibration on this input finds: every value of the FP32 run.
+    let probe = expose(&g, &["x".into(), "c1_out".into(), "r".into()]).unwrap();
+    let all = run(&probe, &[("x", &x)]);
+    let ranges = probe
+        .outputs
+        .iter()
+        .zip(&all)
+        .map(|(o, v)| {
+            let v = v.as_f32().unwrap();
+            let (min, max) = v
+                .iter()
+                .fold((0.0f32, 0.0f32), |(a, b), &x| (a.min(x), b.max(x)));
+            (o.name.clone(), quench::quant::CalibratedRange { min, max })
+        })
+        .collect();
+    let scheme = Scheme::int8_static(true, Calibration::MinMax);
+    let q = quantize(&g, &scheme, &ranges).unwrap();
+    let plan = Plan::new(&q, &[("x", vec![2, 6, 9, 8])], 1).unwrap();
+    let names = plan.kernel_names().join(", ");
+    assert!(
+        names.contains("2 groups") && names.contains("5 groups") && !names.contains("f32-"),
+        "not fused: {names}"
+    );
+    let got = run(&q, &[("x", &x)]);
+    let got = got[0].as_f32().unwrap();
+    let fp = &all[probe.outputs.iter().position(|o| o.name == "y").unwrap()];
+    let fp = fp.as_f32().unwrap();
+    let range = fp.iter().fold(0.0f32, |a, &b| a.max(b.abs()));
+    let worst = |a: &[f32], b: &[f32]| {
+        a.iter()
+            .zip(b)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
+    };
+    let to_fp32 = worst(got, fp);
+    assert!(to_fp32 <= 0.05 * range, "FP32 {to_fp32} of {range}");
+    let o = ort(&q).run(&[("x", &x)]).unwrap();
+    let to_ort = worst(got, o[0].as_f32().unwrap());
+    eprintln!("grouped static: worst {to_fp32} to FP32, {to_ort} to ORT, range {range}");
+    assert!(to_ort <= 1e-4 * range, "ORT {to_ort} of {range}");
+}

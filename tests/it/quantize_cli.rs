@@ -267,3 +267,95 @@ fn int8_qat_trains_the_mobile_text_direction_classifier() {
     assert!(q >= 88.0, "{stdout}");
     assert!(path.is_file());
 }
+
+/// A model with a grouped Conv that is not depthwise, quantized dynamically end to end: the
+/// Conv is quantized, the native engine runs the written model (each group on the INT8 GEMM) and
+/// agrees with ONNX Runtime on it.
+#[test]
+fn dynamic_int8_of_a_grouped_conv_model_runs_natively_and_agrees_with_ort() {
+    use crate::common::{graph, node, t, values};
+    use quench::graph::Attr;
+    let dir = tempfile::tempdir().unwrap();
+    // input [N, 1, 28, 28] → Conv(1 → 6, stride 2) → Relu → Conv(6 → 10, group 2, stride 2)
+    // → Relu → GlobalAveragePool → Flatten → logits [N, 10].
+    let conv = |name: &str, io: [&str; 4], group: i64| {
+        node(
+            "Conv",
+            name,
+            &io[..3],
+            &[io[3]],
+            vec![
+                ("group", Attr::Int(group)),
+                ("kernel_shape", Attr::Ints(vec![3, 3])),
+                ("strides", Attr::Ints(vec![2, 2])),
+                ("pads", Attr::Ints(vec![1, 1, 1, 1])),
+            ],
+        )
+    };
+    let mut g = graph(
+        13,
+        &[("input", 4)],
+        &["logits"],
+        vec![
+            conv("conv1", ["input", "w1", "b1", "h1"], 1),
+            node("Relu", "relu1", &["h1"], &["r1"], vec![]),
+            conv("gconv", ["r1", "w2", "b2", "h2"], 2),
+            node("Relu", "relu2", &["h2"], &["r2"], vec![]),
+            node("GlobalAveragePool", "gap", &["r2"], &["p"], vec![]),
+            node("Flatten", "flat", &["p"], &["logits"], vec![]),
+        ],
+        vec![
+            ("w1", t(&[6, 1, 3, 3], values(54, 1))),
+            ("b1", t(&[6], values(6, 2))),
+            ("w2", t(&[10, 3, 3, 3], values(270, 3))),
+            ("b2", t(&[10], values(10, 4))),
+        ],
+    );
+    g.name = "grouped".into();
+    let model = dir.path().join("grouped.onnx");
+    quench::onnx::save(&g, &model).unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/data");
+    let manifest = format!(
+        "[model]\nfile = \"grouped.onnx\"\nname = \"grouped\"\n\n\
+         [input]\nname = \"input\"\nsample_shape = [1, 28, 28]\nscale = 0.00392156862745098\n\n\
+         [output]\nname = \"logits\"\nkind = \"logits\"\n\n\
+         [data.test]\nsamples = \"{0}/mnist-test-images.idx.gz\"\n\
+         labels = \"{0}/mnist-test-labels.idx.gz\"\n\n\
+         [data.calibration]\nsamples = \"{0}/mnist-train-images.idx.gz\"\n\
+         labels = \"{0}/mnist-train-labels.idx.gz\"\n",
+        data.display()
+    );
+    std::fs::write(dir.path().join("grouped.toml"), manifest).unwrap();
+    let out_path = dir.path().join("grouped-int8.onnx");
+    let out = quench(&[
+        model.to_str().unwrap(),
+        "--precision",
+        "int8",
+        "--method",
+        "dynamic",
+        "--limit",
+        "200",
+        "--json",
+        "-o",
+        out_path.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let gconv = s["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["layer"] == "gconv")
+        .unwrap_or_else(|| panic!("no gconv layer: {s:#}"));
+    assert_eq!(gconv["precision"], "int8 dynamic", "{s:#}");
+    assert!(gconv["sqnr_db"].as_f64().unwrap() > 30.0, "{s:#}");
+    assert_eq!(s["native"]["status"], "ran", "{s:#}");
+    assert!(
+        s["native"]["ort_agreement"].as_f64().unwrap() >= 0.995,
+        "{s:#}"
+    );
+    assert!(
+        s["test"]["top1_agreement"].as_f64().unwrap() >= 0.99,
+        "{s:#}"
+    );
+}

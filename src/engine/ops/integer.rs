@@ -19,7 +19,9 @@
 //!
 //! Weights are packed once, when the plan is built. A depthwise Conv (group = input channels =
 //! output channels, as MobileNets have) runs on the direct depthwise kernel the static path uses
-//! ([`crate::kernels::i8::depthwise`]); any other grouped Conv is refused as unsupported.
+//! ([`crate::kernels::i8::depthwise`]); any other grouped Conv runs each group's input channels
+//! through the patches + GEMM of a group-1 Conv ([`Geometry::conv_gemm`], shared with the static
+//! path's fused Conv).
 
 use std::cell::RefCell;
 
@@ -128,11 +130,14 @@ avx2_twin!(fn quantize_s8_into(x: &[f32], scale: f32, zp: f32, out: &mut [i8]) =
 pub(super) enum Geometry {
     /// `rows × K` times `K × N`.
     MatMul { rows: usize, k: usize },
-    /// A group-1 2-D convolution of `batch` images by im2col + GEMM.
+    /// A 2-D convolution of `batch` images by patches + GEMM in `groups` groups: group `g`
+    /// convolves input channels `g·C/groups ..` into its `N/groups` output channels. `conv` is
+    /// one group's geometry (its channels are the group's input channels).
     Conv {
         batch: usize,
         conv: Conv2d,
         pixels: usize,
+        groups: usize,
     },
 }
 
@@ -189,29 +194,18 @@ pub(super) fn conv2d(p: &ConvParams) -> Conv2d {
 }
 
 impl Geometry {
-    /// A Conv of input shape `x` and weight shape `w`; returns it and the output channels.
-    pub(super) fn conv(
-        node: &Node,
-        x: &[usize],
-        w: &[usize],
-    ) -> Result<(Geometry, usize), GraphError> {
-        let p = ConvParams::resolve(node, x, w)?;
-        if p.group != 1 {
-            // Reported as an unsupported operator, so a sweep records the cell as skipped.
-            return Err(GraphError::Unsupported {
-                node: node.name.clone(),
-                op: format!("grouped integer Conv (group {})", p.group),
-            });
-        }
-        Ok((Geometry::of_conv(&p), p.cout))
-    }
-
-    /// The group-1 convolution `p` as a Geometry (its group is not checked here).
+    /// The convolution `p` (any group count; [`ConvParams::resolve`] checked that the groups
+    /// divide both channel counts) as a Geometry.
     pub(super) fn of_conv(p: &ConvParams) -> Geometry {
+        let groups = p.group.max(1);
         Geometry::Conv {
             batch: p.batch,
-            conv: conv2d(p),
+            conv: Conv2d {
+                channels: p.cin / groups,
+                ..conv2d(p)
+            },
             pixels: p.window.output[0] * p.window.output[1],
+            groups,
         }
     }
 
@@ -231,7 +225,7 @@ impl Geometry {
         Ok((Geometry::MatMul { rows, k: s.k }, s.n))
     }
 
-    /// K of the GEMM.
+    /// K of the GEMM (of one group's GEMM for a grouped Conv).
     pub(super) fn k(&self) -> usize {
         match *self {
             Geometry::MatMul { k, .. } => k,
@@ -248,7 +242,7 @@ impl Geometry {
     }
 
     /// Bytes of the buffer [`Geometry::conv_gemm`] needs: the padded HWC copy, or the im2col
-    /// matrix (0 for a MatMul).
+    /// matrix, of one group (0 for a MatMul).
     pub(super) fn cols_len(&self) -> usize {
         match *self {
             Geometry::MatMul { .. } => 0,
@@ -263,9 +257,9 @@ impl Geometry {
         }
     }
 
-    /// Conv weights `[OC][C][kh][kw]` in the order of this geometry's patches (kernel row,
-    /// kernel column, channel when they come from an HWC copy). A MatMul's stay as they are.
-    pub(super) fn order_weights(&self, w: Vec<i8>) -> Vec<i8> {
+    /// Conv weights `[OC][C/groups][kh][kw]` in the order of this geometry's patches (kernel
+    /// row, kernel column, channel when they come from an HWC copy). A MatMul's stay as they are.
+    fn order_weights(&self, w: Vec<i8>) -> Vec<i8> {
         let Geometry::Conv { conv, .. } = *self else {
             return w;
         };
@@ -287,14 +281,100 @@ impl Geometry {
         out
     }
 
+    /// Packs `n` output channels of Conv weights `[n][C/groups][kh][kw]` (s8, with zero points
+    /// `zp`) for [`Geometry::conv_gemm`]: in the patches' order, one GEMM operand per group.
+    pub(super) fn pack_conv(
+        &self,
+        n: usize,
+        w: Vec<i8>,
+        zp: WeightZeroPoint<'_>,
+    ) -> Result<Vec<PackedI8>, I8Error> {
+        let Geometry::Conv { conv, groups, .. } = *self else {
+            return Err(I8Error::Geometry {
+                what: "a MatMul has no convolution weights",
+            });
+        };
+        if !n.is_multiple_of(groups) {
+            return Err(I8Error::Geometry {
+                what: "the output channels do not divide into the groups",
+            });
+        }
+        let (k, ng) = (conv.patch_len(), n / groups);
+        if w.len() != n * k {
+            return Err(I8Error::Length {
+                what: "convolution weights",
+                expected: n * k,
+                got: w.len(),
+            });
+        }
+        let w = self.order_weights(w);
+        (0..groups)
+            .map(|g| {
+                let wg = &w[g * ng * k..(g + 1) * ng * k];
+                PackedI8::from_n_by_k(ng, k, wg, zp.columns(g * ng, ng)?)
+            })
+            .collect()
+    }
+
     /// The convolution GEMM of one image `x` (C×H×W, or H×W×C when `nhwc`, which needs the
-    /// HWC path: unit width dilation, see [`Geometry::reads_nhwc`]) times `b` into `out` (pixel
-    /// major, row stride `ldc`). With unit width dilation the image is copied once into `buf` as
-    /// padded HWC and the GEMM reads its patches in place ([`gemm_hwc`]); otherwise im2col
-    /// writes the patches into `buf` for [`gemm`]. The bytes are of type `ty` with zero point
-    /// `zero`. `buf` holds at least [`Geometry::cols_len`] bytes.
+    /// HWC path of a group-1 Conv: unit width dilation, see [`Geometry::reads_nhwc`]) times the
+    /// weights `b` of [`Geometry::pack_conv`] into `out` (pixel major, row stride `ldc`). Each
+    /// group's input channels are convolved on their own into the group's output columns. With
+    /// unit width dilation the group's image is copied into `buf` as padded HWC and the GEMM
+    /// reads its patches in place ([`gemm_hwc`]); otherwise im2col writes the patches into
+    /// `buf` for [`gemm`]. The bytes are of type `ty` with zero point `zero`. `buf` holds at
+    /// least [`Geometry::cols_len`] bytes.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn conv_gemm(
+        &self,
+        x: &[u8],
+        nhwc: bool,
+        ty: (QType, i32),
+        buf: &mut [u8],
+        b: &[PackedI8],
+        mut out: Output<'_>,
+        ldc: usize,
+    ) -> Result<(), I8Error> {
+        let Geometry::Conv { conv, groups, .. } = *self else {
+            return Err(I8Error::Geometry {
+                what: "a MatMul has no convolution patches",
+            });
+        };
+        if b.len() != groups {
+            return Err(I8Error::Length {
+                what: "weight groups",
+                expected: groups,
+                got: b.len(),
+            });
+        }
+        if groups == 1 {
+            return self.group_gemm(x, nhwc, ty, buf, &b[0], out, ldc);
+        }
+        if nhwc {
+            return Err(I8Error::Geometry {
+                what: "patches of a grouped convolution come from a C×H×W image",
+            });
+        }
+        let len = conv.channels * conv.height * conv.width;
+        if x.len() < groups * len {
+            return Err(I8Error::Length {
+                what: "image",
+                expected: groups * len,
+                got: x.len(),
+            });
+        }
+        let mut j0 = 0;
+        for (xg, bg) in x.chunks_exact(len.max(1)).zip(b) {
+            let o = out.columns(j0, bg.n())?;
+            self.group_gemm(xg, false, ty, buf, bg, o, ldc)?;
+            j0 += bg.n();
+        }
+        Ok(())
+    }
+
+    /// [`Geometry::conv_gemm`] of one group: its image `x` times its weights `b`.
+    #[allow(clippy::too_many_arguments)]
+    fn group_gemm(
         &self,
         x: &[u8],
         nhwc: bool,
@@ -331,7 +411,7 @@ impl Geometry {
 
     /// Whether the patches can come from an H×W×C image ([`Geometry::conv_gemm`]).
     pub(super) fn reads_nhwc(&self) -> bool {
-        matches!(self, Geometry::Conv { conv, .. } if hwc(conv))
+        matches!(self, Geometry::Conv { conv, groups: 1, .. } if hwc(conv))
     }
 
     /// The kernel name for records.
@@ -348,13 +428,17 @@ impl Geometry {
     }
 
     /// How a convolution's patches reach the GEMM, for kernel names: read in place from the
-    /// padded HWC copy, or written out by im2col; `None` for a MatMul.
-    pub(super) fn patch_source(&self) -> Option<&'static str> {
-        match self {
-            Geometry::Conv { conv, .. } if hwc(conv) => Some("hwc patches"),
-            Geometry::Conv { .. } => Some("im2col"),
-            Geometry::MatMul { .. } => None,
-        }
+    /// padded HWC copy, or written out by im2col, and in how many groups when more than one;
+    /// `None` for a MatMul.
+    pub(super) fn patch_source(&self) -> Option<String> {
+        let Geometry::Conv { conv, groups, .. } = self else {
+            return None;
+        };
+        let source = if hwc(conv) { "hwc patches" } else { "im2col" };
+        Some(match groups {
+            1 => source.to_string(),
+            g => format!("{source}, {g} groups"),
+        })
     }
 }
 
@@ -373,8 +457,8 @@ pub struct DynamicQuant {
 /// How a [`DynamicQuant`] multiplies.
 #[derive(Debug, Clone)]
 enum Body {
-    /// A MatMul, or a group-1 Conv through patches, on the GEMM.
-    Gemm(Geometry, PackedI8),
+    /// A MatMul (one packed weight), or a Conv through patches (one per group), on the GEMM.
+    Gemm(Geometry, Vec<PackedI8>),
     /// A depthwise Conv of `batch` images on the direct depthwise kernel.
     Depthwise {
         batch: usize,
@@ -518,17 +602,18 @@ impl DynamicQuant {
             }
             None => {
                 let (geometry, n) = if conv {
-                    Geometry::conv(node, &x.shape, w.shape())?
+                    let p = ConvParams::resolve(node, &x.shape, w.shape())?;
+                    (Geometry::of_conv(&p), p.cout)
                 } else {
                     Geometry::matmul(node, &x.shape, w.shape())?
                 };
-                let k = geometry.k();
                 let mut iw = IntWeight::new(node, w, zp, n)?;
-                iw.values = geometry.order_weights(std::mem::take(&mut iw.values));
+                let values = std::mem::take(&mut iw.values);
                 let packed = if conv {
-                    PackedI8::from_n_by_k(n, k, &iw.values, iw.zero_point())
+                    geometry.pack_conv(n, values, iw.zero_point())
                 } else {
-                    PackedI8::from_k_by_n(k, n, &iw.values, iw.zero_point())
+                    PackedI8::from_k_by_n(geometry.k(), n, &values, iw.zero_point())
+                        .map(|b| vec![b])
                 }
                 .map_err(|e| node.error(e.to_string()))?;
                 (Body::Gemm(geometry, packed), n)
@@ -619,6 +704,11 @@ impl DynamicQuant {
                         data: q,
                         zero_point: zp,
                     };
+                    let [packed] = packed.as_slice() else {
+                        return Err(I8Error::Geometry {
+                            what: "a MatMul has one packed weight",
+                        });
+                    };
                     gemm(*rows, a, *k, packed, Output::F32(out, deq), self.n)
                 }
                 Body::Gemm(g @ Geometry::Conv { batch, pixels, .. }, packed) => {
@@ -701,9 +791,11 @@ mod tests {
                 batch: 1,
                 conv: g,
                 pixels: oh * ow,
+                groups: 1,
             };
-            let wr = geo.order_weights(wt.clone());
-            let br = PackedI8::from_n_by_k(n, k, &wr, WeightZeroPoint::PerTensor(-3)).unwrap();
+            let br = geo
+                .pack_conv(n, wt.clone(), WeightZeroPoint::PerTensor(-3))
+                .unwrap();
             let mut x_hwc = vec![0u8; x.len()];
             for (i, &v) in x.iter().enumerate() {
                 let (ci, p) = (i / (h * w), i % (h * w));

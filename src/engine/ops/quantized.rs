@@ -1,5 +1,5 @@
 //! Quantized operators: ONNX `QuantizeLinear`/`DequantizeLinear` with their exact semantics,
-//! and the integer Conv/Gemm/MaxPool that [`crate::graph::qdq::fuse_qdq`] folds QDQ patterns
+//! and the integer Conv (any group count)/Gemm/MaxPool that [`crate::graph::qdq::fuse_qdq`] folds QDQ patterns
 //! into, running on the INT8 kernels ([`crate::kernels::i8`]) with requantization in the GEMM
 //! epilogue so that chains of layers stay in integers.
 //!
@@ -458,7 +458,7 @@ pub struct QGemm {
     w: PackedI8,
 }
 
-/// A fused integer 2-D convolution (group 1 through patches + GEMM, or depthwise).
+/// A fused integer 2-D convolution (through patches + GEMM per group, or depthwise).
 #[derive(Debug, Clone)]
 pub struct QConv {
     batch: usize,
@@ -477,9 +477,9 @@ pub struct QConv {
 
 #[derive(Debug, Clone)]
 enum ConvBody {
-    /// Group 1: the patches of each image (see [`Geometry::conv_gemm`]) times the weights,
-    /// packed in the patches' order.
-    Gemm(Geometry, PackedI8),
+    /// The patches of each image (see [`Geometry::conv_gemm`]) times the weights, packed in
+    /// the patches' order, one GEMM per group.
+    Gemm(Geometry, Vec<PackedI8>),
     Depthwise(Conv2d, PackedDepthwise),
 }
 
@@ -585,7 +585,7 @@ impl QKernel {
         match self {
             QKernel::Gemm(g) => g.w.size_bytes(),
             QKernel::Conv(c) => match &c.body {
-                ConvBody::Gemm(_, w) => w.size_bytes(),
+                ConvBody::Gemm(_, w) => w.iter().map(PackedI8::size_bytes).sum(),
                 ConvBody::Depthwise(_, w) => w.size_bytes(),
             },
             _ => 0,
@@ -784,24 +784,18 @@ impl QConv {
         geo.output_size().map_err(|e| kernel_error(node, e))?;
         let (layer, wv, wz) = Layer::new(node, &QInputs::LAYOUT, consts, x.dtype, p.cout)?;
         let zp = weight_zero(&wz);
-        let body = if p.group == 1 {
-            let g = Geometry::of_conv(&p);
-            ConvBody::Gemm(
-                g,
-                PackedI8::from_n_by_k(p.cout, geo.patch_len(), &g.order_weights(wv), zp)
-                    .map_err(|e| kernel_error(node, e))?,
-            )
-        } else if p.group == p.cin && p.cout == p.cin {
+        let body = if p.group > 1 && p.group == p.cin && p.cout == p.cin {
             ConvBody::Depthwise(
                 geo,
                 PackedDepthwise::new(p.cin, win.kernel, &wv, zp)
                     .map_err(|e| kernel_error(node, e))?,
             )
         } else {
-            return Err(node.error(format!(
-                "integer convolution runs group 1 or depthwise only, not group {}",
-                p.group
-            )));
+            let g = Geometry::of_conv(&p);
+            let w = g
+                .pack_conv(p.cout, wv, zp)
+                .map_err(|e| kernel_error(node, e))?;
+            ConvBody::Gemm(g, w)
         };
         let nhwc_in = node.attr_int(nhwc::NHWC_IN, 0)? != 0;
         let nhwc_out = node.attr_int(nhwc::NHWC_OUT, 0)? != 0;

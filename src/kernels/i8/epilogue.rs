@@ -12,6 +12,32 @@ pub enum Scale<'a> {
     PerChannel(&'a [f32]),
 }
 
+/// Entries `j0 .. j0 + n` of a per-column parameter, or a length error naming `what`.
+pub(super) fn columns_of<'a, T>(
+    what: &'static str,
+    v: &'a [T],
+    j0: usize,
+    n: usize,
+) -> Result<&'a [T], I8Error> {
+    j0.checked_add(n)
+        .and_then(|end| v.get(j0..end))
+        .ok_or(I8Error::Length {
+            what,
+            expected: j0.saturating_add(n),
+            got: v.len(),
+        })
+}
+
+impl<'a> Scale<'a> {
+    /// The scales of columns `j0 .. j0 + n` (a per-tensor scale is the same for any columns).
+    pub fn columns(self, j0: usize, n: usize) -> Result<Scale<'a>, I8Error> {
+        Ok(match self {
+            Scale::PerTensor(s) => Scale::PerTensor(s),
+            Scale::PerChannel(s) => Scale::PerChannel(columns_of("scale", s, j0, n)?),
+        })
+    }
+}
+
 impl Scale<'_> {
     #[inline(always)]
     fn at(&self, j: usize) -> f32 {
@@ -95,6 +121,33 @@ pub enum Output<'a> {
 }
 
 impl Output<'_> {
+    /// The output restricted to columns `j0 .. j0 + n`: the buffer from column `j0` on (rows
+    /// keep their stride) and the per-column parameters of those columns. A grouped convolution
+    /// stores each group's GEMM through the columns of its output channels.
+    pub fn columns(&mut self, j0: usize, n: usize) -> Result<Output<'_>, I8Error> {
+        fn from<T>(c: &mut [T], j0: usize) -> Result<&mut [T], I8Error> {
+            let got = c.len();
+            c.get_mut(j0..).ok_or(I8Error::Length {
+                what: "output",
+                expected: j0,
+                got,
+            })
+        }
+        Ok(match self {
+            Output::I32(c) => Output::I32(from(c, j0)?),
+            Output::F32(c, d) => Output::F32(
+                from(c, j0)?,
+                Dequantize {
+                    scale: d.scale.columns(j0, n)?,
+                    bias: d.bias.map(|b| columns_of("bias", b, j0, n)).transpose()?,
+                    relu: d.relu,
+                },
+            ),
+            Output::U8(c, r) => Output::U8(from(c, j0)?, r.columns(j0, n)?),
+            Output::S8(c, r) => Output::S8(from(c, j0)?, r.columns(j0, n)?),
+        })
+    }
+
     /// Checks buffer lengths and parameters against an `m × n` result with row stride `ldc`.
     pub(super) fn check(&self, m: usize, n: usize, ldc: usize) -> Result<(), I8Error> {
         let got = self.check_params(n)?;
@@ -134,6 +187,18 @@ fn check_bias(len: Option<usize>, n: usize) -> Result<(), I8Error> {
 }
 
 impl<'a> Requantize<'a> {
+    /// The parameters of columns `j0 .. j0 + n`.
+    fn columns(&self, j0: usize, n: usize) -> Result<Requantize<'a>, I8Error> {
+        Ok(Requantize {
+            multiplier: self.multiplier.columns(j0, n)?,
+            bias: self
+                .bias
+                .map(|b| columns_of("bias", b, j0, n))
+                .transpose()?,
+            ..*self
+        })
+    }
+
     fn check(&self, n: usize, lo: i32, hi: i32) -> Result<(), I8Error> {
         self.multiplier.check("requantize multiplier", n)?;
         check_bias(self.bias.map(|b| b.len()), n)?;

@@ -34,6 +34,18 @@ pub enum WeightZeroPoint<'a> {
     PerChannel(&'a [i8]),
 }
 
+impl<'a> WeightZeroPoint<'a> {
+    /// The zero points of columns `j0 .. j0 + n` (the same for none or one per tensor).
+    pub fn columns(self, j0: usize, n: usize) -> Result<WeightZeroPoint<'a>, I8Error> {
+        Ok(match self {
+            WeightZeroPoint::PerChannel(z) => WeightZeroPoint::PerChannel(
+                super::epilogue::columns_of("weight zero points", z, j0, n)?,
+            ),
+            other => other,
+        })
+    }
+}
+
 /// B (K×N, s8) packed for the INT8 kernels, with its column sums and zero points.
 #[derive(Debug, Clone)]
 pub struct PackedI8 {
