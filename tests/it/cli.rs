@@ -2,23 +2,8 @@
 //! (installed into .venv by scripts/setup-ort.sh, which the README's test command runs first).
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn quench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quench"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the quench binary starts")
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::common::{quench, quench_command, quench_fails, stderr, stdout, succeeds};
 
 /// `quench compare` on the bundled default: every bundled model on both runtimes, with the known
 /// accuracies and full agreement between the runtimes (the README's first command, the
@@ -27,12 +12,6 @@ fn stderr(o: &Output) -> String {
 fn compare_prints_the_comparison_table() {
     let out = quench(&["compare"]);
     let text = stdout(&out);
-    assert!(
-        out.status.success(),
-        "exit {:?}\n{text}\n{}",
-        out.status,
-        stderr(&out)
-    );
     let rows: Vec<&str> = text.lines().collect();
     assert!(
         rows[0].starts_with("model") && rows[0].contains("accuracy") && rows[0].contains("p50")
@@ -66,7 +45,6 @@ fn compare_prints_the_comparison_table() {
 fn inspect_counts_parameters_and_macs() {
     let out = quench(&["inspect", "assets/models/mnist-cnn.onnx"]);
     let text = stdout(&out);
-    assert!(out.status.success(), "{}", stderr(&out));
     assert!(text.contains("opset 13"), "{text}");
     assert!(text.contains("input  input: f32 [1, 1, 28, 28]"), "{text}");
     assert!(
@@ -95,7 +73,6 @@ fn eval_json_is_a_full_record() {
         "0.2",
         "--json",
     ]);
-    assert!(out.status.success(), "{}", stderr(&out));
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["model"], "mnist-cnn");
     assert_eq!(r["runtime"], "ort");
@@ -139,7 +116,6 @@ fn eval_without_labels_reports_agreement() {
         "0.2",
     ]);
     let text = stdout(&out);
-    assert!(out.status.success(), "{text}\n{}", stderr(&out));
     assert!(
         text.contains("agreement with assets/models/mnist-cnn.onnx on ort: top-1 100.00%"),
         "{text}"
@@ -168,7 +144,6 @@ fn run_writes_every_output_as_npy_and_runtimes_agree() {
             "-o",
             out_dir.to_str().unwrap(),
         ]);
-        assert!(out.status.success(), "{}", stderr(&out));
         assert!(
             stdout(&out).contains("logits [2, 10] f32"),
             "{}",
@@ -192,7 +167,7 @@ fn a_model_without_manifest_or_data_gets_a_clear_error() {
         &model,
     )
     .unwrap();
-    let out = quench(&["eval", model.to_str().unwrap()]);
+    let out = quench_fails(&["eval", model.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
     assert!(
@@ -210,7 +185,7 @@ fn a_truncated_model_is_an_error_naming_the_file_not_a_panic() {
             .unwrap();
     std::fs::write(&model, &bytes[..bytes.len() / 3]).unwrap();
     let path = model.to_str().unwrap();
-    let out = quench(&["inspect", path]);
+    let out = quench_fails(&["inspect", path]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(
@@ -218,7 +193,7 @@ fn a_truncated_model_is_an_error_naming_the_file_not_a_panic() {
         "{err}"
     );
     // Evaluated against the bundled manifest, the cell fails with the reason; nothing panics.
-    let out = quench(&[
+    let out = quench_fails(&[
         "eval",
         path,
         "--manifest",
@@ -240,8 +215,7 @@ fn a_truncated_model_is_an_error_naming_the_file_not_a_panic() {
 #[test]
 fn binary_kernel_switch_keeps_the_results() {
     let eval = |b1: bool| -> serde_json::Value {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_quench"));
-        cmd.args([
+        let mut cmd = quench_command(&[
             "eval",
             "assets/models/mnist-mlp.onnx",
             "--precision",
@@ -251,14 +225,11 @@ fn binary_kernel_switch_keeps_the_results() {
             "--limit",
             "300",
             "--json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"));
+        ]);
         if b1 {
             cmd.env("QUENCH_BINARY_KERNEL", "b1");
         }
-        let out = cmd.output().expect("the quench binary starts");
-        assert!(out.status.success(), "{}", stderr(&out));
-        serde_json::from_slice(&out.stdout).unwrap()
+        serde_json::from_slice(&succeeds(&mut cmd).stdout).unwrap()
     };
     let kernels = |v: &serde_json::Value| v["kernels"].to_string();
     let (int8, b1) = (eval(false), eval(true));

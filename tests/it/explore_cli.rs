@@ -1,24 +1,7 @@
 //! `quench sensitivity`, `quench search` and `quench drift` as a user runs them, on the bundled
 //! mnist-mlp with small sample counts.
 
-use std::process::{Command, Output};
-
-fn quench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quench"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the quench binary starts")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "exit {:?}\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
+use crate::common::{quench, quench_fails, shown};
 
 #[test]
 fn sensitivity_prints_a_ranking_of_both_layers() {
@@ -32,8 +15,7 @@ fn sensitivity_prints_a_ranking_of_both_layers() {
         "--calib-samples",
         "200",
     ]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = shown(&o);
     assert!(t.contains("rank") && t.contains("SQNR dB"), "{t}");
     assert!(t.contains("fc0") && t.contains("fc1"), "{t}");
     assert!(t.contains("validation split, 200 of 2000 samples"), "{t}");
@@ -63,8 +45,7 @@ fn search_writes_the_model_and_prints_the_front() {
         "-o",
         out.to_str().unwrap(),
     ]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = shown(&o);
     assert!(t.contains("Pareto front") && t.contains("chosen:"), "{t}");
     assert!(t.contains("test split (500 samples"), "{t}");
     assert!(t.contains("timed on ort"), "{t}");
@@ -73,16 +54,14 @@ fn search_writes_the_model_and_prints_the_front() {
 
 #[test]
 fn search_refuses_a_budget_that_is_not_a_percentage() {
-    let o = quench(&["search", "assets/models/mnist-mlp.onnx", "--budget", "abc"]);
-    assert!(!o.status.success());
-    assert!(text(&o).contains("not a budget"), "{}", text(&o));
+    let o = quench_fails(&["search", "assets/models/mnist-mlp.onnx", "--budget", "abc"]);
+    assert!(shown(&o).contains("not a budget"), "{}", shown(&o));
 }
 
 #[test]
 fn drift_of_the_fp32_mlp_finds_no_parting() {
     let o = quench(&["drift", "assets/models/mnist-mlp.onnx", "--samples", "4"]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = shown(&o);
     assert!(t.contains("no parting"), "{t}");
 }
 
@@ -132,8 +111,7 @@ runtime = "ort"
         quench(&args)
     };
     let o = run(&[]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = shown(&o);
     assert!(t.contains("Pareto front") && t.contains("chosen:"), "{t}");
     let (saved, warnings) = quench::explore::saved::read(&out).unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
@@ -149,8 +127,7 @@ runtime = "ort"
     assert_eq!(std::fs::metadata(&model).unwrap().len(), chosen.bytes);
     // Resumed, the saved search is not run again.
     let o = run(&["--resume"]);
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+    let t = shown(&o);
     assert!(t.contains("already saved"), "{t}");
     let body = std::fs::read_to_string(out.join("search.jsonl")).unwrap();
     assert_eq!(body.lines().count(), 1);

@@ -1,20 +1,11 @@
 //! `quench kernels --quick --json`: every row parses and names the kernel this process dispatches.
 
-use std::process::Command;
-
+use crate::common::quench;
 use quench::kernels::{b1, f32 as kf32, i8 as ki8, isa, q4};
 
 #[test]
 fn quick_json_rows_parse_and_name_the_dispatched_kernels() {
-    let out = Command::new(env!("CARGO_BIN_EXE_quench"))
-        .args(["kernels", "--quick", "--json", "--rounds", "2"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = quench(&["kernels", "--quick", "--json", "--rounds", "2"]);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["isa"], isa().name());
     assert_eq!(report["rounds"], 2);

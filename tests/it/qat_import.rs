@@ -9,8 +9,8 @@
 //! The tests score the first `QUENCH_AGREEMENT_SAMPLES` test images (default 2,000). The full
 //! split: `QUENCH_AGREEMENT_SAMPLES=10000 cargo test --release --test it qat_import -- --nocapture`.
 
+use crate::common::quench;
 use std::path::PathBuf;
-use std::process::Command;
 
 use quench::eval::dataset::Dataset;
 use quench::eval::manifest::Manifest;
@@ -134,26 +134,17 @@ fn a_zero_weight_scale_is_an_error_naming_the_node() {
 /// `quench eval` on the export with its manifest, as a user runs it: labelled by what it holds.
 #[test]
 fn quench_eval_runs_the_export_natively() {
-    let out = Command::new(env!("CARGO_BIN_EXE_quench"))
-        .args([
-            "eval",
-            FIXTURE,
-            "--runtime",
-            "native",
-            "--limit",
-            "300",
-            "--seconds",
-            "0.2",
-            "--json",
-        ])
-        .current_dir(root())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = quench(&[
+        "eval",
+        FIXTURE,
+        "--runtime",
+        "native",
+        "--limit",
+        "300",
+        "--seconds",
+        "0.2",
+        "--json",
+    ]);
     let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r["model"], "mnist-cnn-qat-torch");
     assert_eq!(

@@ -2,21 +2,21 @@
 //! (installed into .venv by scripts/setup-ort.sh).
 
 use std::path::Path;
-use std::process::{Command, Output};
+
+use std::process::Output;
+
+use crate::common::{quench, quench_fails, stderr, stdout};
 
 const MODEL: &str = "assets/models/mnist-cnn.onnx";
 
-fn quench(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_quench"))
-        .arg("quantize")
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("the quench binary starts")
+/// `quench quantize args…`, which must succeed.
+fn quantize(args: &[&str]) -> Output {
+    quench(&[&["quantize"], args].concat())
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// `quench quantize args…`, which must fail.
+fn quantize_fails(args: &[&str]) -> Output {
+    quench_fails(&[&["quantize"], args].concat())
 }
 
 /// The percentage after `label` on the line starting with `line`, e.g. "quantized 98.80%".
@@ -38,7 +38,7 @@ fn percent_after(out: &str, line: &str, label: &str) -> f64 {
 fn int8_static_writes_a_model_ort_runs_at_fp32_accuracy() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("cnn-int8.onnx");
-    let out = quench(&[
+    let out = quantize(&[
         MODEL,
         "--precision",
         "int8",
@@ -49,64 +49,58 @@ fn int8_static_writes_a_model_ort_runs_at_fp32_accuracy() {
         "-o",
         out_path.to_str().unwrap(),
     ]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let q = percent_after(&stdout, "test (1000 samples", "quantized");
-    assert!(q >= 98.5, "{stdout}");
-    let native = percent_after(&stdout, "native:", "quantized");
+    let text = stdout(&out);
+    let q = percent_after(&text, "test (1000 samples", "quantized");
+    assert!(q >= 98.5, "{text}");
+    let native = percent_after(&text, "native:", "quantized");
     assert!(
         (native - q).abs() <= 0.5,
-        "native {native}% vs ORT {q}%:\n{stdout}"
+        "native {native}% vs ORT {q}%:\n{text}"
     );
-    let agreement = percent_after(&stdout, "native:", "agreement with ORT");
-    assert!(agreement >= 99.5, "{stdout}");
+    let agreement = percent_after(&text, "native:", "agreement with ORT");
+    assert!(agreement >= 99.5, "{text}");
     for layer in ["conv1", "conv2", "fc1", "fc2"] {
         assert!(
-            stdout
-                .lines()
+            text.lines()
                 .any(|l| l.starts_with(layer) && l.contains("int8 static")),
-            "{layer}:\n{stdout}"
+            "{layer}:\n{text}"
         );
     }
     // The written file is a QDQ model ORT loads and runs through `quench eval`.
     let graph = quench::onnx::load(&out_path).unwrap();
     assert!(graph.nodes.iter().any(|n| n.op_type == "QuantizeLinear"));
-    let eval = Command::new(env!("CARGO_BIN_EXE_quench"))
-        .args([
-            "eval",
-            out_path.to_str().unwrap(),
-            "--manifest",
-            "assets/models/mnist-cnn.toml",
-            "--runtime",
-            "ort",
-            "--limit",
-            "1000",
-            "--seconds",
-            "0.1",
-            "--json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let eval = quench(&[
+        "eval",
+        out_path.to_str().unwrap(),
+        "--manifest",
+        "assets/models/mnist-cnn.toml",
+        "--runtime",
+        "ort",
+        "--limit",
+        "1000",
+        "--seconds",
+        "0.1",
+        "--json",
+    ]);
     let record: serde_json::Value = serde_json::from_slice(&eval.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", text(&eval.stdout), text(&eval.stderr)));
+        .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&eval), stderr(&eval)));
     let acc = record["accuracy"].as_f64().unwrap();
     assert!((acc * 100.0 - q).abs() < 0.01, "{acc} vs {q}");
 }
 
 #[test]
 fn a_bad_combination_names_what_is_allowed() {
-    let out = quench(&[MODEL, "--precision", "binary", "--method", "dynamic"]);
+    let out = quantize_fails(&[MODEL, "--precision", "binary", "--method", "dynamic"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("--method static, qat"), "{err}");
-    let out = quench(&[MODEL, "--precision", "int4", "--calibrator", "entropy"]);
+    let out = quantize_fails(&[MODEL, "--precision", "int4", "--calibrator", "entropy"]);
     assert_eq!(out.status.code(), Some(2));
-    let err = text(&out.stderr);
+    let err = stderr(&out);
     assert!(err.contains("only to --method static"), "{err}");
-    let out = quench(&[MODEL, "--precision", "int4", "--group", "48"]);
+    let out = quantize_fails(&[MODEL, "--precision", "int4", "--group", "48"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("32, 64 and 128"));
+    assert!(stderr(&out).contains("32, 64 and 128"));
     assert!(!Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("mnist-cnn.int4-weight-only.onnx")
         .exists());
@@ -116,7 +110,7 @@ fn a_bad_combination_names_what_is_allowed() {
 fn json_summary_of_int4_parses() {
     let dir = tempfile::tempdir().unwrap();
     let out_path = dir.path().join("cnn-int4.onnx");
-    let out = quench(&[
+    let out = quantize(&[
         MODEL,
         "--precision",
         "int4",
@@ -128,7 +122,6 @@ fn json_summary_of_int4_parses() {
         "-o",
         out_path.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["precision"], "int4");
     assert_eq!(s["method"], "weight-only");
@@ -151,7 +144,7 @@ fn binary_qat_beats_binary_ptq_and_reports_progress() {
     let dir = tempfile::tempdir().unwrap();
     let run = |method: &str| {
         let path = dir.path().join(format!("cnn-binary-{method}.onnx"));
-        let out = quench(&[
+        let out = quantize(&[
             MODEL,
             "--precision",
             "binary",
@@ -164,12 +157,10 @@ fn binary_qat_beats_binary_ptq_and_reports_progress() {
             "-o",
             path.to_str().unwrap(),
         ]);
-        let stdout = text(&out.stdout);
-        assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
         assert!(path.is_file());
         (
-            percent_after(&stdout, "test (1000 samples", "quantized"),
-            text(&out.stderr),
+            percent_after(&stdout(&out), "test (1000 samples", "quantized"),
+            stderr(&out),
         )
     };
     let (ptq, _) = run("static");
@@ -184,32 +175,26 @@ fn binary_qat_beats_binary_ptq_and_reports_progress() {
 
 #[test]
 fn eval_takes_the_quantize_options_and_measures_the_variant() {
-    let out = Command::new(env!("CARGO_BIN_EXE_quench"))
-        .args([
-            "eval",
-            "assets/models/mnist-mlp.onnx",
-            "--precision",
-            "int8",
-            "--method",
-            "static",
-            "--calibrator",
-            "percentile",
-            "--calib-samples",
-            "100",
-            "--runtime",
-            "ort",
-            "--limit",
-            "200",
-            "--seconds",
-            "0.05",
-            "--json",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
-    let r: quench::sweep::record::Record = serde_json::from_str(&stdout).unwrap();
+    let out = quench(&[
+        "eval",
+        "assets/models/mnist-mlp.onnx",
+        "--precision",
+        "int8",
+        "--method",
+        "static",
+        "--calibrator",
+        "percentile",
+        "--calib-samples",
+        "100",
+        "--runtime",
+        "ort",
+        "--limit",
+        "200",
+        "--seconds",
+        "0.05",
+        "--json",
+    ]);
+    let r: quench::sweep::record::Record = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(r.key.precision.name(), "int8");
     assert_eq!(r.key.method.name(), "static");
     assert_eq!(r.key.calibrator.as_deref(), Some("percentile"));
@@ -220,20 +205,16 @@ fn eval_takes_the_quantize_options_and_measures_the_variant() {
     assert!(!r.layers.is_empty());
     assert!(r.layers.iter().all(|l| l.precision == "int8 static"));
     // The same options are checked the same way as quantize's.
-    let bad = Command::new(env!("CARGO_BIN_EXE_quench"))
-        .args([
-            "eval",
-            "assets/models/mnist-mlp.onnx",
-            "--precision",
-            "int4",
-            "--group",
-            "48",
-        ])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .unwrap();
+    let bad = quench_fails(&[
+        "eval",
+        "assets/models/mnist-mlp.onnx",
+        "--precision",
+        "int4",
+        "--group",
+        "48",
+    ]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(text(&bad.stderr).contains("allowed group sizes are 32, 64 and 128"));
+    assert!(stderr(&bad).contains("allowed group sizes are 32, 64 and 128"));
 }
 
 #[test]
@@ -242,7 +223,7 @@ fn int8_qat_trains_the_mobile_text_direction_classifier() {
     // and a final Softmax: QAT trains through all of them and the export runs on both runtimes.
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("textdir-int8-qat.onnx");
-    let out = quench(&[
+    let out = quantize(&[
         "assets/models/textdir-cls.onnx",
         "--precision",
         "int8",
@@ -255,9 +236,7 @@ fn int8_qat_trains_the_mobile_text_direction_classifier() {
         "-o",
         path.to_str().unwrap(),
     ]);
-    let stdout = text(&out.stdout);
-    let stderr = text(&out.stderr);
-    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let (stdout, stderr) = (stdout(&out), stderr(&out));
     assert!(stderr.contains("qat: epoch 0 done"), "{stderr}");
     let agree = percent_after(&stdout, "native:", "top-1 agreement with ORT");
     assert!(agree >= 99.5, "{stdout}");
@@ -327,7 +306,7 @@ fn dynamic_int8_of_a_grouped_conv_model_runs_natively_and_agrees_with_ort() {
     );
     std::fs::write(dir.path().join("grouped.toml"), manifest).unwrap();
     let out_path = dir.path().join("grouped-int8.onnx");
-    let out = quench(&[
+    let out = quantize(&[
         model.to_str().unwrap(),
         "--precision",
         "int8",
@@ -339,7 +318,6 @@ fn dynamic_int8_of_a_grouped_conv_model_runs_natively_and_agrees_with_ort() {
         "-o",
         out_path.to_str().unwrap(),
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let gconv = s["layers"]
         .as_array()

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::common::{quench_command, stdout, succeeds};
 use quench::remote::arch::{Arch, Binaries};
 use quench::remote::host::{Host, Ssh};
 use quench::remote::stream::Line;
@@ -323,10 +324,8 @@ fn quench_remote_runs_two_hosts_at_once_from_the_command_line() {
         format!("{user}@localhost:{}", sshd.port),
     ];
     let out = sshd.dir.path().join("cli-out");
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quench"));
-    cmd.current_dir(project())
-        .args(["remote", "tests/fixtures/profiles/tiny.toml"])
-        .args(&hosts)
+    let mut cmd = quench_command(&["remote", "tests/fixtures/profiles/tiny.toml"]);
+    cmd.args(&hosts)
         .arg("--out")
         .arg(&out)
         .arg("--work-dir")
@@ -334,10 +333,7 @@ fn quench_remote_runs_two_hosts_at_once_from_the_command_line() {
     for option in sshd.options() {
         cmd.arg("-o").arg(option);
     }
-    let output = cmd.output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    let stdout = stdout(&succeeds(&mut cmd));
     for (text, label) in hosts.iter().zip([
         format!("127.0.0.1_{}", sshd.port),
         format!("localhost_{}", sshd.port),

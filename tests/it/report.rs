@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::common::{fails, quench_command, stderr, succeeds};
 use quench::report::charts::{HEIGHT, WIDTH};
 use quench::report::files::{self, Options, Written};
 use quench::report::{summary, tabular};
@@ -128,19 +129,12 @@ fn pngs_decode_at_the_chart_size_with_drawing_and_text() {
 fn the_command_writes_a_report_folder() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("report");
-    let status = std::process::Command::new(env!("CARGO_BIN_EXE_quench"))
-        .arg("report")
-        .arg(fixture_path())
-        .arg("--out")
-        .arg(&out)
-        .arg("--budget")
-        .arg("0.5")
-        .output()
-        .unwrap();
-    assert!(
-        status.status.success(),
-        "{}",
-        String::from_utf8_lossy(&status.stderr)
+    succeeds(
+        quench_command(&["report"])
+            .arg(fixture_path())
+            .arg("--out")
+            .arg(&out)
+            .args(["--budget", "0.5"]),
     );
     for f in [
         "report.html",
@@ -161,15 +155,13 @@ fn the_command_names_the_bad_file_and_line() {
     std::fs::write(&bad, "{\"schema\": 1}\n").unwrap();
     let missing = dir.path().join("missing.jsonl");
     for (file, expect) in [(&bad, "results.jsonl:1:"), (&missing, "missing.jsonl")] {
-        let run = std::process::Command::new(env!("CARGO_BIN_EXE_quench"))
-            .arg("report")
-            .arg(file)
-            .arg("--out")
-            .arg(dir.path().join("out"))
-            .output()
-            .unwrap();
-        assert!(!run.status.success());
-        let err = String::from_utf8_lossy(&run.stderr);
+        let run = fails(
+            quench_command(&["report"])
+                .arg(file)
+                .arg("--out")
+                .arg(dir.path().join("out")),
+        );
+        let err = stderr(&run);
         assert!(err.contains(expect), "{err}");
         assert!(!err.contains("panicked"), "{err}");
     }

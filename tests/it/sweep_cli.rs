@@ -7,27 +7,21 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
+use crate::common::{fails, quench_command, stderr, stdout, succeeds};
 use quench::sweep::record::{Record, Status};
 
 const PROFILE: &str = "tests/fixtures/profiles/tiny.toml";
 
-fn quench() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_quench"));
-    c.current_dir(env!("CARGO_MANIFEST_DIR"));
+/// `quench sweep PROFILE --out out extra…`.
+fn sweep_command(out: &Path, extra: &[&str]) -> Command {
+    let mut c = quench_command(&["sweep", PROFILE, "--out"]);
+    c.arg(out).args(extra);
     c
 }
 
+/// `quench sweep PROFILE --out out extra…`, which must succeed.
 fn sweep(out: &Path, extra: &[&str]) -> Output {
-    quench()
-        .args(["sweep", PROFILE, "--out"])
-        .arg(out)
-        .args(extra)
-        .output()
-        .expect("the quench binary starts")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+    succeeds(&mut sweep_command(out, extra))
 }
 
 fn records(out: &Path) -> Vec<Record> {
@@ -51,23 +45,22 @@ fn headless_sweep_writes_one_full_record_per_planned_cell() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
     let o = sweep(&out, &["--headless"]);
-    let stdout = text(&o.stdout);
-    assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
+    let text = stdout(&o);
     // The plan: fp32 once per runtime, int8 dynamic/static/qat, binary static/qat; binary
     // dynamic left out with its reason.
-    assert!(stdout.contains("12 cells"), "{stdout}");
+    assert!(text.contains("12 cells"), "{text}");
     assert!(
-        stdout.contains("left out: binary dynamic: binary weights run with calibrated INT8"),
-        "{stdout}"
+        text.contains("left out: binary dynamic: binary weights run with calibrated INT8"),
+        "{text}"
     );
     assert!(
-        stdout.contains("[ 1/12] mnist-mlp fp32 on ort t1 b1"),
-        "{stdout}"
+        text.contains("[ 1/12] mnist-mlp fp32 on ort t1 b1"),
+        "{text}"
     );
-    assert!(stdout.contains("[12/12] "), "{stdout}");
-    assert!(stdout.contains("ETA "), "{stdout}");
-    assert!(stdout.contains("sweep finished in"), "{stdout}");
-    assert!(stdout.contains("results: "), "{stdout}");
+    assert!(text.contains("[12/12] "), "{text}");
+    assert!(text.contains("ETA "), "{text}");
+    assert!(text.contains("sweep finished in"), "{text}");
+    assert!(text.contains("results: "), "{text}");
 
     let recs = records(&out);
     assert_eq!(recs.len(), 12);
@@ -110,34 +103,26 @@ fn headless_sweep_writes_one_full_record_per_planned_cell() {
     assert_eq!(variants, 5);
     assert_eq!(std::fs::read_dir(out.join("cache")).unwrap().count(), 2);
     // The final table shows the measured cells and groups the skipped ones by reason.
-    assert!(
-        stdout.contains("mnist-mlp  binary static minmax"),
-        "{stdout}"
-    );
+    assert!(text.contains("mnist-mlp  binary static minmax"), "{text}");
     let skipped = recs
         .iter()
         .filter(|r| matches!(r.status, Status::Skipped { .. }))
         .count();
     assert_eq!(
-        stdout.contains("SKIPPED mnist-mlp on native"),
+        text.contains("SKIPPED mnist-mlp on native"),
         skipped > 0,
-        "{stdout}"
+        "{text}"
     );
 
     // A second sweep into the same folder must say how to continue rather than mix results.
-    let again = sweep(&out, &["--headless"]);
+    let again = fails(&mut sweep_command(&out, &["--headless"]));
     assert_eq!(again.status.code(), Some(2));
-    assert!(
-        text(&again.stderr).contains("--resume"),
-        "{}",
-        text(&again.stderr)
-    );
+    assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
 
     // `--resume` of a finished sweep runs nothing again: every ok cell is resumed, the skipped
     // ones run again (they are cheap and may work now).
     let resumed = sweep(&out, &["--resume", "--progress", "json"]);
-    let events = text(&resumed.stdout);
-    assert!(resumed.status.success(), "{events}");
+    let events = stdout(&resumed);
     let resumed_cells = events
         .lines()
         .filter(|l| l.contains(r#""event":"cell-resumed""#))
@@ -151,13 +136,8 @@ fn headless_sweep_writes_one_full_record_per_planned_cell() {
     // A second sweep sharing the QAT cache does not train again.
     let other = dir.path().join("other");
     let o = sweep(&other, &["--cache", out.join("cache").to_str().unwrap()]);
-    let stdout = text(&o.stdout);
-    assert!(o.status.success(), "{stdout}");
-    assert_eq!(
-        stdout.matches("training 100% reused").count(),
-        2,
-        "{stdout}"
-    );
+    let text = stdout(&o);
+    assert_eq!(text.matches("training 100% reused").count(), 2, "{text}");
     assert_eq!(ok_keys(&records(&other)), ok_keys(&recs));
 
     // A profile may name a QAT-exported model for a model's QAT variant: it is run as it is,
@@ -176,14 +156,12 @@ fn headless_sweep_writes_one_full_record_per_planned_cell() {
     )
     .unwrap();
     let imported = dir.path().join("imported");
-    let o = quench()
-        .args(["sweep"])
-        .arg(&profile)
-        .arg("--out")
-        .arg(&imported)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}{}", text(&o.stdout), text(&o.stderr));
+    succeeds(
+        quench_command(&["sweep"])
+            .arg(&profile)
+            .arg("--out")
+            .arg(&imported),
+    );
     let recs_import = records(&imported);
     assert_eq!(recs_import.len(), 1);
     assert_eq!(recs_import[0].status, Status::Ok);
@@ -192,15 +170,13 @@ fn headless_sweep_writes_one_full_record_per_planned_cell() {
 
     // Merge: two files into one, every record kept.
     let merged = dir.path().join("all.jsonl");
-    let m = quench()
-        .args(["results", "merge"])
-        .arg(out.join("results.jsonl"))
-        .arg(out.join("results.jsonl"))
-        .arg("-o")
-        .arg(&merged)
-        .output()
-        .unwrap();
-    assert!(m.status.success(), "{}", text(&m.stderr));
+    succeeds(
+        quench_command(&["results", "merge"])
+            .arg(out.join("results.jsonl"))
+            .arg(out.join("results.jsonl"))
+            .arg("-o")
+            .arg(&merged),
+    );
     let n = std::fs::read_to_string(&merged).unwrap().lines().count();
     assert_eq!(n, 2 * records(&out).len());
 }
@@ -209,12 +185,10 @@ fn headless_sweep_writes_one_full_record_per_planned_cell() {
 fn kill_then_resume_gives_the_same_ok_cells_as_an_uninterrupted_run() {
     let dir = tempfile::tempdir().unwrap();
     let whole = dir.path().join("whole");
-    let o = sweep(&whole, &[]);
-    assert!(o.status.success(), "{}", text(&o.stdout));
+    sweep(&whole, &[]);
 
     let cut = dir.path().join("cut");
-    let mut child = quench()
-        .args(["sweep", PROFILE, "--progress", "json", "--out"])
+    let mut child = quench_command(&["sweep", PROFILE, "--progress", "json", "--out"])
         .arg(&cut)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -241,9 +215,7 @@ fn kill_then_resume_gives_the_same_ok_cells_as_an_uninterrupted_run() {
     body.extend_from_slice(br#"{"schema":1,"model":"mnist-ml"#);
     std::fs::write(&path, body).unwrap();
 
-    let o = sweep(&cut, &["--resume"]);
-    let stdout = text(&o.stdout);
-    assert!(o.status.success(), "{stdout}\n{}", text(&o.stderr));
+    let stdout = stdout(&sweep(&cut, &["--resume"]));
     assert!(stdout.contains("warning: "), "{stdout}");
     assert!(stdout.contains("torn last line"), "{stdout}");
     assert!(stdout.contains("ok earlier (resumed)"), "{stdout}");
@@ -254,8 +226,7 @@ fn kill_then_resume_gives_the_same_ok_cells_as_an_uninterrupted_run() {
 fn sigterm_stops_after_the_running_cell_with_its_record_written() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut child = quench()
-        .args(["sweep", PROFILE, "--progress", "json", "--out"])
+    let mut child = quench_command(&["sweep", PROFILE, "--progress", "json", "--out"])
         .arg(&out)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())

@@ -1,6 +1,7 @@
 //! Helpers to build graphs in code and run them for the engine tests.
 
 use std::collections::BTreeMap;
+use std::process::{Command, Output};
 
 use quench::engine::ops::eval_node;
 use quench::engine::Plan;
@@ -152,4 +153,63 @@ pub fn assert_close(got: &[f32], want: &[f32], tol: f32) {
             "element {i}: got {g}, want {w} (tol {tol})"
         );
     }
+}
+
+/// The `quench` binary with `args`, run from the crate root (the bundled assets' paths are
+/// relative to it); add environment variables or path arguments before running it with
+/// [`succeeds`] or [`fails`].
+pub fn quench_command(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_quench"));
+    cmd.args(args).current_dir(env!("CARGO_MANIFEST_DIR"));
+    cmd
+}
+
+/// Runs `quench args…` from the crate root and asserts that it exits 0 (see [`succeeds`]).
+pub fn quench(args: &[&str]) -> Output {
+    succeeds(&mut quench_command(args))
+}
+
+/// Runs `quench args…` from the crate root and asserts that it fails (see [`fails`]).
+pub fn quench_fails(args: &[&str]) -> Output {
+    fails(&mut quench_command(args))
+}
+
+/// Runs `cmd` and asserts that it exits 0; otherwise the test fails showing the exit status,
+/// stdout and stderr.
+pub fn succeeds(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("the quench binary starts");
+    assert!(out.status.success(), "{cmd:?} failed:\n{}", shown(&out));
+    out
+}
+
+/// Runs `cmd` and asserts that it exits with an error; otherwise the test fails showing its
+/// output. The caller checks the exit code and message it expects.
+pub fn fails(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("the quench binary starts");
+    assert!(
+        !out.status.success(),
+        "{cmd:?} succeeded but should fail:\n{}",
+        shown(&out)
+    );
+    out
+}
+
+/// Exit status, stdout and stderr of a run, for assertion messages.
+pub fn shown(o: &Output) -> String {
+    format!(
+        "{}\nstdout:\n{}\nstderr:\n{}",
+        o.status,
+        stdout(o),
+        stderr(o)
+    )
+}
+
+/// A run's stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// A run's stderr as text.
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
 }
