@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use quench::eval::{Manifest, ManifestFlags, OutputKind};
+use quench::graph::Graph;
 use quench::measure::latency::{Budget, LatencyConfig};
 use quench::measure::machine::MachineInfo;
 use quench::measure::power::PowerConfig;
@@ -978,11 +979,15 @@ fn record_method(method: quench::quant::pipeline::Method) -> Method {
 }
 
 /// The variant a model file given to `quench eval` already is (FP32 when it holds no quantized
-/// operator); an unreadable file is left for the run to report.
-fn file_variant(model: &Path) -> (Precision, Method) {
-    quench::onnx::load(model)
-        .ok()
-        .and_then(|g| quench::quant::detect::detect(&g))
+/// operator), read from the graph the run parsed (`ran`, on the native engine) or else from the
+/// file; an unreadable file is left for the run to report.
+fn file_variant(ran: Option<&Graph>, model: &Path) -> (Precision, Method) {
+    let loaded = ran
+        .is_none()
+        .then(|| quench::onnx::load(model).ok())
+        .flatten();
+    ran.or(loaded.as_ref())
+        .and_then(quench::quant::detect::detect)
         .map_or((Precision::Fp32, Method::None), |d| {
             (record_precision(d.target), record_method(d.method))
         })
@@ -1064,19 +1069,26 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
             label: label.clone(),
             outputs,
         });
+    // A file's own variant is read after the run, from the graph the run parsed.
     let (precision, method) = variant
         .as_ref()
-        .map_or_else(|| file_variant(&model), |v| (v.precision, v.method));
+        .map_or((Precision::Fp32, Method::None), |v| (v.precision, v.method));
     let subject = prepared.subject(&model, precision, method);
     let outcome = run_cell(&subject, &config, reference.as_ref(), &machine);
     let mut record = Record {
         command: Some(command_line()),
         ..outcome.record
     };
-    if let Some(v) = &variant {
-        record.key.calibrator = v.calibrator.clone();
-        record.key.group = v.group;
-        record.layers = v.layers.clone();
+    match &variant {
+        Some(v) => {
+            record.key.calibrator = v.calibrator.clone();
+            record.key.group = v.group;
+            record.layers = v.layers.clone();
+        }
+        None => {
+            (record.key.precision, record.key.method) =
+                file_variant(outcome.graph.as_ref(), &model);
+        }
     }
     if args.timing.json {
         println!("{}", serde_json::to_string_pretty(&record)?);

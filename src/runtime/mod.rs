@@ -64,6 +64,13 @@ pub trait Runtime {
     fn footprint(&self) -> Option<Footprint> {
         None
     }
+
+    /// Hands over the parsed model this runtime ran, when it holds one (the native engine does;
+    /// ONNX Runtime reads the file itself), so that a caller inspecting the model after a run
+    /// need not parse the file again.
+    fn into_graph(self: Box<Self>) -> Option<crate::graph::Graph> {
+        None
+    }
 }
 
 /// Memory a runtime set aside for a planned model.

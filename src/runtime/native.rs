@@ -118,6 +118,10 @@ impl Runtime for NativeRuntime {
         &self.output_names
     }
 
+    fn into_graph(self: Box<Self>) -> Option<Graph> {
+        Some(self.graph)
+    }
+
     fn footprint(&self) -> Option<super::Footprint> {
         self.current.as_ref()?;
         Some(super::Footprint {

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::eval::{self, Dataset, OutputKind};
+use crate::graph::Graph;
 use crate::measure::latency::{
     cold_start, ColdStartReport, LatencyConfig, LatencyError, LatencyReport,
 };
@@ -73,6 +74,10 @@ pub struct CellOutcome {
     pub record: Record,
     /// The scored output of every evaluated sample, when the evaluation ran.
     pub outputs: Option<Tensor>,
+    /// The model as the run parsed it, when the cell finished on a runtime that parses it
+    /// itself (the native engine; `None` on ONNX Runtime), so that a caller inspecting the file
+    /// it ran (e.g. for its quantization) need not parse it again.
+    pub graph: Option<Graph>,
 }
 
 /// Figures gathered so far, turned into a record whether the cell finished or not.
@@ -85,6 +90,7 @@ struct Partial {
     kernels: Vec<String>,
     outputs: Option<Tensor>,
     footprint: Option<runtime::Footprint>,
+    graph: Option<Graph>,
 }
 
 /// Why a cell stopped before its end.
@@ -164,6 +170,7 @@ pub fn run_cell_with(
     CellOutcome {
         record,
         outputs: partial.outputs,
+        graph: partial.graph,
     }
 }
 
@@ -232,6 +239,7 @@ fn measure_into(
     partial.latency = Some(report);
     partial.energy = Some(energy);
     partial.footprint = rt.footprint();
+    partial.graph = rt.into_graph();
     Ok(())
 }
 

@@ -623,7 +623,7 @@ fn native_runtime_replans_per_batch_and_reports() {
         ],
         vec![("w", t(&[3, 2], vec![1.0, -1.0, 2.0, 0.5, -1.0, 1.0]))],
     );
-    let mut rt = NativeRuntime::new(g, 1).unwrap();
+    let mut rt = NativeRuntime::new(g.clone(), 1).unwrap();
     assert_eq!(rt.name(), "native");
     assert_eq!(rt.threads(), 1);
     assert!(rt.kernel_names().is_empty());
@@ -654,6 +654,46 @@ fn native_runtime_replans_per_batch_and_reports() {
     let err = rt.run(&[("x", &t(&[1, 4], vec![0.0; 4]))]).unwrap_err();
     assert!(err.to_string().contains("`mm`"), "{err}");
     assert!(NativeRuntime::new(graph(13, &[], &[], vec![], vec![]), 0).is_err());
+    // Done, it hands over the graph it ran.
+    assert_eq!(Box::new(rt).into_graph(), Some(g));
+}
+
+/// A cell run on the native engine hands over the graph it parsed (`quench eval` reads the
+/// file's quantization from it instead of parsing the file again); on ONNX Runtime, which reads
+/// the file itself, there is none.
+#[test]
+fn a_native_cell_hands_over_the_graph_it_ran() {
+    use quench::measure::latency::Budget;
+    use quench::runtime::RuntimeKind;
+    use quench::sweep::cell::{quick_latency, run_cell, CellConfig};
+    use quench::sweep::record::{Method, Precision, Status};
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest =
+        quench::eval::Manifest::load(&root.join("assets/models/mnist-mlp.toml")).unwrap();
+    let prepared = quench::sweep::model::PreparedModel::load(manifest, Some(20)).unwrap();
+    let file = prepared.manifest.model.file.clone();
+    let subject = prepared.subject(&file, Precision::Fp32, Method::None);
+    let machine = quench::measure::machine::MachineInfo::collect(&root, 1, None);
+    let mut latency = quick_latency();
+    latency.budget = Budget::Runs(3);
+    for runtime in [RuntimeKind::Native, RuntimeKind::Ort] {
+        let config = CellConfig {
+            runtime,
+            threads: 1,
+            batch: 1,
+            eval_batch: 20,
+            latency: latency.clone(),
+            power: quench::measure::power::PowerConfig::new("/"),
+        };
+        let outcome = run_cell(&subject, &config, None, &machine);
+        assert_eq!(outcome.record.status, Status::Ok, "{runtime}");
+        match runtime {
+            RuntimeKind::Native => {
+                assert_eq!(outcome.graph, Some(quench::onnx::load(&file).unwrap()))
+            }
+            RuntimeKind::Ort => assert!(outcome.graph.is_none()),
+        }
+    }
 }
 
 #[test]

@@ -86,6 +86,11 @@ fn int8_static_writes_a_model_ort_runs_at_fp32_accuracy() {
         .unwrap_or_else(|e| panic!("{e}: {}{}", stdout(&eval), stderr(&eval)));
     let acc = record["accuracy"].as_f64().unwrap();
     assert!((acc * 100.0 - q).abs() < 0.01, "{acc} vs {q}");
+    // Run on ORT, the record still says what the file holds.
+    assert_eq!(
+        (&record["precision"], &record["method"]),
+        (&"int8".into(), &"static".into())
+    );
 }
 
 #[test]
