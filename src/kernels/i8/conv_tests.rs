@@ -99,70 +99,138 @@ proptest! {
     /// every SIMD kernel equals the scalar twin for i32, requantized u8/s8 and f32 outputs.
     #[test]
     fn depthwise_matches_naive_and_scalar(g in dw_geometry(), zx: u8, zw: i8, seed: u64, extreme in 0u8..3) {
-        let mut s = seed;
-        let mut next = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (s >> 56) as u8 };
-        // Saturating values: all 255 / -128 (the largest products), or a random mix of extremes.
-        let mut pick = |lo: u8, hi: u8| match extreme {
-            0 => next(),
-            1 => lo,
-            _ => if next() & 1 == 0 { lo } else { hi },
-        };
-        let x: Vec<u8> = (0..g.channels * g.height * g.width).map(|_| pick(255, 0)).collect();
-        let taps = g.kernel[0] * g.kernel[1];
-        let w: Vec<i8> = (0..g.channels * taps).map(|_| pick(0x80, 0x7f) as i8).collect();
-        let pw = PackedDepthwise::new(g.channels, g.kernel, &w, WeightZeroPoint::PerTensor(zw)).unwrap();
-        let [oh, ow] = g.output_size().unwrap();
-        let len = g.channels * oh * ow;
-        // The same bytes read as s8 with the zero point moved by 128 are the same centred values.
-        let xs: Vec<i8> = x.iter().map(|&v| (v ^ 0x80) as i8).collect();
-        let acts = [
-            Activations::U8 { data: &x, zero_point: zx },
-            Activations::S8 { data: &xs, zero_point: (zx ^ 0x80) as i8 },
-        ];
-        let scales: Vec<f32> = (0..g.channels).map(|c| 1e-3 * (c + 1) as f32).collect();
-        let bias: Vec<i32> = (0..g.channels as i32).map(|c| c * 37 - 50).collect();
-        let fbias: Vec<f32> = (0..g.channels).map(|c| c as f32 * 0.25 - 0.5).collect();
-        let run = |kernel: DwKernel, a: Activations<'_>| {
-            let mut i = vec![0i32; len];
-            depthwise_with(kernel, &g, a, &pw, Output::I32(&mut i)).unwrap();
-            let mut u = vec![0u8; len];
-            let r = Requantize { multiplier: Scale::PerChannel(&scales), bias: Some(&bias), zero_point: 7, relu: true };
-            depthwise_with(kernel, &g, a, &pw, Output::U8(&mut u, r)).unwrap();
-            let mut v = vec![0i8; len];
-            let r = Requantize { multiplier: Scale::PerTensor(3e-3), bias: None, zero_point: -5, relu: false };
-            depthwise_with(kernel, &g, a, &pw, Output::S8(&mut v, r)).unwrap();
-            let mut f = vec![0f32; len];
-            let d = Dequantize { scale: Scale::PerChannel(&scales), bias: Some(&fbias), relu: false };
-            depthwise_with(kernel, &g, a, &pw, Output::F32(&mut f, d)).unwrap();
-            (i, u, v, f.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
-        };
-        let want = run(DwKernel::Scalar, acts[0]);
-        prop_assert_eq!(&run(DwKernel::Scalar, acts[1]), &want);
-        for c in 0..g.channels {
-            for p in 0..oh * ow {
-                let n = naive(&g, &x, zx, &w, zw, c..c + 1, c * taps, p / ow, p % ow);
-                prop_assert_eq!(want.0[c * oh * ow + p] as i64, n);
+        check_depthwise(&g, zx, zw, seed, extreme)?;
+    }
+}
+
+/// The depthwise kernel on `g` with zero points `zx`, `zw` and pseudo-random values from `seed`
+/// (`extreme` 1: all saturating, 2: a mix of extremes): the scalar twin equals the naive
+/// convolution (u8 and s8 activations), every SIMD kernel equals the scalar twin for i32,
+/// requantized u8/s8 and f32 outputs.
+fn check_depthwise(
+    g: &Conv2d,
+    zx: u8,
+    zw: i8,
+    seed: u64,
+    extreme: u8,
+) -> Result<(), TestCaseError> {
+    let mut s = seed;
+    let mut next = || {
+        s = s
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (s >> 56) as u8
+    };
+    // Saturating values: all 255 / -128 (the largest products), or a random mix of extremes.
+    let mut pick = |lo: u8, hi: u8| match extreme {
+        0 => next(),
+        1 => lo,
+        _ => {
+            if next() & 1 == 0 {
+                lo
+            } else {
+                hi
             }
         }
-        #[allow(unused_mut)]
-        let mut simd = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            if is_x86_feature_detected!("avx2") {
-                simd.push(DwKernel::Avx2);
-            }
-            if crate::kernels::has_avx512_vnni() {
-                simd.push(DwKernel::Avx512Vnni);
-            }
-        }
-        #[cfg(target_arch = "aarch64")]
-        simd.push(DwKernel::Neon);
-        for kernel in simd {
-            for a in acts {
-                prop_assert_eq!(&run(kernel, a), &want, "{:?}", kernel);
-            }
+    };
+    let x: Vec<u8> = (0..g.channels * g.height * g.width)
+        .map(|_| pick(255, 0))
+        .collect();
+    let taps = g.kernel[0] * g.kernel[1];
+    let w: Vec<i8> = (0..g.channels * taps)
+        .map(|_| pick(0x80, 0x7f) as i8)
+        .collect();
+    let pw =
+        PackedDepthwise::new(g.channels, g.kernel, &w, WeightZeroPoint::PerTensor(zw)).unwrap();
+    let [oh, ow] = g.output_size().unwrap();
+    let len = g.channels * oh * ow;
+    // The same bytes read as s8 with the zero point moved by 128 are the same centred values.
+    let xs: Vec<i8> = x.iter().map(|&v| (v ^ 0x80) as i8).collect();
+    let acts = [
+        Activations::U8 {
+            data: &x,
+            zero_point: zx,
+        },
+        Activations::S8 {
+            data: &xs,
+            zero_point: (zx ^ 0x80) as i8,
+        },
+    ];
+    let scales: Vec<f32> = (0..g.channels).map(|c| 1e-3 * (c + 1) as f32).collect();
+    let bias: Vec<i32> = (0..g.channels as i32).map(|c| c * 37 - 50).collect();
+    let fbias: Vec<f32> = (0..g.channels).map(|c| c as f32 * 0.25 - 0.5).collect();
+    let run = |kernel: DwKernel, a: Activations<'_>| {
+        let mut i = vec![0i32; len];
+        depthwise_with(kernel, g, a, &pw, Output::I32(&mut i)).unwrap();
+        let mut u = vec![0u8; len];
+        let r = Requantize {
+            multiplier: Scale::PerChannel(&scales),
+            bias: Some(&bias),
+            zero_point: 7,
+            relu: true,
+        };
+        depthwise_with(kernel, g, a, &pw, Output::U8(&mut u, r)).unwrap();
+        let mut v = vec![0i8; len];
+        let r = Requantize {
+            multiplier: Scale::PerTensor(3e-3),
+            bias: None,
+            zero_point: -5,
+            relu: false,
+        };
+        depthwise_with(kernel, g, a, &pw, Output::S8(&mut v, r)).unwrap();
+        let mut f = vec![0f32; len];
+        let d = Dequantize {
+            scale: Scale::PerChannel(&scales),
+            bias: Some(&fbias),
+            relu: false,
+        };
+        depthwise_with(kernel, g, a, &pw, Output::F32(&mut f, d)).unwrap();
+        (i, u, v, f.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+    };
+    let want = run(DwKernel::Scalar, acts[0]);
+    prop_assert_eq!(&run(DwKernel::Scalar, acts[1]), &want);
+    for c in 0..g.channels {
+        for p in 0..oh * ow {
+            let n = naive(g, &x, zx, &w, zw, c..c + 1, c * taps, p / ow, p % ow);
+            prop_assert_eq!(want.0[c * oh * ow + p] as i64, n);
         }
     }
+    #[allow(unused_mut)]
+    let mut simd = Vec::new();
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx2") {
+            simd.push(DwKernel::Avx2);
+        }
+        if crate::kernels::has_avx512_vnni() {
+            simd.push(DwKernel::Avx512Vnni);
+        }
+    }
+    #[cfg(target_arch = "aarch64")]
+    simd.push(DwKernel::Neon);
+    for kernel in simd {
+        for a in acts {
+            prop_assert_eq!(&run(kernel, a), &want, "{:?}", kernel);
+        }
+    }
+    Ok(())
+}
+
+/// The case proptest once saved for `depthwise_matches_naive_and_scalar`: a one-pixel image with
+/// width dilation 2, whose row is narrower than the dilation, so it has no interior pairs (the
+/// SIMD row loop once sliced past such a row).
+#[test]
+fn depthwise_on_a_row_narrower_than_the_width_dilation() {
+    let g = Conv2d {
+        channels: 1,
+        height: 1,
+        width: 1,
+        kernel: [1, 1],
+        stride: [1, 1],
+        dilation: [1, 2],
+        pads: [0; 4],
+    };
+    check_depthwise(&g, 0, 0, 0, 0).unwrap();
 }
 
 /// Depthwise geometries: odd channel counts and sizes, rows wider than one SIMD block, kernels
