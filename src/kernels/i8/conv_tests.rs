@@ -44,26 +44,72 @@ fn naive(
     s
 }
 
-fn geometry() -> impl Strategy<Value = Conv2d> {
+/// Upper bounds of a generated convolution geometry: channels, height and width from 1, kernel
+/// sides, strides and dilations (height, width) from 1, each padding from 0.
+struct Space {
+    channels: usize,
+    height: usize,
+    width: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: [usize; 2],
+    pad: usize,
+}
+
+/// im2col + GEMM: small images, kernels up to 3×3, strides and dilations up to 2.
+const IM2COL: Space = Space {
+    channels: 4,
+    height: 9,
+    width: 30,
+    kernel: 3,
+    stride: 2,
+    dilation: [2, 2],
+    pad: 2,
+};
+
+/// Depthwise: odd channel counts and sizes, rows wider than one SIMD block, kernels up to 5×5,
+/// strides 1–3 (3 runs the scalar definition) and dilations 1–2 in each direction.
+const DEPTHWISE: Space = Space {
+    channels: 5,
+    height: 7,
+    width: 70,
+    kernel: 5,
+    stride: 3,
+    dilation: [2, 2],
+    pad: 3,
+};
+
+/// Patches read in place from a padded HWC image: unit width dilation, up to 9 channels.
+const HWC: Space = Space {
+    channels: 9,
+    height: 8,
+    width: 30,
+    kernel: 3,
+    stride: 2,
+    dilation: [2, 1],
+    pad: 2,
+};
+
+/// Convolution geometries inside `space` that have an output.
+fn geometry(space: Space) -> impl Strategy<Value = Conv2d> {
+    let sides = |max: usize| [1..=max, 1..=max];
     (
-        1usize..=4,
-        1usize..=9,
-        1usize..=30,
-        1usize..=3,
-        1usize..=3,
-        1usize..=2,
-        1usize..=2,
-        1usize..=2,
-        prop::array::uniform4(0usize..=2),
+        1..=space.channels,
+        1..=space.height,
+        1..=space.width,
+        sides(space.kernel),
+        sides(space.stride),
+        [1..=space.dilation[0], 1..=space.dilation[1]],
+        prop::array::uniform4(0..=space.pad),
     )
         .prop_map(
-            |(channels, height, width, kh, kw, sh, sw, d, pads)| Conv2d {
+            |(channels, height, width, kernel, stride, dilation, pads)| Conv2d {
                 channels,
                 height,
                 width,
-                kernel: [kh, kw],
-                stride: [sh, sw],
-                dilation: [d, d],
+                kernel,
+                stride,
+                dilation,
                 pads,
             },
         )
@@ -75,7 +121,7 @@ proptest! {
 
     /// im2col (padding = zero point) followed by the INT8 GEMM equals a naive convolution.
     #[test]
-    fn im2col_gemm_matches_naive(g in geometry(), oc in 1usize..=5, zx: u8, zw: i8, seed: u64) {
+    fn im2col_gemm_matches_naive(g in geometry(IM2COL), oc in 1usize..=5, zx: u8, zw: i8, seed: u64) {
         let mut s = seed;
         let mut next = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); (s >> 56) as u8 };
         let x: Vec<u8> = (0..g.channels * g.height * g.width).map(|_| next()).collect();
@@ -98,7 +144,7 @@ proptest! {
     /// The depthwise kernel: scalar twin equals the naive convolution (u8 and s8 activations),
     /// every SIMD kernel equals the scalar twin for i32, requantized u8/s8 and f32 outputs.
     #[test]
-    fn depthwise_matches_naive_and_scalar(g in dw_geometry(), zx: u8, zw: i8, seed: u64, extreme in 0u8..3) {
+    fn depthwise_matches_naive_and_scalar(g in geometry(DEPTHWISE), zx: u8, zw: i8, seed: u64, extreme in 0u8..3) {
         check_depthwise(&g, zx, zw, seed, extreme)?;
     }
 }
@@ -233,35 +279,6 @@ fn depthwise_on_a_row_narrower_than_the_width_dilation() {
     check_depthwise(&g, 0, 0, 0, 0).unwrap();
 }
 
-/// Depthwise geometries: odd channel counts and sizes, rows wider than one SIMD block, kernels
-/// up to 5×5, strides 1–3 (3 runs the scalar definition) and dilations 1–2 in each direction.
-fn dw_geometry() -> impl Strategy<Value = Conv2d> {
-    (
-        1usize..=5,
-        1usize..=7,
-        1usize..=70,
-        1usize..=5,
-        1usize..=5,
-        1usize..=3,
-        1usize..=3,
-        1usize..=2,
-        1usize..=2,
-        prop::array::uniform4(0usize..=3),
-    )
-        .prop_map(
-            |(channels, height, width, kh, kw, sh, sw, dh, dw, pads)| Conv2d {
-                channels,
-                height,
-                width,
-                kernel: [kh, kw],
-                stride: [sh, sw],
-                dilation: [dh, dw],
-                pads,
-            },
-        )
-        .prop_filter("has output", |g| g.output_size().is_ok())
-}
-
 /// Geometries without output and mismatched buffers are errors.
 #[test]
 fn rejects_bad_geometry() {
@@ -344,77 +361,47 @@ impl HwcCase {
 }
 
 fn hwc_case() -> impl Strategy<Value = HwcCase> {
-    let shape = (
-        1usize..=9,
-        1usize..=8,
-        1usize..=30,
-        1usize..=3,
-        1usize..=3,
-        1usize..=2,
-        1usize..=2,
-        1usize..=2,
-        prop::array::uniform4(0usize..=2),
-        1usize..=37,
-    );
-    shape
-        .prop_map(|(channels, height, width, kh, kw, sh, sw, dh, pads, oc)| {
-            let g = Conv2d {
-                channels,
-                height,
-                width,
-                kernel: [kh, kw],
-                stride: [sh, sw],
-                dilation: [dh, 1],
-                pads,
-            };
-            (g, oc)
-        })
-        .prop_filter("has output", |(g, _)| g.output_size().is_ok())
-        .prop_flat_map(|(g, oc)| {
-            let [hp, wp] = g.padded();
-            let k = g.patch_len();
-            let extremes = prop::sample::select(vec![0u8, 255, 128, 127]);
-            (
-                prop_oneof![
-                    prop::collection::vec(any::<u8>(), hp * wp * g.channels),
-                    extremes.prop_map(move |v| vec![v; hp * wp * g.channels]),
-                ],
-                prop_oneof![Just(0u8), Just(128), Just(255), any::<u8>()],
-                prop_oneof![
-                    prop::collection::vec(any::<i8>(), oc * k),
-                    prop::sample::select(vec![-128i8, 127]).prop_map(move |v| vec![v; oc * k]),
-                ],
-                prop::option::of(prop::collection::vec(any::<i8>(), oc)),
-                prop::collection::vec(1e-6f32..1e-2, oc),
-                prop::collection::vec(-100_000i32..100_000, oc),
-                prop::collection::vec(-10f32..10.0, oc),
-            )
-                .prop_map(move |(mut image, zx, w, zw, scales, bias_i, bias_f)| {
-                    // The padding holds the zero point, as the engine writes it.
-                    let [h, wd, c] = [g.height, g.width, g.channels];
-                    for (i, v) in image.iter_mut().enumerate() {
-                        let (y, x) = (i / c / wp, i / c % wp);
-                        if y < g.pads[0]
-                            || y >= g.pads[0] + h
-                            || x < g.pads[1]
-                            || x >= g.pads[1] + wd
-                        {
-                            *v = zx;
-                        }
+    (geometry(HWC), 1usize..=37).prop_flat_map(|(g, oc)| {
+        let [hp, wp] = g.padded();
+        let k = g.patch_len();
+        let extremes = prop::sample::select(vec![0u8, 255, 128, 127]);
+        (
+            prop_oneof![
+                prop::collection::vec(any::<u8>(), hp * wp * g.channels),
+                extremes.prop_map(move |v| vec![v; hp * wp * g.channels]),
+            ],
+            prop_oneof![Just(0u8), Just(128), Just(255), any::<u8>()],
+            prop_oneof![
+                prop::collection::vec(any::<i8>(), oc * k),
+                prop::sample::select(vec![-128i8, 127]).prop_map(move |v| vec![v; oc * k]),
+            ],
+            prop::option::of(prop::collection::vec(any::<i8>(), oc)),
+            prop::collection::vec(1e-6f32..1e-2, oc),
+            prop::collection::vec(-100_000i32..100_000, oc),
+            prop::collection::vec(-10f32..10.0, oc),
+        )
+            .prop_map(move |(mut image, zx, w, zw, scales, bias_i, bias_f)| {
+                // The padding holds the zero point, as the engine writes it.
+                let [h, wd, c] = [g.height, g.width, g.channels];
+                for (i, v) in image.iter_mut().enumerate() {
+                    let (y, x) = (i / c / wp, i / c % wp);
+                    if y < g.pads[0] || y >= g.pads[0] + h || x < g.pads[1] || x >= g.pads[1] + wd {
+                        *v = zx;
                     }
-                    HwcCase {
-                        g,
-                        oc,
-                        image,
-                        zx,
-                        w,
-                        zw,
-                        scales,
-                        bias_i,
-                        bias_f,
-                    }
-                })
-        })
+                }
+                HwcCase {
+                    g,
+                    oc,
+                    image,
+                    zx,
+                    w,
+                    zw,
+                    scales,
+                    bias_i,
+                    bias_f,
+                }
+            })
+    })
 }
 
 /// Every output kind of `case` with u8 or s8 activations: through [`gemm_hwc_with`] when
