@@ -142,7 +142,15 @@ fn json_summary_of_int4_parses() {
     let layers = s["layers"].as_array().unwrap();
     assert_eq!(layers.len(), 4);
     assert_eq!(layers[2]["precision"], "int4");
-    assert!(layers[2]["sqnr_db"].as_f64().unwrap() > 20.0);
+    // The layer error is measured on both runtimes, and they run the same numerics.
+    let ort = layers[2]["ort"]["sqnr_db"].as_f64().unwrap();
+    let native = layers[2]["native"]["sqnr_db"].as_f64().unwrap();
+    assert!(ort > 20.0, "{ort}");
+    assert!(
+        (ort - native).abs() < 0.5,
+        "ort {ort} dB, native {native} dB"
+    );
+    assert!(s["native_layer_failure"].is_null());
     assert!(out_path.is_file());
 }
 
