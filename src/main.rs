@@ -12,11 +12,13 @@ use quench::graph::Graph;
 use quench::measure::latency::{Budget, LatencyConfig};
 use quench::measure::machine::MachineInfo;
 use quench::measure::power::PowerConfig;
+use quench::quant::layer_error::LayerError;
+use quench::quant::pipeline::LayerReport;
 use quench::runtime::{self, RuntimeKind};
 use quench::sweep::cell::{quick_latency, run_cell, CellConfig, Reference};
 use quench::sweep::compare::{compare, manifests_in, CompareConfig};
 use quench::sweep::model::PreparedModel;
-use quench::sweep::record::{Method, Precision, Record, Status};
+use quench::sweep::record::{LayerRecord, Method, Precision, Record, Status};
 use quench::tensor::Tensor;
 
 /// quench: see what quantization does to a model.
@@ -947,7 +949,7 @@ struct EvalVariant {
     method: Method,
     calibrator: Option<String>,
     group: Option<usize>,
-    layers: Vec<quench::sweep::record::LayerRecord>,
+    layers: Vec<quench::quant::pipeline::LayerReport>,
 }
 
 impl Drop for EvalVariant {
@@ -1029,7 +1031,7 @@ fn eval_variant(args: &EvalArgs, manifest: &Manifest) -> Result<Option<EvalVaria
     if config.precision == Target::Int4 {
         variant.group = Some(config.group.unwrap_or(32));
     }
-    variant.layers = built.layers.into_iter().map(Into::into).collect();
+    variant.layers = built.layers;
     Ok(Some(variant))
 }
 
@@ -1083,7 +1085,7 @@ fn cmd_eval(args: EvalArgs) -> Result<ExitCode> {
         Some(v) => {
             record.key.calibrator = v.calibrator.clone();
             record.key.group = v.group;
-            record.layers = v.layers.clone();
+            record.layers = LayerRecord::all_measured_on(&v.layers, runtime);
         }
         None => {
             (record.key.precision, record.key.method) =
@@ -1488,20 +1490,29 @@ fn cmd_quantize(args: QuantizeArgs) -> Result<ExitCode> {
         "op",
         "precision",
         "tensor",
-        "SQNR dB",
-        "cosine",
+        "SQNR dB ort",
+        "native",
+        "cosine ort",
+        "native",
     ]);
+    let native =
+        |l: &LayerReport, f: fn(&LayerError) -> String| l.native.as_ref().map_or("-".into(), f);
     for l in &s.layers {
         table.row([
             l.layer.clone(),
             l.op_type.clone(),
             l.precision.clone(),
             l.tensor.clone(),
-            format!("{:.1}", l.sqnr_db),
-            format!("{:.5}", l.cosine),
+            format!("{:.1}", l.ort.sqnr_db),
+            native(l, |e| format!("{:.1}", e.sqnr_db)),
+            format!("{:.5}", l.ort.cosine),
+            native(l, |e| format!("{:.5}", e.cosine)),
         ]);
     }
     print!("{}", table.render());
+    if let Some(why) = &s.native_layer_failure {
+        println!("native per-layer error not measured: {why}");
+    }
     Ok(ExitCode::SUCCESS)
 }
 

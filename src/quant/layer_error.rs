@@ -5,7 +5,7 @@ use crate::eval::metrics::{cosine, sqnr_db, MetricError};
 use crate::tensor::Tensor;
 
 /// Agreement of one layer's quantized output with its FP32 output.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct LayerError {
     /// Signal-to-quantization-noise ratio in dB (`+inf` when identical).
     pub sqnr_db: f64,

@@ -17,13 +17,13 @@ use crate::eval::metrics::{self, MetricError};
 use crate::eval::{evaluate, output_index, DataError, Dataset, EvalError, Manifest};
 use crate::graph::Graph;
 use crate::quant::layer::{is_quantizable, quantized_output};
-use crate::quant::layer_error::layer_error;
+use crate::quant::layer_error::{layer_error, LayerError};
 use crate::quant::probe::{calibration_sites, expose, Calibrators};
 use crate::quant::qat::{self, BitSchedule, QatConfig, QatError, QatEvent, WeightBits};
 use crate::quant::scheme::{ActQuant, ActType, BinaryActs, Int8Mode, Precision, DEFAULT_BINS};
 use crate::quant::{CalibratedRange, Calibration, QuantError, Scheme};
 use crate::runtime::ort::{OrtOptions, OrtRuntime};
-use crate::runtime::{Runtime, RuntimeError};
+use crate::runtime::{Runtime, RuntimeError, RuntimeKind};
 use crate::tensor::Tensor;
 
 /// Calibration samples used when none are asked for (post-training quantization).
@@ -338,10 +338,22 @@ pub struct LayerReport {
     pub output_shape: Vec<usize>,
     /// Multiply-accumulates of the layer for one sample.
     pub macs: u64,
-    /// SQNR in dB (`null` in JSON when identical).
-    pub sqnr_db: f64,
-    /// Cosine similarity.
-    pub cosine: f64,
+    /// The error with the quantized model run on ONNX Runtime.
+    pub ort: LayerError,
+    /// The error with the quantized model run on quench's engine, which computes the layer with
+    /// its own kernels; `None` when the engine cannot run the model ([`Variant::native`] says
+    /// why).
+    pub native: Option<LayerError>,
+}
+
+impl LayerReport {
+    /// The error measured on `runtime`, so that a record of a cell run there carries its own.
+    pub fn on(&self, runtime: RuntimeKind) -> Option<&LayerError> {
+        match runtime {
+            RuntimeKind::Ort => Some(&self.ort),
+            RuntimeKind::Native => self.native.as_ref(),
+        }
+    }
 }
 
 /// What the training of `--method qat` did.
@@ -389,6 +401,8 @@ pub struct QuantizeSummary {
     pub layer_samples: usize,
     /// Every quantizable layer.
     pub layers: Vec<LayerReport>,
+    /// Why the layers' errors on the engine are missing, when they are.
+    pub native_layer_failure: Option<String>,
     /// Training, with `--method qat`.
     pub qat: Option<QatSummary>,
     /// Quench's own engine on the quantized model (same test samples as [`Self::test`]).
@@ -672,14 +686,14 @@ fn applied(scheme: &Scheme, node: &crate::graph::Node) -> &'static str {
 }
 
 /// SQNR and cosine of every quantizable layer's output, quantized against FP32, over the first
-/// `samples` of `data`.
+/// `samples` of `data`, on ORT and on the engine; with why the engine's are missing, if they are.
 fn layer_errors(
     fp32: &Graph,
     quantized: &Graph,
     scheme: &Scheme,
     data: &Dataset,
     samples: usize,
-) -> Result<Vec<LayerReport>, PipelineError> {
+) -> Result<(Vec<LayerReport>, Option<String>), PipelineError> {
     let produced = |g: &Graph, t: &str| g.nodes.iter().any(|n| n.outputs.iter().any(|o| o == t));
     let mut layers = Vec::new();
     for node in fp32.nodes.iter().filter(|n| is_quantizable(n)) {
@@ -706,6 +720,22 @@ fn layer_errors(
         Ok(got)
     };
     let (a, b) = (gather(fp32)?, gather(quantized)?);
+    // The same tensors as the engine computes them, or nothing when it cannot run the model.
+    let mut on_engine: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
+    let native_failure = probe_native(
+        quantized,
+        &tensors,
+        data,
+        samples,
+        &mut |name, shape, values| {
+            let value =
+                Tensor::from_f32(shape.to_vec(), values.to_vec()).map_err(MetricError::from)?;
+            on_engine.entry(name.to_string()).or_default().push(value);
+            Ok(())
+        },
+    )
+    .err()
+    .map(|e| e.to_string());
     let join = |parts: Option<&Vec<Tensor>>| -> Result<Tensor, PipelineError> {
         let parts = parts.map(Vec::as_slice).unwrap_or_default();
         let mut shape = parts
@@ -724,10 +754,15 @@ fn layer_errors(
         }
         Ok(Tensor::from_f32(shape, values).map_err(MetricError::from)?)
     };
-    layers
+    let reports = layers
         .into_iter()
         .map(|(node, tensor)| {
-            let e = layer_error(&join(a.get(&tensor))?, &join(b.get(&tensor))?)?;
+            let reference = join(a.get(&tensor))?;
+            let ort = layer_error(&reference, &join(b.get(&tensor))?)?;
+            let native = match native_failure {
+                None => Some(layer_error(&reference, &join(on_engine.get(&tensor))?)?),
+                Some(_) => None,
+            };
             let s = node_stats(&node.name);
             Ok(LayerReport {
                 layer: node.name.clone(),
@@ -738,11 +773,12 @@ fn layer_errors(
                     .and_then(|s| s.output_shapes.first().cloned())
                     .unwrap_or_default(),
                 macs: s.map_or(0, |s| s.macs),
-                sqnr_db: e.sqnr_db,
-                cosine: e.cosine,
+                ort,
+                native,
             })
         })
-        .collect()
+        .collect::<Result<_, PipelineError>>()?;
+    Ok((reports, native_failure))
 }
 
 fn file_size(path: &Path) -> Result<u64, PipelineError> {
@@ -818,6 +854,9 @@ pub struct Variant {
     pub layer_samples: usize,
     /// Every quantizable layer's output error against FP32.
     pub layers: Vec<LayerReport>,
+    /// Why the layers' errors on the engine ([`LayerReport::native`]) are missing, when it
+    /// could not run the quantized model.
+    pub native_layer_failure: Option<String>,
     /// Training, with `--method qat`.
     pub qat: Option<QatSummary>,
 }
@@ -996,7 +1035,8 @@ pub fn build(
         Method::Qat => Cow::Owned(qat::training_graph(&graph, &data)?),
         _ => Cow::Borrowed(&graph),
     };
-    let layers = layer_errors(&reference, &quantized, &scheme, &data, layer_samples)?;
+    let (layers, native_layer_failure) =
+        layer_errors(&reference, &quantized, &scheme, &data, layer_samples)?;
     Ok(Variant {
         method,
         scheme,
@@ -1004,6 +1044,7 @@ pub fn build(
         calibration_samples: calib_used,
         layer_samples,
         layers,
+        native_layer_failure,
         qat: qat_summary,
     })
 }
@@ -1043,6 +1084,7 @@ pub fn run(
         test: test_results,
         layer_samples: variant.layer_samples,
         layers: variant.layers,
+        native_layer_failure: variant.native_layer_failure,
         qat: variant.qat,
         native,
     })

@@ -44,7 +44,11 @@ impl Table {
                 self.rows.iter().any(|r| !cell(r, c).is_empty())
                     && self.rows.iter().all(|r| {
                         let v = cell(r, c);
-                        v.is_empty() || v == "-" || v.starts_with(|ch: char| ch.is_ascii_digit())
+                        let unsigned = v.strip_prefix('-').unwrap_or(&v);
+                        v.is_empty()
+                            || v == "-"
+                            || unsigned == "inf"
+                            || unsigned.starts_with(|ch: char| ch.is_ascii_digit())
                     })
             })
             .collect();
@@ -301,6 +305,12 @@ mod tests {
         t.row(["a", "1"]);
         t.row(["long", "100"]);
         assert_eq!(t.render(), "name    n\n---------\na       1\nlong  100\n");
+        // Signed numbers and an infinite SQNR are numbers too.
+        let mut t = Table::new(["dB"]);
+        t.row(["inf"]);
+        t.row(["-3.5"]);
+        t.row(["12.25"]);
+        assert_eq!(t.render(), "   dB\n-----\n  inf\n -3.5\n12.25\n");
     }
 
     #[test]

@@ -287,16 +287,73 @@ impl Record {
     }
 }
 
-impl From<crate::quant::pipeline::LayerReport> for LayerRecord {
-    fn from(l: crate::quant::pipeline::LayerReport) -> LayerRecord {
-        LayerRecord {
-            layer: l.layer,
-            op_type: l.op_type,
-            precision: l.precision,
-            sqnr_db: l.sqnr_db.is_finite().then_some(l.sqnr_db),
-            cosine: l.cosine,
-            output_shape: l.output_shape,
-            macs: l.macs,
+impl LayerRecord {
+    /// The record of `layer` for a cell run on `runtime`: the layer's error as that runtime
+    /// computed it; `None` when it was not measured there (the engine could not run the model).
+    pub fn measured_on(
+        layer: &crate::quant::pipeline::LayerReport,
+        runtime: RuntimeKind,
+    ) -> Option<LayerRecord> {
+        let e = layer.on(runtime)?;
+        Some(LayerRecord {
+            layer: layer.layer.clone(),
+            op_type: layer.op_type.clone(),
+            precision: layer.precision.clone(),
+            sqnr_db: e.sqnr_db.is_finite().then_some(e.sqnr_db),
+            cosine: e.cosine,
+            output_shape: layer.output_shape.clone(),
+            macs: layer.macs,
+        })
+    }
+
+    /// [`LayerRecord::measured_on`] for every layer that was measured on `runtime`.
+    pub fn all_measured_on(
+        layers: &[crate::quant::pipeline::LayerReport],
+        runtime: RuntimeKind,
+    ) -> Vec<LayerRecord> {
+        layers
+            .iter()
+            .filter_map(|l| LayerRecord::measured_on(l, runtime))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::layer_error::LayerError;
+    use crate::quant::pipeline::LayerReport;
+
+    fn report(native: Option<LayerError>) -> LayerReport {
+        LayerReport {
+            layer: "conv1".into(),
+            op_type: "Conv".into(),
+            precision: "int8 static".into(),
+            tensor: "relu1".into(),
+            output_shape: vec![1, 8, 4, 4],
+            macs: 1152,
+            ort: LayerError {
+                sqnr_db: 30.0,
+                cosine: 0.999,
+            },
+            native,
         }
+    }
+
+    #[test]
+    fn a_cell_records_the_layer_error_of_its_own_runtime() {
+        let native = LayerError {
+            sqnr_db: f64::INFINITY,
+            cosine: 1.0,
+        };
+        let both = [report(Some(native))];
+        let ort = LayerRecord::all_measured_on(&both, RuntimeKind::Ort);
+        assert_eq!((ort[0].sqnr_db, ort[0].cosine), (Some(30.0), 0.999));
+        let on_engine = LayerRecord::all_measured_on(&both, RuntimeKind::Native);
+        // Identical outputs have no finite SQNR: `null` in the record.
+        assert_eq!((on_engine[0].sqnr_db, on_engine[0].cosine), (None, 1.0));
+        assert_eq!(on_engine[0].macs, 1152);
+        // Not measured on the engine: no record rather than ORT's figures under its name.
+        assert!(LayerRecord::all_measured_on(&[report(None)], RuntimeKind::Native).is_empty());
     }
 }

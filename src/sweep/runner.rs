@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crate::measure::latency::{Budget, LatencyConfig};
 use crate::measure::machine::MachineInfo;
 use crate::measure::power::PowerConfig;
-use crate::quant::pipeline::{self, PipelineError, QuantizeConfig};
+use crate::quant::pipeline::{self, LayerReport, PipelineError, QuantizeConfig};
 use crate::quant::qat::{QatError, QatEvent};
 use crate::quant::QuantError;
 use crate::runtime;
@@ -134,7 +134,7 @@ struct ModelState {
 #[derive(Clone)]
 struct Built {
     path: PathBuf,
-    layers: Vec<LayerRecord>,
+    layers: Vec<LayerReport>,
 }
 
 /// Runs `plan` (made from `profile`).
@@ -356,7 +356,7 @@ impl Runner<'_> {
             },
         );
         let mut record = outcome.record;
-        record.layers = built.layers;
+        record.layers = LayerRecord::all_measured_on(&built.layers, cell.key.runtime);
         record
     }
 
@@ -461,7 +461,7 @@ impl Runner<'_> {
                 }
                 Ok(Built {
                     path: out,
-                    layers: v.layers.into_iter().map(Into::into).collect(),
+                    layers: v.layers,
                 })
             }
             // Capabilities quench lacks (not broken cells): skipped with the reason, like a
