@@ -415,6 +415,10 @@ struct VariantArgs {
     /// 4-bit group size: 32 (default), 64 or 128.
     #[arg(long)]
     group: Option<usize>,
+    /// Activations of binary layers: int8 (default; calibrated QDQ) or binary (Sign, run on
+    /// the XNOR-popcount kernel; --method static only).
+    #[arg(long, value_enum)]
+    binary_acts: Option<BinaryActsArg>,
     /// Calibration samples (default 1000), or QAT training samples (default: the whole split).
     #[arg(long)]
     calib_samples: Option<usize>,
@@ -455,6 +459,7 @@ impl VariantArgs {
             percentile: self.percentile,
             per_tensor: self.per_tensor,
             group: self.group,
+            binary_acts: self.binary_acts.map(Into::into),
             calib_samples: self.calib_samples,
             calibrate_on: self.calibrate_on.into(),
             epochs: self.epochs,
@@ -623,6 +628,22 @@ enum QuantPrecisionArg {
     Int8,
     Int4,
     Binary,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BinaryActsArg {
+    Int8,
+    Binary,
+}
+
+impl From<BinaryActsArg> for quench::quant::pipeline::BinaryInput {
+    fn from(a: BinaryActsArg) -> Self {
+        use quench::quant::pipeline::BinaryInput;
+        match a {
+            BinaryActsArg::Int8 => BinaryInput::Int8,
+            BinaryActsArg::Binary => BinaryInput::Binary,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]

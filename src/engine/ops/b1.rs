@@ -17,11 +17,13 @@
 
 use bytemuck::cast_slice_mut;
 
+use super::integer::Geometry;
 use super::quantized::{activations, bytes, bytes_mut, GemmDims, Layer};
 use crate::graph::qdq::{self, QInputs};
-use crate::graph::shape::{ConvParams, ValueType};
+use crate::graph::shape::{ConvParams, GemmParams, ValueType};
 use crate::graph::{GraphError, Node};
-use crate::kernels::b1::{self, PackedBinary};
+use crate::kernels::b1::{self, BinaryActivations, PackedBinary, TernaryImage};
+use crate::kernels::f32::Activation;
 use crate::kernels::i8::{self as k8, Conv2d};
 use crate::tensor::{Tensor, TensorData};
 
@@ -186,6 +188,244 @@ impl B1Layer {
                         let (c, p) = (i / pixels, i % pixels);
                         (dots[p * n + c], c)
                     }));
+                }
+            }
+        }
+    }
+}
+
+/// Attribute the plan sets on a Conv/Gemm/MatMul whose input 0 was an ONNX `Sign` of the value
+/// it now reads ([`crate::engine::fuse_b1`]): the layer binarizes its input itself.
+pub const SIGN_INPUT: &str = "quench_sign_input";
+
+/// The per-output-channel α of binary f32 weights: `n` channels of `k` values each (`at(j, kk)`
+/// reads value kk of channel j), every value of a channel `±α` with the same finite α > 0.
+/// `None` for any other weights.
+pub fn binary_alphas(n: usize, k: usize, at: impl Fn(usize, usize) -> f32) -> Option<Vec<f32>> {
+    if k == 0 {
+        return None;
+    }
+    (0..n)
+        .map(|j| {
+            let a = at(j, 0).abs();
+            let ok = a.is_finite() && a > 0.0 && (1..k).all(|kk| at(j, kk).abs() == a);
+            ok.then_some(a)
+        })
+        .collect()
+}
+
+/// A binary layer with binary activations: `Sign(x)` times weights `±α` per output channel
+/// (plus bias, optionally ReLU), on the XNOR-popcount kernel ([`b1::gemm_binary`]) with
+/// ternary activations, since ONNX `Sign(0) = 0`: the exact integer dot product over the nonzero
+/// inputs times α, then the bias. The f32 path computes the same sum of `±α` terms in f32, so
+/// the two agree up to its rounding.
+#[derive(Debug, Clone)]
+pub struct XnorLayer {
+    w: PackedBinary,
+    bias: Option<Vec<f32>>,
+    relu: bool,
+    shape: XnorShape,
+}
+
+#[derive(Debug, Clone)]
+enum XnorShape {
+    /// `[m × K]` f32 rows times the weights.
+    Gemm { m: usize },
+    /// A group-1 2-D convolution of `batch` NCHW images, patches from a packed bit image.
+    Conv {
+        batch: usize,
+        geo: Conv2d,
+        pixels: usize,
+    },
+}
+
+impl XnorLayer {
+    /// Compiles a Conv (group 1, 2-D), Gemm (`transA = 0`, `alpha = beta = 1`, bias `[N]` or
+    /// `[1, N]`) or MatMul (2-D B) whose constant f32 weights are binary ([`binary_alphas`]),
+    /// reading `Sign` of input 0; `act` may be ReLU. Anything else is an error naming the node
+    /// (the fusion pass only marks layers this accepts).
+    pub fn compile(
+        node: &Node,
+        types: &[Option<&ValueType>],
+        consts: &[Option<&Tensor>],
+        act: Activation,
+    ) -> Result<XnorLayer, GraphError> {
+        let relu = match act {
+            Activation::None => false,
+            Activation::Relu => true,
+            _ => return Err(node.error("a binary-activation layer fuses ReLU only")),
+        };
+        let x = types
+            .first()
+            .copied()
+            .flatten()
+            .ok_or_else(|| node.error("missing input 0"))?;
+        let w = consts
+            .get(1)
+            .copied()
+            .flatten()
+            .ok_or_else(|| node.error("binary weights must be a constant"))?;
+        let wv = w
+            .as_f32()
+            .map_err(|e| node.error(format!("weights: {e}")))?;
+        let not_binary = || node.error("weights are not ±α per output channel");
+        let bias_of = |i: usize, n: usize| -> Result<Option<Vec<f32>>, GraphError> {
+            match node.input(i) {
+                None => Ok(None),
+                Some(_) => {
+                    let b = consts
+                        .get(i)
+                        .copied()
+                        .flatten()
+                        .ok_or_else(|| node.error("the bias must be a constant"))?;
+                    let ok_shape = matches!(b.shape(), [x] | [1, x] if *x == n);
+                    match b.as_f32() {
+                        Ok(v) if ok_shape => Ok(Some(v.to_vec())),
+                        _ => Err(node.error(format!(
+                            "the bias must be f32 [{n}] or [1, {n}], got {:?}",
+                            b.shape()
+                        ))),
+                    }
+                }
+            }
+        };
+        let (w, bias, shape) = match node.op_type.as_str() {
+            "Conv" => {
+                let p = ConvParams::resolve(node, &x.shape, w.shape())?;
+                let g = Geometry::of_conv(&p);
+                if p.group != 1 || !g.reads_nhwc() {
+                    return Err(node.error(
+                        "a binary-activation Conv must be group 1 with unit width dilation",
+                    ));
+                }
+                let geo = super::integer::conv2d(&p);
+                geo.output_size().map_err(|e| node.error(e.to_string()))?;
+                b1::padded_bits(&geo).map_err(|e| node.error(e.to_string()))?;
+                let k = geo.patch_len();
+                let alpha =
+                    binary_alphas(p.cout, k, |j, kk| wv[j * k + kk]).ok_or_else(not_binary)?;
+                // Kernel row, kernel column, channel: the order of the bit patches.
+                let ordered = g.order_weights(wv.to_vec());
+                let w = PackedBinary::from_n_by_k(p.cout, k, &ordered, Some(&alpha))
+                    .map_err(|e| node.error(e.to_string()))?;
+                let shape = XnorShape::Conv {
+                    batch: p.batch,
+                    geo,
+                    pixels: p.window.output[0] * p.window.output[1],
+                };
+                (w, bias_of(2, p.cout)?, shape)
+            }
+            "Gemm" | "MatMul" => {
+                let (m, k, n, trans_b) = if node.op_type == "Gemm" {
+                    let c = types.get(2).copied().flatten().map(|t| t.shape.as_slice());
+                    let p = GemmParams::resolve(node, &x.shape, w.shape(), c)?;
+                    if p.trans_a || p.alpha != 1.0 || (c.is_some() && p.beta != 1.0) {
+                        return Err(node.error(
+                            "a binary-activation Gemm needs transA = 0 and alpha = beta = 1",
+                        ));
+                    }
+                    (p.m, p.k, p.n, p.trans_b)
+                } else {
+                    let [k, n] = w.shape() else {
+                        return Err(node.error("a binary-activation MatMul needs 2-D weights"));
+                    };
+                    if x.shape.last() != Some(k) {
+                        return Err(
+                            node.error(format!("input {:?} does not end in K = {k}", x.shape))
+                        );
+                    }
+                    let m = x.shape[..x.shape.len() - 1].iter().product();
+                    (m, *k, *n, false)
+                };
+                // Row-major N×K whichever way B is stored.
+                let at = |j: usize, kk: usize| {
+                    if trans_b {
+                        wv[j * k + kk]
+                    } else {
+                        wv[kk * n + j]
+                    }
+                };
+                let alpha = binary_alphas(n, k, at).ok_or_else(not_binary)?;
+                let nk: Vec<f32> = (0..n * k).map(|i| at(i / k, i % k)).collect();
+                let w = PackedBinary::from_n_by_k(n, k, &nk, Some(&alpha))
+                    .map_err(|e| node.error(e.to_string()))?;
+                let bias = if node.op_type == "Gemm" {
+                    bias_of(2, n)?
+                } else {
+                    None
+                };
+                (w, bias, XnorShape::Gemm { m })
+            }
+            other => return Err(node.error(format!("{other} does not take binary activations"))),
+        };
+        Ok(XnorLayer {
+            w,
+            bias,
+            relu,
+            shape,
+        })
+    }
+
+    /// Name of the compute kernel, for records: the XNOR-popcount kernel with ternary inputs.
+    pub fn kernel_name(&self) -> String {
+        let name = b1::binary_kernel_name().replacen("b1-xnor-gemm", "b1-xnor-popcount", 1);
+        match self.shape {
+            XnorShape::Gemm { .. } => format!("{name} (sign inputs)"),
+            XnorShape::Conv { .. } => format!("{name} (sign inputs, bit patches)"),
+        }
+    }
+
+    /// f32 slots of scratch: the pixel-major result of a convolution image.
+    pub fn scratch_len(&self) -> usize {
+        match self.shape {
+            XnorShape::Gemm { .. } => 0,
+            XnorShape::Conv { pixels, .. } => pixels * self.w.n(),
+        }
+    }
+
+    /// Bytes of packed weights held.
+    pub fn packed_bytes(&self) -> usize {
+        self.w.size_bytes() + self.bias.as_ref().map_or(0, |b| b.len() * 4)
+    }
+
+    /// The f32 epilogue: `dot · α + bias`, ReLU when fused.
+    fn output<'a>(&'a self, out: &'a mut [f32]) -> b1::Output<'a> {
+        b1::Output::F32 {
+            out,
+            bias: self.bias.as_deref(),
+            relu: self.relu,
+        }
+    }
+
+    /// Runs on f32 arena slices: `x` the layer's input before `Sign`, `out` its f32 output.
+    pub fn run(&self, x: &[f32], out: &mut [f32], scratch: &mut [f32]) {
+        let (k, n) = (self.w.k(), self.w.n());
+
+        match &self.shape {
+            XnorShape::Gemm { m } => {
+                let a = BinaryActivations::pack_ternary(*m, k, x, k);
+                checked(
+                    a.and_then(|a| b1::gemm_binary(&a, &self.w, self.output(&mut out[..m * n]), n)),
+                );
+            }
+            XnorShape::Conv { batch, geo, pixels } => {
+                let in_len = geo.channels * geo.height * geo.width;
+                let out_len = n * pixels;
+                let res = &mut scratch[..out_len];
+                let mut img = TernaryImage::new();
+                for b in 0..*batch {
+                    let xi = &x[b * in_len..(b + 1) * in_len];
+                    let r = img
+                        .pack_nchw(geo, xi)
+                        .and_then(|()| BinaryActivations::conv_patches(geo, &img));
+                    checked(r.and_then(|a| b1::gemm_binary(&a, &self.w, self.output(res), n)));
+                    // Pixel-major result; the output is channel-major (NCHW).
+                    super::conv::transpose2d(
+                        res,
+                        *pixels,
+                        n,
+                        &mut out[b * out_len..(b + 1) * out_len],
+                    );
                 }
             }
         }

@@ -123,13 +123,18 @@ impl PackedBinary {
     }
 }
 
-/// Binary activations: sign bits of A (M×K) with a per-row scale β.
+/// Binary activations: sign bits of A (M×K) with a per-row scale β, and for ternary
+/// activations ({-1, 0, +1}, ONNX `Sign`) a second plane of nonzero bits.
 #[derive(Debug, Clone)]
 pub struct BinaryActivations {
     m: usize,
     k: usize,
     words: usize,
     bits: Vec<u64>,
+    /// Nonzero bits (1 where the value is not 0), laid out as `bits`; `None`: every value is ±1.
+    mask: Option<Vec<u64>>,
+    /// Per row, the values that count: K, or the row's nonzero count. `dot = count - 2·pop`.
+    counts: Vec<i32>,
     beta: Vec<f32>,
 }
 
@@ -180,7 +185,76 @@ impl BinaryActivations {
             k,
             words,
             bits,
+            mask: None,
+            counts: vec![k as i32; mp],
             beta,
+        })
+    }
+
+    /// Ternary activations `sign(a)` with ONNX `Sign` semantics (−1, 0 or +1; −0.0 is 0), from
+    /// A row-major M×K with row stride `lda`: a sign plane (1 for `x < 0`) and a nonzero plane
+    /// (1 for `x != 0`), so `dot = nz - 2·popcount(nz AND (a XOR w))` is the exact
+    /// `Σ sign(a)·sign(w)`. β is 1. A NaN counts as +1 (ONNX gives NaN).
+    pub fn pack_ternary(
+        m: usize,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+    ) -> Result<BinaryActivations, B1Error> {
+        if lda < k {
+            return Err(B1Error::Stride {
+                what: "lda",
+                got: lda,
+                min: k,
+            });
+        }
+        let need = if m == 0 { 0 } else { (m - 1) * lda + k };
+        if a.len() < need {
+            return Err(B1Error::Length {
+                what: "activations",
+                expected: need,
+                got: a.len(),
+            });
+        }
+        BinaryActivations::ternary_rows(m, k, |i, sign, nonzero| {
+            pack_ternary_row(&a[i * lda..i * lda + k], sign, nonzero);
+        })
+    }
+
+    /// Ternary activations whose rows `fill(i, sign, nonzero)` writes: row `i`'s sign and
+    /// nonzero planes (`words` u64 each, zeroed; bit `k % 64` of word `k / 64` is value k). Bits
+    /// at or past K must stay 0 in the nonzero plane (they are masked out whatever the sign
+    /// plane holds). Rows are filled in parallel over rayon's current pool.
+    pub fn ternary_rows(
+        m: usize,
+        k: usize,
+        fill: impl Fn(usize, &mut [u64], &mut [u64]) + Sync + Send,
+    ) -> Result<BinaryActivations, B1Error> {
+        let words = check_k(k)?;
+        let mp = m.div_ceil(MR) * MR;
+        let mut bits = vec![0u64; mp * words];
+        let mut mask = vec![0u64; mp * words];
+        let mut counts = vec![0i32; mp];
+        if words > 0 {
+            crate::kernels::par::for_each_chunk_pair(
+                &mut bits[..m * words],
+                words,
+                &mut mask[..m * words],
+                words,
+                |i, sign, nonzero| fill(i, sign, nonzero),
+            );
+        }
+        for (c, row) in counts.iter_mut().zip(mask.chunks(words.max(1))).take(m) {
+            *c = row.iter().map(|w| w.count_ones() as i32).sum();
+        }
+        Ok(BinaryActivations {
+            m,
+            k,
+            words,
+            bits,
+            mask: Some(mask),
+            counts,
+            beta: vec![1.0; m],
         })
     }
 
@@ -200,6 +274,30 @@ impl BinaryActivations {
 
     pub(super) fn rows_from(&self, i0: usize, rows: usize) -> &[u64] {
         &self.bits[i0 * self.words..(i0 + rows) * self.words]
+    }
+
+    /// The nonzero plane's rows `i0 .. i0 + rows`, for ternary activations.
+    pub(super) fn mask_from(&self, i0: usize, rows: usize) -> Option<&[u64]> {
+        let m = self.mask.as_ref()?;
+        Some(&m[i0 * self.words..(i0 + rows) * self.words])
+    }
+
+    /// Values that count in row `i`'s dot product (K, or its nonzero count).
+    pub(super) fn count(&self, i: usize) -> i32 {
+        self.counts[i]
+    }
+}
+
+/// The sign (`x < 0`) and nonzero (`x != 0`) bits of `row` into `sign` and `nonzero`.
+pub(super) fn pack_ternary_row(row: &[f32], sign: &mut [u64], nonzero: &mut [u64]) {
+    for ((chunk, s), z) in row.chunks(64).zip(sign.iter_mut()).zip(nonzero.iter_mut()) {
+        let (mut sb, mut zb) = (0u64, 0u64);
+        for (i, &x) in chunk.iter().enumerate() {
+            sb |= u64::from(x < 0.0) << i;
+            zb |= u64::from(x != 0.0) << i;
+        }
+        *s = sb;
+        *z = zb;
     }
 }
 
