@@ -27,7 +27,7 @@ mod wide;
 mod tests;
 
 pub use pack::{BinaryActivations, PackedBinary};
-pub use patches::{padded_bits, TernaryImage};
+pub use patches::{gemm_i8_hwc, padded_len, TernaryImage};
 
 use super::i8::Activations;
 use super::par;
@@ -69,7 +69,7 @@ pub enum B1Error {
         /// [`K_MAX`].
         max: usize,
     },
-    /// A padded convolution image beyond [`patches::MAX_IMAGE_BITS`] (or overflowing).
+    /// A padded convolution image beyond [`patches::MAX_IMAGE_LEN`] (or overflowing).
     #[error("binary kernel: the padded convolution image exceeds {max} values")]
     ImageTooLarge {
         /// The limit.
@@ -241,10 +241,23 @@ fn gemm_i8_with(
         });
     }
     let p = pack::Unsigned::new(m, a, lda, k, b.words() * 64, MR)?;
+    run_i8(kernel, m, &p, scale_a, b, out, ldc)
+}
+
+/// The int8 × binary product of `m` prepared rows `p`.
+fn run_i8(
+    kernel: Kernel,
+    m: usize,
+    p: &pack::Unsigned,
+    scale_a: f32,
+    b: &PackedBinary,
+    out: Output<'_>,
+    ldc: usize,
+) -> Result<(), B1Error> {
     let scales = vec![scale_a; m];
     let tiled = Tiled {
         kernel,
-        tile: &Int8 { kernel, p: &p, b },
+        tile: &Int8 { kernel, p, b },
         b,
     };
     drive(m, b, &scales, out, ldc, &tiled)

@@ -301,6 +301,16 @@ pub(super) fn pack_ternary_row(row: &[f32], sign: &mut [u64], nonzero: &mut [u64
     }
 }
 
+/// The bytes of `a`, whether they are s8, and the zero point.
+pub(super) fn raw(a: Activations<'_>) -> (&[u8], bool, i32) {
+    match a {
+        Activations::U8 { data, zero_point } => (data, false, i32::from(zero_point)),
+        Activations::S8 { data, zero_point } => {
+            (bytemuck::cast_slice(data), true, i32::from(zero_point))
+        }
+    }
+}
+
 /// Int8 activations as u8 (s8 shifted by 128), rows padded with zeros to whole words of K and
 /// whole tiles of rows, with their row sums and the zero point in the same shift.
 pub(super) struct Unsigned {
@@ -311,6 +321,7 @@ pub(super) struct Unsigned {
 }
 
 impl Unsigned {
+    /// From a row-major `m × k` matrix with row stride `lda`.
     pub(super) fn new(
         m: usize,
         a: Activations<'_>,
@@ -319,62 +330,61 @@ impl Unsigned {
         stride: usize,
         tile_rows: usize,
     ) -> Result<Unsigned, B1Error> {
-        let mp = m.div_ceil(tile_rows) * tile_rows;
         let need = if m == 0 { 0 } else { (m - 1) * lda + k };
+        let (src, signed, zero_point) = raw(a);
+        if src.len() < need {
+            return Err(B1Error::Length {
+                what: "activations",
+                expected: need,
+                got: src.len(),
+            });
+        }
+        Ok(Unsigned::from_rows(
+            m,
+            k,
+            stride,
+            tile_rows,
+            (signed, zero_point),
+            |i, row| row.copy_from_slice(&src[i * lda..i * lda + k]),
+        ))
+    }
+
+    /// From rows that `fill(i, row)` writes as raw bytes (K of them) of activations of the
+    /// given signedness and zero point; rows are filled in parallel over rayon's current pool.
+    pub(super) fn from_rows(
+        m: usize,
+        k: usize,
+        stride: usize,
+        tile_rows: usize,
+        (signed, zero_point): (bool, i32),
+        fill: impl Fn(usize, &mut [u8]) + Sync + Send,
+    ) -> Unsigned {
+        let mp = m.div_ceil(tile_rows) * tile_rows;
         let mut data = vec![0u8; mp * stride];
-        let zero_point = match a {
-            Activations::U8 {
-                data: src,
-                zero_point,
-            } => {
-                if src.len() < need {
-                    return Err(B1Error::Length {
-                        what: "activations",
-                        expected: need,
-                        got: src.len(),
-                    });
-                }
-                for i in 0..m {
-                    data[i * stride..i * stride + k].copy_from_slice(&src[i * lda..i * lda + k]);
-                }
-                zero_point as i32
-            }
-            Activations::S8 {
-                data: src,
-                zero_point,
-            } => {
-                if src.len() < need {
-                    return Err(B1Error::Length {
-                        what: "activations",
-                        expected: need,
-                        got: src.len(),
-                    });
-                }
-                for i in 0..m {
-                    for (d, &s) in data[i * stride..i * stride + k]
-                        .iter_mut()
-                        .zip(&src[i * lda..i * lda + k])
-                    {
-                        *d = (s as u8) ^ 0x80;
+        let mut row_sums = vec![0i32; mp];
+        crate::kernels::par::for_each_chunk_pair(
+            &mut data[..m * stride],
+            stride,
+            &mut row_sums[..m],
+            1,
+            |i, row, sum| {
+                let row = &mut row[..k];
+                fill(i, row);
+                if signed {
+                    for v in row.iter_mut() {
+                        *v ^= 0x80;
                     }
                 }
-                zero_point as i32 + 128
-            }
-        };
-        let row_sums = (0..mp)
-            .map(|i| {
-                data[i * stride..(i + 1) * stride]
-                    .iter()
-                    .map(|&v| v as i32)
-                    .sum()
-            })
-            .collect();
-        Ok(Unsigned {
+                sum[0] = row.iter().map(|&v| v as i32).sum();
+            },
+        );
+        Unsigned {
             data,
             stride,
             row_sums,
-            zero_point,
-        })
+            // s8 shifted by 128 to u8: the zero point moves with it.
+            zero_point: zero_point + if signed { 128 } else { 0 },
+        }
     }
 
     pub(super) fn rows_from(&self, i0: usize, rows: usize) -> &[u8] {
