@@ -1038,7 +1038,9 @@ fn eval_variant(args: &EvalArgs, manifest: &Manifest) -> Result<Option<EvalVaria
     };
     let built = qp::build(&config, None, &mut print_qat)?;
     variant.method = record_method(built.method);
-    if built.method == qp::Method::Static {
+    // Binary (Sign) activations are not calibrated: no calibrator in the label.
+    let sign_acts = config.binary_acts == Some(qp::BinaryInput::Binary);
+    if built.method == qp::Method::Static && !sign_acts {
         let c = config.calibrator.unwrap_or(CalibratorKind::MinMax);
         variant.calibrator = Some(c.name().to_string());
     }
