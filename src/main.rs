@@ -418,6 +418,10 @@ struct VariantArgs {
     /// 4-bit group size: 32 (default), 64 or 128.
     #[arg(long)]
     group: Option<usize>,
+    /// Activations of binary layers: int8 (default; calibrated QDQ) or binary (Sign, run on
+    /// the XNOR-popcount kernel; --method static only).
+    #[arg(long, value_enum)]
+    binary_acts: Option<BinaryActsArg>,
     /// Calibration samples (default 1000), or QAT training samples (default: the whole split).
     #[arg(long)]
     calib_samples: Option<usize>,
@@ -458,6 +462,7 @@ impl VariantArgs {
             percentile: self.percentile,
             per_tensor: self.per_tensor,
             group: self.group,
+            binary_acts: self.binary_acts.map(Into::into),
             calib_samples: self.calib_samples,
             calibrate_on: self.calibrate_on.into(),
             epochs: self.epochs,
@@ -626,6 +631,22 @@ enum QuantPrecisionArg {
     Int8,
     Int4,
     Binary,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BinaryActsArg {
+    Int8,
+    Binary,
+}
+
+impl From<BinaryActsArg> for quench::quant::pipeline::BinaryInput {
+    fn from(a: BinaryActsArg) -> Self {
+        use quench::quant::pipeline::BinaryInput;
+        match a {
+            BinaryActsArg::Int8 => BinaryInput::Int8,
+            BinaryActsArg::Binary => BinaryInput::Binary,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -1024,7 +1045,9 @@ fn eval_variant(args: &EvalArgs, manifest: &Manifest) -> Result<Option<EvalVaria
     };
     let built = qp::build(&config, None, &mut print_qat)?;
     variant.method = record_method(built.method);
-    if built.method == qp::Method::Static {
+    // Binary (Sign) activations are not calibrated: no calibrator in the label.
+    let sign_acts = config.binary_acts == Some(qp::BinaryInput::Binary);
+    if built.method == qp::Method::Static && !sign_acts {
         let c = config.calibrator.unwrap_or(CalibratorKind::MinMax);
         variant.calibrator = Some(c.name().to_string());
     }

@@ -5,6 +5,7 @@
 //! store, and lays every intermediate value out in one arena whose regions are reused once their
 //! values are dead. [`Plan::run`] then allocates nothing but the returned outputs.
 
+pub mod fuse_b1;
 pub mod fuse_int;
 pub mod fuse_qop;
 pub mod nhwc;

@@ -236,6 +236,7 @@ impl Plan {
         fold_conv_bias_add(&mut g)?;
         fuse_hardswish(&mut g)?;
         let types = infer_shapes(&g, inputs)?;
+        super::fuse_b1::fuse_sign(&mut g, &types);
         super::nhwc::mark_nhwc(&mut g, &types);
         let mut plan = Builder::new(&g, &types, pool)?.finish(outputs)?;
         for t in taps {

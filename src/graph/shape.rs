@@ -715,7 +715,7 @@ pub fn infer_node(
     let f32_of = |shape: Vec<usize>| Ok(vec![ValueType::new(DataType::F32, shape)]);
     match node.op_type.as_str() {
         "Relu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Erf" | "Gelu" | "Sqrt"
-        | "Clip" | "Softmax" | "LayerNormalization" | "BatchNormalization" => {
+        | "Sign" | "Clip" | "Softmax" | "LayerNormalization" | "BatchNormalization" => {
             let t = x()?;
             need_f32(node, t, "input")?;
             if node.op_type == "Softmax" {

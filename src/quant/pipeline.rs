@@ -174,6 +174,26 @@ impl Method {
     }
 }
 
+/// What a binary layer's activations become (`--binary-acts`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BinaryInput {
+    /// INT8 through a calibrated QuantizeLinear/DequantizeLinear pair (the default).
+    Int8,
+    /// `Sign(x)`: binary (−1/0/+1) activations, no calibration.
+    Binary,
+}
+
+impl BinaryInput {
+    /// Lowercase name, as on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            BinaryInput::Int8 => "int8",
+            BinaryInput::Binary => "binary",
+        }
+    }
+}
+
 /// Everything `quench quantize` is told.
 #[derive(Debug, Clone)]
 pub struct QuantizeConfig {
@@ -193,6 +213,8 @@ pub struct QuantizeConfig {
     pub per_tensor: bool,
     /// 4-bit group size; `None`: 32.
     pub group: Option<usize>,
+    /// Activations of binary layers; `None`: [`BinaryInput::Int8`].
+    pub binary_acts: Option<BinaryInput>,
     /// The runtime static calibration runs the FP32 model on.
     pub calibrate_on: CalibrateOn,
     /// Calibration samples (PTQ; default [`DEFAULT_CALIB_SAMPLES`]) or training samples (QAT;
@@ -443,6 +465,27 @@ impl QuantizeConfig {
                 names(p.methods())
             ));
         }
+        let sign_acts = self.binary_acts == Some(BinaryInput::Binary);
+        match self.binary_acts {
+            Some(a) if p != Target::Binary => {
+                return bad(format!(
+                    "--binary-acts {} applies only to --precision binary, not {}",
+                    a.name(),
+                    p.name()
+                ))
+            }
+            Some(BinaryInput::Binary) if method == Method::Qat => {
+                return bad("--method qat does not support --binary-acts binary: QAT in quench                      trains binary weights with INT8 activations only (its fake quantization                      has no Sign activation); use --binary-acts int8 with qat, or --method                      static for binary activations"
+                    .into())
+            }
+            _ => {}
+        }
+        if let (true, Some(c)) = (sign_acts, self.calibrator) {
+            return bad(format!(
+                "--calibrator {} does not apply to --binary-acts binary: Sign activations have                  no ranges to calibrate",
+                c.name()
+            ));
+        }
         let static_ptq = method == Method::Static;
         if let (Some(c), false) = (self.calibrator, static_ptq) {
             return bad(format!(
@@ -517,6 +560,11 @@ impl QuantizeConfig {
             (Target::Int8, Method::Dynamic) => Scheme::int8_dynamic(),
             (Target::Int8, _) => Scheme::int8_static(!self.per_tensor, calibration),
             (Target::Int4, _) => Scheme::int4(group, false),
+            (Target::Binary, _) if self.binary_acts == Some(BinaryInput::Binary) => {
+                Scheme::uniform(Precision::Binary {
+                    activations: BinaryActs::Binary,
+                })
+            }
             (Target::Binary, _) => Scheme::uniform(Precision::Binary {
                 activations: BinaryActs::Int8 {
                     activations: ActQuant {
@@ -1105,6 +1153,7 @@ mod tests {
             percentile: None,
             per_tensor: false,
             group: None,
+            binary_acts: None,
             calib_samples: None,
             calibrate_on: CalibrateOn::Native,
             epochs: None,
@@ -1146,6 +1195,44 @@ mod tests {
         let mut c = config(Target::Int8, Some(Method::Dynamic));
         c.epochs = Some(2);
         assert!(c.check().unwrap_err().to_string().contains("--epochs"));
+    }
+
+    /// `--binary-acts` belongs to binary only; binary activations take no calibrator and no
+    /// QAT (which trains INT8 activations), said plainly.
+    #[test]
+    fn check_binary_acts() {
+        let mut c = config(Target::Binary, None);
+        c.binary_acts = Some(BinaryInput::Binary);
+        assert_eq!(c.check().unwrap(), Method::Static);
+        assert_eq!(
+            c.scheme(Method::Static).default,
+            Precision::Binary {
+                activations: BinaryActs::Binary
+            }
+        );
+        c.method = Some(Method::Qat);
+        let err = c.check().unwrap_err().to_string();
+        assert!(
+            err.contains("qat does not support --binary-acts binary"),
+            "{err}"
+        );
+        c.binary_acts = Some(BinaryInput::Int8);
+        assert_eq!(c.check().unwrap(), Method::Qat);
+        let mut c = config(Target::Binary, None);
+        c.binary_acts = Some(BinaryInput::Binary);
+        c.calibrator = Some(CalibratorKind::Entropy);
+        assert!(c
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("Sign activations"));
+        let mut c = config(Target::Int8, None);
+        c.binary_acts = Some(BinaryInput::Int8);
+        assert!(c
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("--precision binary"));
     }
 
     #[test]

@@ -412,6 +412,7 @@ impl Runner<'_> {
             percentile: None,
             per_tensor: false,
             group: variant.group,
+            binary_acts: None,
             calib_samples: if qat {
                 self.profile.qat.samples
             } else {

@@ -386,3 +386,51 @@ fn grouped_convs_fuse_and_agree_with_fp32_and_ort() {
     eprintln!("grouped static: worst {to_fp32} to FP32, {to_ort} to ORT, range {range}");
     assert!(to_ort <= 1e-4 * range, "ORT {to_ort} of {range}");
 }
+
+/// mnist-cnn exported with binary weights and binary (`Sign`) activations: every layer runs on
+/// the XNOR-popcount kernel, the logits equal the plain f32 path of the same file (the `Sign`
+/// outputs tapped, so unfused) up to f32 summation order on 8 test images, and native agrees
+/// with ONNX Runtime on the test images.
+#[test]
+fn mnist_cnn_binary_activations_run_on_xnor_popcount() {
+    let scheme = Scheme::uniform(Precision::Binary {
+        activations: BinaryActs::Binary,
+    });
+    let m = manifest("mnist-cnn");
+    let q = exported(&m, &scheme);
+    let test = Dataset::load(&m.data.test, &m.input, Some(sample_limit())).unwrap();
+    let input = test.batch(0..8).unwrap();
+    let shapes = [(test.input_name(), input.shape().to_vec())];
+    let mut fused = Plan::new(&q, &shapes, 1).unwrap();
+    let names = fused.kernel_names().join(", ");
+    assert!(
+        names.contains("b1-xnor-popcount") && !names.contains("f32-gemm"),
+        "{names}"
+    );
+    let taps: Vec<String> = q
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Sign")
+        .map(|n| n.outputs[0].clone())
+        .collect();
+    assert_eq!(taps.len(), 4);
+    let pool = quench::engine::plan::thread_pool(1).unwrap();
+    let mut plain = Plan::with_taps(&q, &shapes, pool, &taps).unwrap();
+    let a = fused.run(&[(test.input_name(), &input)]).unwrap();
+    let b = plain.run(&[(test.input_name(), &input)]).unwrap();
+    assert_close(a[0].as_f32().unwrap(), b[0].as_f32().unwrap(), 1e-4);
+
+    let mut native = NativeRuntime::new(q.clone(), 1).unwrap();
+    let mut reference = ort(&q);
+    let out = output_index(&m.output, reference.output_names()).unwrap();
+    let r = evaluate(&mut reference, &test, 100, out).unwrap();
+    let n = evaluate(&mut native, &test, 100, out).unwrap();
+    let agreement = metrics::agreement(&r.outputs, &n.outputs).unwrap();
+    eprintln!(
+        "mnist-cnn binary×binary: {} images, ORT {:?}, native {:?}, agreement {agreement}",
+        test.len(),
+        r.accuracy,
+        n.accuracy
+    );
+    assert!(agreement >= 0.995, "agreement {agreement}");
+}

@@ -4,6 +4,7 @@
 mod cli;
 #[allow(dead_code)]
 mod common;
+mod engine_binary;
 mod engine_cnn;
 mod engine_graph;
 mod engine_integer;

@@ -273,6 +273,7 @@ fn textdir_int8_static_percentile_agrees_with_fp32() {
         percentile: None,
         per_tensor: false,
         group: None,
+        binary_acts: None,
         calibrate_on: Default::default(),
         calib_samples: None,
         epochs: None,

@@ -106,6 +106,22 @@ fn a_bad_combination_names_what_is_allowed() {
     let out = quantize_fails(&[MODEL, "--precision", "int4", "--group", "48"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("32, 64 and 128"));
+    // QAT trains INT8 activations only: binary activations are refused, not silently replaced.
+    let out = quantize_fails(&[
+        MODEL,
+        "--precision",
+        "binary",
+        "--method",
+        "qat",
+        "--binary-acts",
+        "binary",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("qat does not support --binary-acts binary"),
+        "{err}"
+    );
     assert!(!Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("mnist-cnn.int4-weight-only.onnx")
         .exists());

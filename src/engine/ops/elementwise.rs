@@ -36,6 +36,8 @@ pub enum Unary {
     },
     /// Square root.
     Sqrt,
+    /// ONNX `Sign`: −1, 0 or +1 (NaN stays NaN).
+    Sign,
 }
 
 impl Unary {
@@ -58,6 +60,15 @@ impl Unary {
                 0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
             }
             Unary::Sqrt => x.sqrt(),
+            Unary::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    x * 0.0
+                }
+            }
         }
     }
 
@@ -366,6 +377,7 @@ mod tests {
             Unary::Erf,
             Unary::Gelu { tanh: false },
             Unary::Gelu { tanh: true },
+            Unary::Sign,
         ];
         for f in fs {
             let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);

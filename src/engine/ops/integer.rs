@@ -148,7 +148,7 @@ fn hwc(conv: &Conv2d) -> bool {
 }
 
 /// Writes image `x` (C×H×W) into `xp` as HWC with `pad` (the zero point) around it.
-fn pad_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
+pub(super) fn pad_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
     let [_, wp] = g.padded();
     let (c, h, w) = (g.channels, g.height, g.width);
     xp.fill(pad);
@@ -164,7 +164,7 @@ fn pad_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
 
 /// Writes image `x`, already HWC, into `xp` with `pad` (the zero point) around it: one copy per
 /// image row.
-fn pad_from_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
+pub(super) fn pad_from_hwc<T: Copy>(g: &Conv2d, x: &[T], pad: T, xp: &mut [T]) {
     let [hp, wp] = g.padded();
     let c = g.channels;
     let run = g.width * c;
@@ -259,7 +259,7 @@ impl Geometry {
 
     /// Conv weights `[OC][C/groups][kh][kw]` in the order of this geometry's patches (kernel
     /// row, kernel column, channel when they come from an HWC copy). A MatMul's stay as they are.
-    fn order_weights(&self, w: Vec<i8>) -> Vec<i8> {
+    pub(super) fn order_weights<T: Copy + Default>(&self, w: Vec<T>) -> Vec<T> {
         let Geometry::Conv { conv, .. } = *self else {
             return w;
         };
@@ -268,7 +268,7 @@ impl Geometry {
         }
         let (c, kh, kw) = (conv.channels, conv.kernel[0], conv.kernel[1]);
         let k = c * kh * kw;
-        let mut out = vec![0i8; w.len()];
+        let mut out = vec![T::default(); w.len()];
         for (o, dst) in out.chunks_exact_mut(k.max(1)).enumerate() {
             for ci in 0..c {
                 for ky in 0..kh {

@@ -48,7 +48,7 @@ use crate::graph::{GraphError, Node};
 use crate::kernels::f32::Activation;
 use crate::tensor::{DataType, Tensor, TensorData};
 
-use b1::B1Layer;
+use b1::{B1Layer, XnorLayer};
 use conv::Conv;
 use elementwise::{Arith, BinOp, Broadcast, Unary};
 use integer::DynamicQuant;
@@ -101,6 +101,9 @@ pub enum Kernel {
     Quantized(Box<QKernel>),
     /// A fused layer with ±1 weights on the binary kernels ([`b1`]).
     B1(Box<B1Layer>),
+    /// A layer with `±α` weights reading `Sign` of its input, on the XNOR-popcount kernel
+    /// ([`b1::XnorLayer`]).
+    Xnor(Box<XnorLayer>),
     /// A dynamic INT8 MatMul or Conv chain folded into one node ([`integer`]).
     DynamicQuant(Box<DynamicQuant>),
     /// `com.microsoft::MatMulNBits`, 4-bit weights ([`nbits`]).
@@ -196,6 +199,11 @@ impl Kernel {
                 .map(|t| t.shape.as_slice())
                 .ok_or_else(|| node.error(format!("missing input {i}")))
         };
+        if node.attr_int(b1::SIGN_INPUT, 0)? != 0 {
+            return Ok(Kernel::Xnor(Box::new(XnorLayer::compile(
+                node, types, consts, act,
+            )?)));
+        }
         if b1::chosen() {
             if let Some(b) = B1Layer::compile(node, types, consts)? {
                 if act != Activation::None {
@@ -258,6 +266,7 @@ impl Kernel {
             "Tanh" => Kernel::Unary(Unary::Tanh),
             "Erf" => Kernel::Unary(Unary::Erf),
             "Sqrt" => Kernel::Unary(Unary::Sqrt),
+            "Sign" => Kernel::Unary(Unary::Sign),
             "HardSwish" => Kernel::Unary(Unary::HardSwish),
             "HardSigmoid" => Kernel::Unary(Unary::HardSigmoid {
                 alpha: node.attr_float("alpha", 0.2)?,
@@ -447,6 +456,7 @@ impl Kernel {
             Kernel::MatMul(m) => m.scratch_len(),
             Kernel::Quantized(q) => q.scratch_len(),
             Kernel::B1(b) => b.scratch_len(),
+            Kernel::Xnor(x) => x.scratch_len(),
             Kernel::DynamicQuant(d) => d.scratch_len(),
             _ => 0,
         }
@@ -459,6 +469,7 @@ impl Kernel {
             Kernel::MatMul(m) => m.packed_bytes(),
             Kernel::Quantized(q) => q.packed_bytes(),
             Kernel::B1(b) => b.packed_bytes(),
+            Kernel::Xnor(x) => x.packed_bytes(),
             Kernel::DynamicQuant(d) => d.packed_bytes(),
             Kernel::MatMulNBits(m) => m.packed_bytes(),
             _ => 0,
@@ -483,6 +494,7 @@ impl Kernel {
             | Kernel::BatchNorm(_) => "f32-norm-direct".into(),
             Kernel::Quantized(q) => q.kernel_name(),
             Kernel::B1(b) => b.kernel_name(),
+            Kernel::Xnor(x) => x.kernel_name(),
             Kernel::DynamicQuant(d) => d.kernel_name(),
             Kernel::MatMulNBits(m) => m.kernel_name(),
         }
@@ -495,6 +507,7 @@ impl Kernel {
             Kernel::Conv(_)
             | Kernel::MatMul(_)
             | Kernel::B1(_)
+            | Kernel::Xnor(_)
             | Kernel::DynamicQuant(_)
             | Kernel::MatMulNBits(_) => true,
             Kernel::Quantized(q) => matches!(**q, QKernel::Conv(_) | QKernel::Gemm(_)),
@@ -521,6 +534,7 @@ impl Kernel {
             Kernel::BatchNorm(b) => b.run(x, out),
             Kernel::Quantized(q) => q.run(x, out, scratch),
             Kernel::B1(b) => b.run(x, out, scratch),
+            Kernel::Xnor(l) => l.run(x, out, scratch),
             Kernel::DynamicQuant(d) => d.run(x, out, scratch),
             Kernel::MatMulNBits(m) => m.run(x, out),
             _ => {

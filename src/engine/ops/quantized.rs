@@ -708,7 +708,7 @@ impl QGemm {
 /// Gemm weights `wv` (`K × N`, or `N × K` when `trans_b`) with their K rows reordered from an
 /// NCHW image's flattening (`c, y, x`) to an NHWC one's (`y, x, c`), for input rows that are
 /// NHWC images of shape `chw` ([`nhwc::HWC_GEMM`]).
-fn hwc_rows(
+pub(super) fn hwc_rows(
     node: &Node,
     chw: &[i64],
     k: usize,

@@ -29,17 +29,20 @@ pub(super) fn hsum4_u64(t: [__m256i; 4]) -> [u64; 4] {
     out
 }
 
-/// `pop[r][c] = Σ popcount(a_r XOR b_c)` over `words` u64 per row/column.
+/// `pop[r][c] = Σ popcount(a_r XOR b_c)` over `words` u64 per row/column, ANDed with the
+/// nonzero mask `m_r` when `MASK` (as [`super::scalar::xor_popcount`]).
 ///
 /// # Safety
-/// AVX2 must be present; `a` holds `R · words` and `b` `C · words` words.
+/// AVX2 must be present; `a` (and `m` when `MASK`) hold `R · words` and `b` `C · words` words.
 #[target_feature(enable = "avx2")]
-pub(super) unsafe fn xor_popcount<const R: usize, const C: usize>(
+pub(super) unsafe fn xor_popcount<const R: usize, const C: usize, const MASK: bool>(
     a: &[u64],
+    m: &[u64],
     b: &[u64],
     words: usize,
 ) -> [[u32; C]; R] {
     debug_assert!(a.len() >= R * words && b.len() >= C * words);
+    debug_assert!(!MASK || m.len() >= R * words);
     let lut = _mm256_setr_epi8(
         0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, 0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3,
         3, 4,
@@ -48,7 +51,7 @@ pub(super) unsafe fn xor_popcount<const R: usize, const C: usize>(
     let zero = _mm256_setzero_si256();
     let mut tot = [[zero; C]; R];
     let vec_words = words / 4 * 4;
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let (ap, mp, bp) = (a.as_ptr(), m.as_ptr(), b.as_ptr());
     let mut w = 0;
     while w < vec_words {
         let end = vec_words.min(w + 4 * BLOCK);
@@ -57,13 +60,20 @@ pub(super) unsafe fn xor_popcount<const R: usize, const C: usize>(
             // SAFETY: w + 4 ≤ vec_words ≤ words, so every 32-byte load lies inside its row.
             unsafe {
                 let mut av = [zero; R];
-                for (r, v) in av.iter_mut().enumerate() {
-                    *v = _mm256_loadu_si256(ap.add(r * words + w) as *const __m256i);
+                let mut mv = [zero; R];
+                for r in 0..R {
+                    av[r] = _mm256_loadu_si256(ap.add(r * words + w) as *const __m256i);
+                    if MASK {
+                        mv[r] = _mm256_loadu_si256(mp.add(r * words + w) as *const __m256i);
+                    }
                 }
                 for c in 0..C {
                     let bv = _mm256_loadu_si256(bp.add(c * words + w) as *const __m256i);
                     for r in 0..R {
-                        let x = _mm256_xor_si256(av[r], bv);
+                        let mut x = _mm256_xor_si256(av[r], bv);
+                        if MASK {
+                            x = _mm256_and_si256(x, mv[r]);
+                        }
                         let lo = _mm256_shuffle_epi8(lut, _mm256_and_si256(x, nib));
                         let hi = _mm256_shuffle_epi8(
                             lut,
@@ -90,7 +100,15 @@ pub(super) unsafe fn xor_popcount<const R: usize, const C: usize>(
             for (i, &s) in sums.iter().enumerate().take(C - c0) {
                 let c = c0 + i;
                 let tail: u32 = (vec_words..words)
-                    .map(|t| (a[r * words + t] ^ b[c * words + t]).count_ones())
+                    .map(|t| {
+                        super::scalar::masked(
+                            a[r * words + t] ^ b[c * words + t],
+                            m,
+                            r * words + t,
+                            MASK,
+                        )
+                        .count_ones()
+                    })
                     .sum();
                 out[r][c] = s as u32 + tail;
             }

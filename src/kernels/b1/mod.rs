@@ -13,6 +13,7 @@
 //! of negative weights in the column: exact in i32.
 
 mod pack;
+mod patches;
 mod scalar;
 
 #[cfg(target_arch = "x86_64")]
@@ -26,6 +27,7 @@ mod wide;
 mod tests;
 
 pub use pack::{BinaryActivations, PackedBinary};
+pub use patches::{gemm_i8_hwc, padded_len, TernaryImage};
 
 use super::i8::Activations;
 use super::par;
@@ -67,6 +69,15 @@ pub enum B1Error {
         /// [`K_MAX`].
         max: usize,
     },
+    /// A padded convolution image beyond [`patches::MAX_IMAGE_LEN`] (or overflowing).
+    #[error("binary kernel: the padded convolution image exceeds {max} values")]
+    ImageTooLarge {
+        /// The limit.
+        max: usize,
+    },
+    /// A convolution geometry that gives no output or overflows.
+    #[error("binary kernel: {0}")]
+    Conv(#[from] super::i8::I8Error),
     /// A row stride smaller than the row.
     #[error("binary kernel: {what} = {got} is smaller than the row length {min}")]
     Stride {
@@ -179,8 +190,11 @@ fn gemm_binary_with(
     }
     #[cfg(target_arch = "x86_64")]
     if kernel == Kernel::Vpopcnt {
+        let group = |bits: &[u64]| wide::RowGroups::new(a.m(), b.words(), bits);
         let wide = Wide {
-            rows: wide::RowGroups::new(a.m(), b.words(), a.rows_from(0, a.m())),
+            rows: group(a.rows_from(0, a.m())),
+            masks: a.mask_from(0, a.m()).map(group),
+            a,
             b,
         };
         return drive(a.m(), b, a.scales(), out, ldc, &wide);
@@ -227,10 +241,23 @@ fn gemm_i8_with(
         });
     }
     let p = pack::Unsigned::new(m, a, lda, k, b.words() * 64, MR)?;
+    run_i8(kernel, m, &p, scale_a, b, out, ldc)
+}
+
+/// The int8 × binary product of `m` prepared rows `p`.
+fn run_i8(
+    kernel: Kernel,
+    m: usize,
+    p: &pack::Unsigned,
+    scale_a: f32,
+    b: &PackedBinary,
+    out: Output<'_>,
+    ldc: usize,
+) -> Result<(), B1Error> {
     let scales = vec![scale_a; m];
     let tiled = Tiled {
         kernel,
-        tile: &Int8 { kernel, p: &p, b },
+        tile: &Int8 { kernel, p, b },
         b,
     };
     drive(m, b, &scales, out, ldc, &tiled)
@@ -241,7 +268,8 @@ trait Tile: Sync {
     fn tile(&self, i0: usize, j0: usize) -> [[i32; NR]; MR];
 }
 
-/// XNOR-popcount tiles: `K - 2·popcount(a XOR w)`.
+/// XNOR-popcount tiles: `K - 2·popcount(a XOR w)`, or for ternary activations
+/// `nz - 2·popcount(nz AND (a XOR w))`.
 struct Xnor<'a> {
     kernel: Kernel,
     a: &'a BinaryActivations,
@@ -251,23 +279,38 @@ struct Xnor<'a> {
 impl Tile for Xnor<'_> {
     #[inline(always)]
     fn tile(&self, i0: usize, j0: usize) -> [[i32; NR]; MR] {
-        let (a, b, words) = (self.a, self.b, self.b.words());
+        let (a, b) = (self.a, self.b);
         let rows = a.rows_from(i0, MR);
         let cols = b.cols_from(j0, NR);
-        let pop = match self.kernel {
-            Kernel::Scalar => scalar::xor_popcount::<MR, NR>(rows, cols, words),
-            #[cfg(target_arch = "x86_64")]
-            // SAFETY: chosen only when AVX2 was detected (AVX-512 implies it); `rows`/`cols` hold
-            // MR/NR rows of `words`. (`gemm_binary` runs `Kernel::Vpopcnt` on the wide kernel.)
-            Kernel::Avx2 | Kernel::Vpopcnt => unsafe {
-                avx2::xor_popcount::<MR, NR>(rows, cols, words)
-            },
-            #[cfg(target_arch = "aarch64")]
-            // SAFETY: NEON was detected; `rows`/`cols` hold MR/NR rows of `words`.
-            Kernel::Neon => unsafe { neon::xor_popcount::<MR, NR>(rows, cols, words) },
+        let pop = match a.mask_from(i0, MR) {
+            Some(m) => xor_popcount::<true>(self.kernel, rows, m, cols, b.words()),
+            None => xor_popcount::<false>(self.kernel, rows, rows, cols, b.words()),
         };
-        let k = b.k() as i32;
-        pop.map(|r| r.map(|p| k - 2 * p as i32))
+        std::array::from_fn(|r| pop[r].map(|p| a.count(i0 + r) - 2 * p as i32))
+    }
+}
+
+/// One MR×NR tile of XOR popcounts on `kernel` (masked by `m` when `MASK`).
+#[inline(always)]
+fn xor_popcount<const MASK: bool>(
+    kernel: Kernel,
+    rows: &[u64],
+    m: &[u64],
+    cols: &[u64],
+    words: usize,
+) -> [[u32; NR]; MR] {
+    match kernel {
+        Kernel::Scalar => scalar::xor_popcount::<MR, NR, MASK>(rows, m, cols, words),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: chosen only when AVX2 was detected (AVX-512 implies it); `rows` (and `m`)
+        // hold MR rows and `cols` NR columns of `words`. (`gemm_binary` runs `Kernel::Vpopcnt`
+        // on the wide kernel.)
+        Kernel::Avx2 | Kernel::Vpopcnt => unsafe {
+            avx2::xor_popcount::<MR, NR, MASK>(rows, m, cols, words)
+        },
+        #[cfg(target_arch = "aarch64")]
+        // SAFETY: NEON was detected; lengths as above.
+        Kernel::Neon => unsafe { neon::xor_popcount::<MR, NR, MASK>(rows, m, cols, words) },
     }
 }
 
@@ -349,10 +392,12 @@ impl<Tl: Tile> RowBlocks for Tiled<'_, Tl> {
     }
 }
 
-/// The wide AVX-512 XNOR kernel ([`wide`]) over regrouped activations.
+/// The wide AVX-512 XNOR kernel ([`wide`]) over regrouped activations (and nonzero masks).
 #[cfg(target_arch = "x86_64")]
 struct Wide<'a> {
     rows: wide::RowGroups,
+    masks: Option<wide::RowGroups>,
+    a: &'a BinaryActivations,
     b: &'a PackedBinary,
 }
 
@@ -383,6 +428,26 @@ impl RowBlocks for Wide<'_> {
             ldc: usize,
             fin: &Fi,
         ) {
+            if w.masks.is_some() {
+                wide_block(
+                    w,
+                    i0,
+                    m,
+                    chunk,
+                    ldc,
+                    fin,
+                    |r, k, c, words| {
+                        // SAFETY: the features are enabled here; `wide_block` passes a tile's
+                        // row groups, their masks and `C` columns of `words` words.
+                        unsafe { wide::tile_avx512::<1, true>(r, k, c, words) }
+                    },
+                    |r, k, c, words| {
+                        // SAFETY: as above, for `NC` columns.
+                        unsafe { wide::tile_avx512::<{ wide::NC }, true>(r, k, c, words) }
+                    },
+                );
+                return;
+            }
             wide_block(
                 w,
                 i0,
@@ -390,14 +455,13 @@ impl RowBlocks for Wide<'_> {
                 chunk,
                 ldc,
                 fin,
-                |r, c, words| {
-                    // SAFETY: the features are enabled here; `wide_block` passes a tile's
-                    // row groups and `C` columns of `words` words.
-                    unsafe { wide::tile_avx512::<1>(r, c, words) }
+                |r, k, c, words| {
+                    // SAFETY: as above; the masks are not read.
+                    unsafe { wide::tile_avx512::<1, false>(r, k, c, words) }
                 },
-                |r, c, words| {
+                |r, k, c, words| {
                     // SAFETY: as above, for `NC` columns.
-                    unsafe { wide::tile_avx512::<{ wide::NC }>(r, c, words) }
+                    unsafe { wide::tile_avx512::<{ wide::NC }, false>(r, k, c, words) }
                 },
             );
         }
@@ -406,21 +470,35 @@ impl RowBlocks for Wide<'_> {
             unsafe { simd(self, i0, m, chunk, ldc, fin) };
             return;
         }
-        wide_block(
-            self,
-            i0,
-            m,
-            chunk,
-            ldc,
-            fin,
-            wide::tile_portable::<1>,
-            wide::tile_portable::<{ wide::NC }>,
-        );
+        if self.masks.is_some() {
+            wide_block(
+                self,
+                i0,
+                m,
+                chunk,
+                ldc,
+                fin,
+                wide::tile_portable::<1, true>,
+                wide::tile_portable::<{ wide::NC }, true>,
+            );
+        } else {
+            wide_block(
+                self,
+                i0,
+                m,
+                chunk,
+                ldc,
+                fin,
+                wide::tile_portable::<1, false>,
+                wide::tile_portable::<{ wide::NC }, false>,
+            );
+        }
     }
 }
 
 /// One [`wide::ROWS`]-row block: full [`wide::NC`]-column tiles by `full`, the last columns one
-/// at a time by `one`.
+/// at a time by `one`, each called with the tile's row groups, their nonzero masks (the rows
+/// again for ±1 activations, then unread), the columns and the word count.
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -431,26 +509,30 @@ fn wide_block<T, Fi: Fn(i32, usize, usize) -> T>(
     chunk: &mut [T],
     ldc: usize,
     fin: &Fi,
-    one: impl Fn(&[u64], &[u64], usize) -> [[u64; wide::ROWS]; 1],
-    full: impl Fn(&[u64], &[u64], usize) -> [[u64; wide::ROWS]; wide::NC],
+    one: impl Fn(&[u64], &[u64], &[u64], usize) -> [[u64; wide::ROWS]; 1],
+    full: impl Fn(&[u64], &[u64], &[u64], usize) -> [[u64; wide::ROWS]; wide::NC],
 ) {
     let (b, words) = (w.b, w.b.words());
-    let (n, k) = (b.n(), b.k() as i32);
+    let n = b.n();
     let rows = wide::ROWS.min(m - i0);
     let ar = w.rows.tile_rows(i0);
+    let am = w.masks.as_ref().map_or(ar, |g| g.tile_rows(i0));
+    let counts: [i32; wide::ROWS] = std::array::from_fn(|r| w.a.count(i0 + r.min(rows - 1)));
+    // Row by row, so each row's stores are contiguous.
     let mut store = |j0: usize, pop: &[[u64; wide::ROWS]]| {
-        for (c, pc) in pop.iter().enumerate() {
-            for (r, &p) in pc.iter().enumerate().take(rows) {
-                chunk[r * ldc + j0 + c] = fin(k - 2 * p as i32, i0 + r, j0 + c);
+        for (r, &count) in counts.iter().enumerate().take(rows) {
+            let out = &mut chunk[r * ldc + j0..r * ldc + j0 + pop.len()];
+            for (c, (o, pc)) in out.iter_mut().zip(pop).enumerate() {
+                *o = fin(count - 2 * pc[r] as i32, i0 + r, j0 + c);
             }
         }
     };
     let full_end = n / wide::NC * wide::NC;
     for j0 in (0..full_end).step_by(wide::NC) {
-        store(j0, &full(ar, b.cols_from(j0, wide::NC), words));
+        store(j0, &full(ar, am, b.cols_from(j0, wide::NC), words));
     }
     for j in full_end..n {
-        store(j, &one(ar, b.cols_from(j, 1), words));
+        store(j, &one(ar, am, b.cols_from(j, 1), words));
     }
 }
 

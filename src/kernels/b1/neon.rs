@@ -4,20 +4,23 @@
 
 use std::arch::aarch64::*;
 
-/// `pop[r][c] = Σ popcount(a_r XOR b_c)` over `words` u64 per row/column.
+/// `pop[r][c] = Σ popcount(a_r XOR b_c)` over `words` u64 per row/column, ANDed with the
+/// nonzero mask `m_r` when `MASK` (as [`super::scalar::xor_popcount`]).
 ///
 /// # Safety
-/// NEON must be present; `a` holds `R · words` and `b` `C · words` words.
+/// NEON must be present; `a` (and `m` when `MASK`) hold `R · words` and `b` `C · words` words.
 #[target_feature(enable = "neon")]
-pub(super) unsafe fn xor_popcount<const R: usize, const C: usize>(
+pub(super) unsafe fn xor_popcount<const R: usize, const C: usize, const MASK: bool>(
     a: &[u64],
+    m: &[u64],
     b: &[u64],
     words: usize,
 ) -> [[u32; C]; R] {
     debug_assert!(a.len() >= R * words && b.len() >= C * words);
+    debug_assert!(!MASK || m.len() >= R * words);
     let mut acc = [[vdupq_n_u32(0); C]; R];
     let vec_words = words / 2 * 2;
-    let (ap, bp) = (a.as_ptr(), b.as_ptr());
+    let (ap, mp, bp) = (a.as_ptr(), m.as_ptr(), b.as_ptr());
     // u16 lanes gain at most 16 per step: flush to u32 every 4096 steps.
     let mut w = 0;
     while w < vec_words {
@@ -30,7 +33,11 @@ pub(super) unsafe fn xor_popcount<const R: usize, const C: usize>(
                     let bv = vld1q_u64(bp.add(c * words + w));
                     for r in 0..R {
                         let av = vld1q_u64(ap.add(r * words + w));
-                        let cnt = vcntq_u8(vreinterpretq_u8_u64(veorq_u64(av, bv)));
+                        let mut x = veorq_u64(av, bv);
+                        if MASK {
+                            x = vandq_u64(x, vld1q_u64(mp.add(r * words + w)));
+                        }
+                        let cnt = vcntq_u8(vreinterpretq_u8_u64(x));
                         acc16[r][c] = vpadalq_u8(acc16[r][c], cnt);
                     }
                 }
@@ -47,7 +54,15 @@ pub(super) unsafe fn xor_popcount<const R: usize, const C: usize>(
     for r in 0..R {
         for c in 0..C {
             let tail: u32 = (vec_words..words)
-                .map(|t| (a[r * words + t] ^ b[c * words + t]).count_ones())
+                .map(|t| {
+                    super::scalar::masked(
+                        a[r * words + t] ^ b[c * words + t],
+                        m,
+                        r * words + t,
+                        MASK,
+                    )
+                    .count_ones()
+                })
                 .sum();
             out[r][c] = vaddvq_u32(acc[r][c]) + tail;
         }

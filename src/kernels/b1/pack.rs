@@ -123,13 +123,18 @@ impl PackedBinary {
     }
 }
 
-/// Binary activations: sign bits of A (M×K) with a per-row scale β.
+/// Binary activations: sign bits of A (M×K) with a per-row scale β, and for ternary
+/// activations ({-1, 0, +1}, ONNX `Sign`) a second plane of nonzero bits.
 #[derive(Debug, Clone)]
 pub struct BinaryActivations {
     m: usize,
     k: usize,
     words: usize,
     bits: Vec<u64>,
+    /// Nonzero bits (1 where the value is not 0), laid out as `bits`; `None`: every value is ±1.
+    mask: Option<Vec<u64>>,
+    /// Per row, the values that count: K, or the row's nonzero count. `dot = count - 2·pop`.
+    counts: Vec<i32>,
     beta: Vec<f32>,
 }
 
@@ -180,7 +185,76 @@ impl BinaryActivations {
             k,
             words,
             bits,
+            mask: None,
+            counts: vec![k as i32; mp],
             beta,
+        })
+    }
+
+    /// Ternary activations `sign(a)` with ONNX `Sign` semantics (−1, 0 or +1; −0.0 is 0), from
+    /// A row-major M×K with row stride `lda`: a sign plane (1 for `x < 0`) and a nonzero plane
+    /// (1 for `x != 0`), so `dot = nz - 2·popcount(nz AND (a XOR w))` is the exact
+    /// `Σ sign(a)·sign(w)`. β is 1. A NaN counts as +1 (ONNX gives NaN).
+    pub fn pack_ternary(
+        m: usize,
+        k: usize,
+        a: &[f32],
+        lda: usize,
+    ) -> Result<BinaryActivations, B1Error> {
+        if lda < k {
+            return Err(B1Error::Stride {
+                what: "lda",
+                got: lda,
+                min: k,
+            });
+        }
+        let need = if m == 0 { 0 } else { (m - 1) * lda + k };
+        if a.len() < need {
+            return Err(B1Error::Length {
+                what: "activations",
+                expected: need,
+                got: a.len(),
+            });
+        }
+        BinaryActivations::ternary_rows(m, k, |i, sign, nonzero| {
+            pack_ternary_row(&a[i * lda..i * lda + k], sign, nonzero);
+        })
+    }
+
+    /// Ternary activations whose rows `fill(i, sign, nonzero)` writes: row `i`'s sign and
+    /// nonzero planes (`words` u64 each, zeroed; bit `k % 64` of word `k / 64` is value k). Bits
+    /// at or past K must stay 0 in the nonzero plane (they are masked out whatever the sign
+    /// plane holds). Rows are filled in parallel over rayon's current pool.
+    pub fn ternary_rows(
+        m: usize,
+        k: usize,
+        fill: impl Fn(usize, &mut [u64], &mut [u64]) + Sync + Send,
+    ) -> Result<BinaryActivations, B1Error> {
+        let words = check_k(k)?;
+        let mp = m.div_ceil(MR) * MR;
+        let mut bits = vec![0u64; mp * words];
+        let mut mask = vec![0u64; mp * words];
+        let mut counts = vec![0i32; mp];
+        if words > 0 {
+            crate::kernels::par::for_each_chunk_pair(
+                &mut bits[..m * words],
+                words,
+                &mut mask[..m * words],
+                words,
+                |i, sign, nonzero| fill(i, sign, nonzero),
+            );
+        }
+        for (c, row) in counts.iter_mut().zip(mask.chunks(words.max(1))).take(m) {
+            *c = row.iter().map(|w| w.count_ones() as i32).sum();
+        }
+        Ok(BinaryActivations {
+            m,
+            k,
+            words,
+            bits,
+            mask: Some(mask),
+            counts,
+            beta: vec![1.0; m],
         })
     }
 
@@ -201,6 +275,40 @@ impl BinaryActivations {
     pub(super) fn rows_from(&self, i0: usize, rows: usize) -> &[u64] {
         &self.bits[i0 * self.words..(i0 + rows) * self.words]
     }
+
+    /// The nonzero plane's rows `i0 .. i0 + rows`, for ternary activations.
+    pub(super) fn mask_from(&self, i0: usize, rows: usize) -> Option<&[u64]> {
+        let m = self.mask.as_ref()?;
+        Some(&m[i0 * self.words..(i0 + rows) * self.words])
+    }
+
+    /// Values that count in row `i`'s dot product (K, or its nonzero count).
+    pub(super) fn count(&self, i: usize) -> i32 {
+        self.counts[i]
+    }
+}
+
+/// The sign (`x < 0`) and nonzero (`x != 0`) bits of `row` into `sign` and `nonzero`.
+pub(super) fn pack_ternary_row(row: &[f32], sign: &mut [u64], nonzero: &mut [u64]) {
+    for ((chunk, s), z) in row.chunks(64).zip(sign.iter_mut()).zip(nonzero.iter_mut()) {
+        let (mut sb, mut zb) = (0u64, 0u64);
+        for (i, &x) in chunk.iter().enumerate() {
+            sb |= u64::from(x < 0.0) << i;
+            zb |= u64::from(x != 0.0) << i;
+        }
+        *s = sb;
+        *z = zb;
+    }
+}
+
+/// The bytes of `a`, whether they are s8, and the zero point.
+pub(super) fn raw(a: Activations<'_>) -> (&[u8], bool, i32) {
+    match a {
+        Activations::U8 { data, zero_point } => (data, false, i32::from(zero_point)),
+        Activations::S8 { data, zero_point } => {
+            (bytemuck::cast_slice(data), true, i32::from(zero_point))
+        }
+    }
 }
 
 /// Int8 activations as u8 (s8 shifted by 128), rows padded with zeros to whole words of K and
@@ -213,6 +321,7 @@ pub(super) struct Unsigned {
 }
 
 impl Unsigned {
+    /// From a row-major `m × k` matrix with row stride `lda`.
     pub(super) fn new(
         m: usize,
         a: Activations<'_>,
@@ -221,62 +330,61 @@ impl Unsigned {
         stride: usize,
         tile_rows: usize,
     ) -> Result<Unsigned, B1Error> {
-        let mp = m.div_ceil(tile_rows) * tile_rows;
         let need = if m == 0 { 0 } else { (m - 1) * lda + k };
+        let (src, signed, zero_point) = raw(a);
+        if src.len() < need {
+            return Err(B1Error::Length {
+                what: "activations",
+                expected: need,
+                got: src.len(),
+            });
+        }
+        Ok(Unsigned::from_rows(
+            m,
+            k,
+            stride,
+            tile_rows,
+            (signed, zero_point),
+            |i, row| row.copy_from_slice(&src[i * lda..i * lda + k]),
+        ))
+    }
+
+    /// From rows that `fill(i, row)` writes as raw bytes (K of them) of activations of the
+    /// given signedness and zero point; rows are filled in parallel over rayon's current pool.
+    pub(super) fn from_rows(
+        m: usize,
+        k: usize,
+        stride: usize,
+        tile_rows: usize,
+        (signed, zero_point): (bool, i32),
+        fill: impl Fn(usize, &mut [u8]) + Sync + Send,
+    ) -> Unsigned {
+        let mp = m.div_ceil(tile_rows) * tile_rows;
         let mut data = vec![0u8; mp * stride];
-        let zero_point = match a {
-            Activations::U8 {
-                data: src,
-                zero_point,
-            } => {
-                if src.len() < need {
-                    return Err(B1Error::Length {
-                        what: "activations",
-                        expected: need,
-                        got: src.len(),
-                    });
-                }
-                for i in 0..m {
-                    data[i * stride..i * stride + k].copy_from_slice(&src[i * lda..i * lda + k]);
-                }
-                zero_point as i32
-            }
-            Activations::S8 {
-                data: src,
-                zero_point,
-            } => {
-                if src.len() < need {
-                    return Err(B1Error::Length {
-                        what: "activations",
-                        expected: need,
-                        got: src.len(),
-                    });
-                }
-                for i in 0..m {
-                    for (d, &s) in data[i * stride..i * stride + k]
-                        .iter_mut()
-                        .zip(&src[i * lda..i * lda + k])
-                    {
-                        *d = (s as u8) ^ 0x80;
+        let mut row_sums = vec![0i32; mp];
+        crate::kernels::par::for_each_chunk_pair(
+            &mut data[..m * stride],
+            stride,
+            &mut row_sums[..m],
+            1,
+            |i, row, sum| {
+                let row = &mut row[..k];
+                fill(i, row);
+                if signed {
+                    for v in row.iter_mut() {
+                        *v ^= 0x80;
                     }
                 }
-                zero_point as i32 + 128
-            }
-        };
-        let row_sums = (0..mp)
-            .map(|i| {
-                data[i * stride..(i + 1) * stride]
-                    .iter()
-                    .map(|&v| v as i32)
-                    .sum()
-            })
-            .collect();
-        Ok(Unsigned {
+                sum[0] = row.iter().map(|&v| v as i32).sum();
+            },
+        );
+        Unsigned {
             data,
             stride,
             row_sums,
-            zero_point,
-        })
+            // s8 shifted by 128 to u8: the zero point moves with it.
+            zero_point: zero_point + if signed { 128 } else { 0 },
+        }
     }
 
     pub(super) fn rows_from(&self, i0: usize, rows: usize) -> &[u8] {

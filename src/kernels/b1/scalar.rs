@@ -1,8 +1,10 @@
 //! Scalar twins of the binary tile kernels.
 
-/// `pop[r][c] = Σ_w popcount(a[r·words + w] XOR b[c·words + w])`.
-pub(super) fn xor_popcount<const R: usize, const C: usize>(
+/// `pop[r][c] = Σ_w popcount(a[r·words + w] XOR b[c·words + w])`, each word ANDed with the
+/// nonzero mask `m[r·words + w]` when `MASK` (ternary activations; `m` is unread otherwise).
+pub(super) fn xor_popcount<const R: usize, const C: usize, const MASK: bool>(
     a: &[u64],
+    m: &[u64],
     b: &[u64],
     words: usize,
 ) -> [[u32; C]; R] {
@@ -11,10 +13,22 @@ pub(super) fn xor_popcount<const R: usize, const C: usize>(
         let ar = &a[r * words..(r + 1) * words];
         for (c, o) in orow.iter_mut().enumerate() {
             let bc = &b[c * words..(c + 1) * words];
-            *o = ar.iter().zip(bc).map(|(x, y)| (x ^ y).count_ones()).sum();
+            *o = (0..words)
+                .map(|w| masked(ar[w] ^ bc[w], m, r * words + w, MASK).count_ones())
+                .sum();
         }
     }
     out
+}
+
+/// `x AND m[at]` when `mask`, else `x`.
+#[inline(always)]
+pub(super) fn masked(x: u64, m: &[u64], at: usize, mask: bool) -> u64 {
+    if mask {
+        x & m[at]
+    } else {
+        x
+    }
 }
 
 /// `s[r][c] = Σ_k a[r·stride + k] · bit_k(b_c)`: the sum of row r's u8 activations where column

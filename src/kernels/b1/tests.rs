@@ -93,6 +93,49 @@ proptest! {
         }
     }
 
+    /// Ternary activations (ONNX `Sign`, many zeros, −0.0 among them) × binary weights: every
+    /// kernel's exact dot product equals naive `Σ sign(a)·sign(w)` and the scalar twin's, and
+    /// f32 outputs are bit-identical to the twin's; rows filled through `ternary_rows` from the
+    /// same bits give the same result.
+    #[test]
+    fn ternary_gemm_matches_naive(m in prop_oneof![1usize..=9, 15usize..=18, Just(33usize)], n in prop_oneof![1usize..=13, Just(24usize)], k in k_dim(), zeros in 0u32..=4, seed: u64) {
+        let mut s = seed;
+        let mut next = || { s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407); s >> 33 };
+        let a: Vec<f32> = (0..m * k).map(|_| {
+            let r = next();
+            match r % 8 {
+                x if (x as u32) < zeros => if r & 8 == 0 { 0.0 } else { -0.0 },
+                _ => (r % 2001) as f32 / 1000.0 - 1.0,
+            }
+        }).collect();
+        let w: Vec<f32> = (0..n * k).map(|_| (next() % 2001) as f32 / 1000.0 - 1.0).collect();
+        let b = PackedBinary::from_n_by_k(n, k, &w, None).unwrap();
+        let ap = BinaryActivations::pack_ternary(m, k, &a, k).unwrap();
+        let via_rows = BinaryActivations::ternary_rows(m, k, |i, sg, nz| {
+            pack::pack_ternary_row(&a[i * k..(i + 1) * k], sg, nz)
+        }).unwrap();
+        let bias: Vec<f32> = (0..n).map(|j| j as f32 * 0.25 - 1.0).collect();
+        let run = |kernel: Kernel, acts: &BinaryActivations| {
+            let mut d = vec![0i32; m * n];
+            gemm_binary_with(kernel, acts, &b, Output::Dots(&mut d), n).unwrap();
+            let mut f = vec![0f32; m * n];
+            let out = Output::F32 { out: &mut f, bias: Some(&bias), relu: false };
+            gemm_binary_with(kernel, acts, &b, out, n).unwrap();
+            (d, f.iter().map(|x| x.to_bits()).collect::<Vec<_>>())
+        };
+        let want = run(Kernel::Scalar, &ap);
+        for i in 0..m {
+            for j in 0..n {
+                let naive: i64 = (0..k).map(|kk| onnx_sign(a[i * k + kk]) * sign(w[j * k + kk])).sum();
+                prop_assert_eq!(want.0[i * n + j] as i64, naive);
+            }
+        }
+        for kernel in kernels() {
+            prop_assert_eq!(&run(kernel, &ap), &want, "{:?}", kernel);
+            prop_assert_eq!(&run(kernel, &via_rows), &want, "{:?} rows", kernel);
+        }
+    }
+
     /// Binary weights × int8 activations equals naive `Σ sign(w)(a - za)`, for u8 and s8 with
     /// any zero point, including all-255 / all -128 rows.
     #[test]
@@ -238,15 +281,40 @@ fn wide_tile_matches_portable() {
         let rows: Vec<u64> = (0..wide::RG * words * wide::LANES)
             .map(|_| next())
             .collect();
+        let masks: Vec<u64> = (0..wide::RG * words * wide::LANES)
+            .map(|_| next())
+            .collect();
         let cols: Vec<u64> = (0..wide::NC * words).map(|_| next()).collect();
-        // SAFETY: the features were detected above; lengths as the kernel requires.
-        let got = unsafe { wide::tile_avx512::<{ wide::NC }>(&rows, &cols, words) };
-        assert_eq!(
-            got,
-            wide::tile_portable::<{ wide::NC }>(&rows, &cols, words)
-        );
-        // SAFETY: as above.
-        let got = unsafe { wide::tile_avx512::<1>(&rows, &cols, words) };
-        assert_eq!(got, wide::tile_portable::<1>(&rows, &cols, words));
+        let (r, m, c) = (&rows[..], &masks[..], &cols[..]);
+        // SAFETY (each call): the features were detected above; lengths as the kernel requires.
+        unsafe {
+            assert_eq!(
+                wide::tile_avx512::<{ wide::NC }, false>(r, m, c, words),
+                wide::tile_portable::<{ wide::NC }, false>(r, m, c, words)
+            );
+            assert_eq!(
+                wide::tile_avx512::<1, false>(r, m, c, words),
+                wide::tile_portable::<1, false>(r, m, c, words)
+            );
+            assert_eq!(
+                wide::tile_avx512::<{ wide::NC }, true>(r, m, c, words),
+                wide::tile_portable::<{ wide::NC }, true>(r, m, c, words)
+            );
+            assert_eq!(
+                wide::tile_avx512::<1, true>(r, m, c, words),
+                wide::tile_portable::<1, true>(r, m, c, words)
+            );
+        }
+    }
+}
+
+/// ONNX `Sign`: −1, 0 (for ±0.0) or +1.
+fn onnx_sign(x: f32) -> i64 {
+    if x < 0.0 {
+        -1
+    } else if x > 0.0 {
+        1
+    } else {
+        0
     }
 }

@@ -50,9 +50,11 @@ impl RowGroups {
 
 /// `pop[c][r] = Σ_w popcount(row r XOR column c)` for the tile's [`ROWS`] rows (`rows` as
 /// [`RowGroups::tile_rows`] gives them) and `C` columns (`cols`, `C · words` u64, column-major
-/// as [`super::PackedBinary`] stores them).
-pub(super) fn tile_portable<const C: usize>(
+/// as [`super::PackedBinary`] stores them); each word ANDed with the rows' nonzero mask
+/// (`masks`, grouped like `rows`) when `MASK`, `masks` unread otherwise.
+pub(super) fn tile_portable<const C: usize, const MASK: bool>(
     rows: &[u64],
+    masks: &[u64],
     cols: &[u64],
     words: usize,
 ) -> [[u64; ROWS]; C] {
@@ -61,41 +63,57 @@ pub(super) fn tile_portable<const C: usize>(
             let (g, lane) = (r / LANES, r % LANES);
             (0..words)
                 .map(|w| {
-                    let a = rows[(g * words + w) * LANES + lane];
-                    u64::from((a ^ cols[c * words + w]).count_ones())
+                    let at = (g * words + w) * LANES + lane;
+                    let x = super::scalar::masked(rows[at] ^ cols[c * words + w], masks, at, MASK);
+                    u64::from(x.count_ones())
                 })
                 .sum()
         })
     })
 }
 
-/// The AVX-512 tile: same contract and result as [`tile_portable`].
+/// The AVX-512 tile: same contract and result as [`tile_portable`]; the masked form is one
+/// `vpternlogq` (`(a XOR w) AND m`) per accumulator.
 ///
 /// # Safety
-/// The CPU must support AVX-512 F and VPOPCNTDQ; `rows` holds `RG · words · 8` and `cols`
-/// `C · words` u64.
+/// The CPU must support AVX-512 F and VPOPCNTDQ; `rows` (and `masks` when `MASK`) hold
+/// `RG · words · 8` and `cols` `C · words` u64.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512vpopcntdq")]
-pub(super) unsafe fn tile_avx512<const C: usize>(
+pub(super) unsafe fn tile_avx512<const C: usize, const MASK: bool>(
     rows: &[u64],
+    masks: &[u64],
     cols: &[u64],
     words: usize,
 ) -> [[u64; ROWS]; C] {
     use std::arch::x86_64::*;
     debug_assert!(rows.len() >= RG * words * LANES && cols.len() >= C * words);
-    let (rp, cp) = (rows.as_ptr(), cols.as_ptr());
+    debug_assert!(!MASK || masks.len() >= RG * words * LANES);
+    let (rp, mp, cp) = (rows.as_ptr(), masks.as_ptr(), cols.as_ptr());
     let mut acc = [[_mm512_setzero_si512(); RG]; C];
     for w in 0..words {
-        // SAFETY: w < words, so group g's word w (8 u64) lies inside `rows` and column c's
-        // word w inside `cols` (lengths checked by the caller's contract).
+        // SAFETY: w < words, so group g's word w (8 u64) lies inside `rows` (and `masks` when
+        // read) and column c's word w inside `cols` (lengths checked by the caller's contract).
         unsafe {
             let av: [__m512i; RG] =
                 std::array::from_fn(|g| _mm512_loadu_si512(rp.add((g * words + w) * LANES) as _));
+            let mv: [__m512i; RG] = std::array::from_fn(|g| {
+                if MASK {
+                    _mm512_loadu_si512(mp.add((g * words + w) * LANES) as _)
+                } else {
+                    _mm512_setzero_si512()
+                }
+            });
             for (c, accc) in acc.iter_mut().enumerate() {
                 let bv = _mm512_set1_epi64(cp.add(c * words + w).read() as i64);
                 for (g, x) in accc.iter_mut().enumerate() {
-                    let p = _mm512_popcnt_epi64(_mm512_xor_si512(av[g], bv));
-                    *x = _mm512_add_epi64(*x, p);
+                    // 0x28 = (A XOR B) AND C for A = rows, B = weights, C = mask.
+                    let v = if MASK {
+                        _mm512_ternarylogic_epi64::<0x28>(av[g], bv, mv[g])
+                    } else {
+                        _mm512_xor_si512(av[g], bv)
+                    };
+                    *x = _mm512_add_epi64(*x, _mm512_popcnt_epi64(v));
                 }
             }
         }

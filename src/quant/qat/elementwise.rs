@@ -42,7 +42,7 @@ impl Pointwise {
                     }
                 }
                 Unary::Clip { lo, hi } => inside(lo, x, hi),
-                Unary::Tanh | Unary::Erf | Unary::Gelu { .. } | Unary::Sqrt => {
+                Unary::Tanh | Unary::Erf | Unary::Gelu { .. } | Unary::Sqrt | Unary::Sign => {
                     unreachable!("the QAT compiler builds no {u:?} step")
                 }
             },
