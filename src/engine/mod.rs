@@ -6,6 +6,7 @@
 //! values are dead. [`Plan::run`] then allocates nothing but the returned outputs.
 
 pub mod fuse_int;
+pub mod fuse_qelem;
 pub mod fuse_qop;
 pub mod nhwc;
 pub mod ops;
