@@ -480,12 +480,12 @@ mod tests {
     }
 
     /// Runs `g` planned (fused) and node by node; asserts the outputs are the same bits and
-    /// that the plan ran every kernel named in `kernels`.
+    /// that the plan ran a kernel whose name starts with each of `kernels`.
     fn same_bits_as_unfused(g: &Graph, kernels: &[&str]) {
         let mut plan = Plan::new(g, &[("x", SHAPE.to_vec())], 1).unwrap();
         for k in kernels {
             assert!(
-                plan.kernel_names().iter().any(|n| n == k),
+                plan.kernel_names().iter().any(|n| n.starts_with(k)),
                 "{k} not in {:?}",
                 plan.kernel_names()
             );
@@ -554,7 +554,7 @@ mod tests {
         inits.extend(params("b", 0.01, DataType::U8, 128));
         let g = build(nodes, inits, &["y", "h"]);
         let plan = Plan::new(&g, &[("x", SHAPE.to_vec())], 1).unwrap();
-        assert!(!plan.kernel_names().iter().any(|n| n.ends_with("-lut")));
+        assert!(!plan.kernel_names().iter().any(|n| n.contains("-lut")));
         same_bits_as_unfused(&g, &[]);
     }
 

@@ -5,7 +5,7 @@
 //! it replaces, so its results are the same bits; it only keeps the intermediate values in
 //! registers instead of writing a 4-byte f32 per element between steps:
 //! * [`QElem::Lookup`]: a table of the 256 results the unfused chain gives (built at plan time
-//!   by running the engine's own kernels on the 256 possible inputs), one byte load per element;
+//!   by running the engine's own kernels on the 256 possible inputs), [`crate::kernels::lut`];
 //! * [`QElem::Binary`]: `Q(DQ(a) + DQ(b))`, `Q(DQ(a) · DQ(b))`, or with an f32 operand;
 //! * [`QElem::GlobalAverage`]: the plane means of `DQ(x)`, dequantizing inside the sums.
 
@@ -142,6 +142,10 @@ struct BinArgs {
     per_plane: bool,
 }
 
+/// Elements converted to f32 at a time: an operand read through a table is loaded element by
+/// element into a block, and the arithmetic and quantization then run vectorized over it.
+const BLOCK: usize = 64;
+
 #[inline(always)]
 fn binary_body<A: Copy, B: Copy>(
     p: BinArgs,
@@ -152,6 +156,8 @@ fn binary_body<A: Copy, B: Copy>(
     out: &mut [u8],
 ) {
     let q = |v: f32| low_byte(quantize_value(v, p.sy, p.zy, p.lo, p.hi));
+    let mut va = [0.0f32; BLOCK];
+    let mut vb = [0.0f32; BLOCK];
     macro_rules! each {
         ($f:expr) => {
             if p.per_plane {
@@ -160,14 +166,31 @@ fn binary_body<A: Copy, B: Copy>(
                     .zip(a.chunks(p.inner.max(1)))
                     .zip(b)
                 {
-                    let vb = fb(b);
-                    for (o, &a) in o.iter_mut().zip(a) {
-                        *o = q($f(fa(a), vb));
+                    let y = fb(b);
+                    for (o, a) in o.chunks_mut(BLOCK).zip(a.chunks(BLOCK)) {
+                        for (v, &x) in va.iter_mut().zip(a) {
+                            *v = fa(x);
+                        }
+                        for (o, &x) in o.iter_mut().zip(&va) {
+                            *o = q($f(x, y));
+                        }
                     }
                 }
             } else {
-                for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-                    *o = q($f(fa(a), fb(b)));
+                for ((o, a), b) in out
+                    .chunks_mut(BLOCK)
+                    .zip(a.chunks(BLOCK))
+                    .zip(b.chunks(BLOCK))
+                {
+                    for (v, &x) in va.iter_mut().zip(a) {
+                        *v = fa(x);
+                    }
+                    for (v, &x) in vb.iter_mut().zip(b) {
+                        *v = fb(x);
+                    }
+                    for ((o, &x), &y) in o.iter_mut().zip(&va).zip(&vb) {
+                        *o = q($f(x, y));
+                    }
                 }
             }
         };
@@ -358,7 +381,9 @@ impl QElem {
             QType::S8 => "i8",
         };
         match self {
-            QElem::Lookup { input, .. } => format!("{}-lut", prefix(*input)),
+            QElem::Lookup { input, .. } => {
+                format!("{}-{}", prefix(*input), crate::kernels::lut::kernel_name())
+            }
             QElem::Binary(b) => {
                 let op = match b.op {
                     QOp::Add => "qlinear-add",
@@ -383,9 +408,7 @@ impl QElem {
         let x = ins.first().copied().unwrap_or(&[]);
         match self {
             QElem::Lookup { table, len, .. } => {
-                for (o, &v) in bytes_mut(out)[..*len].iter_mut().zip(&bytes(x)[..*len]) {
-                    *o = table[usize::from(v)];
-                }
+                crate::kernels::lut::lookup(table, &bytes(x)[..*len], &mut bytes_mut(out)[..*len])
             }
             QElem::Binary(b) => b.run(x, ins.get(3).copied().unwrap_or(&[]), out),
             QElem::GlobalAverage { size, len, x: op } => {
