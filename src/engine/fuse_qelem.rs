@@ -21,11 +21,11 @@ use std::collections::BTreeMap;
 
 use crate::graph::qdq::{self, activation_dq, is_standard, per_tensor, QBinaryInputs};
 use crate::graph::shape::ValueType;
-use crate::graph::{Graph, Node};
+use crate::graph::{Attr, Graph, Node};
 use crate::tensor::{DataType, Tensor, TensorData};
 
 use super::ops::eval_node;
-use super::ops::qelem::plane_outer;
+use super::ops::qelem::{plane_outer, Mapped};
 
 /// Single-input f32 operators a lookup table can absorb (with constant extra inputs).
 const UNARY: [&str; 9] = [
@@ -234,6 +234,8 @@ fn table_of(g: &Graph, dq: usize, chain: &[usize], q: Option<usize>) -> Option<T
 struct Read<'t> {
     inputs: [String; 3],
     table: Option<(String, Tensor)>,
+    /// The [`Mapped::ATTR`] of a table that is one HardSwish/HardSigmoid of the DQ.
+    inline: Option<Vec<f32>>,
     ty: &'t ValueType,
 }
 
@@ -252,6 +254,7 @@ fn read<'g, 't>(
         return (t.dtype == DataType::F32).then(|| Read {
             inputs: [x.into(), String::new(), String::new()],
             table: None,
+            inline: None,
             ty: t,
         });
     };
@@ -266,6 +269,7 @@ fn read<'g, 't>(
                 d.input(2).unwrap_or("").to_string(),
             ],
             table: None,
+            inline: None,
             ty,
         });
     }
@@ -274,9 +278,27 @@ fn read<'g, 't>(
     while g.initializers.contains_key(&name) {
         name.push('_');
     }
+    let inline = match chain[..] {
+        [c] => {
+            let n = &g.nodes[c];
+            let p = per_tensor(g, d)?;
+            let f = if is_standard(n, "HardSwish") {
+                Some(Mapped::HardSwish)
+            } else if is_standard(n, "HardSigmoid") {
+                let alpha = n.attr_float("alpha", 0.2).ok()?;
+                let beta = n.attr_float("beta", 0.5).ok()?;
+                Some(Mapped::HardSigmoid { alpha, beta })
+            } else {
+                None
+            };
+            f.map(|f| f.encode(p.scale, p.zero))
+        }
+        _ => None,
+    };
     Some(Read {
         inputs: [q.clone(), name.clone(), String::new()],
         table: Some((name, table)),
+        inline,
         ty,
     })
 }
@@ -295,6 +317,9 @@ fn global_average(g: &mut Graph, types: &BTreeMap<String, ValueType>, i: usize) 
     }
     g.initializers.extend(r.table);
     let n = &mut g.nodes[i];
+    if let Some(v) = r.inline {
+        n.attrs.insert(Mapped::ATTR.into(), Attr::Floats(v));
+    }
     n.op_type = qdq::QGLOBAL_AVERAGE_POOL.into();
     n.domain = qdq::DOMAIN.into();
     n.inputs = r.inputs.to_vec();
@@ -354,13 +379,17 @@ fn binary(g: &mut Graph, types: &BTreeMap<String, ValueType>, i: usize) -> bool 
     while inputs.last().is_some_and(String::is_empty) {
         inputs.pop();
     }
+    let mut attrs = BTreeMap::new();
+    if let Some(v) = a.inline {
+        attrs.insert(Mapped::ATTR.to_string(), Attr::Floats(v));
+    }
     let fused = Node {
         name: n.name.clone(),
         op_type: op.into(),
         domain: qdq::DOMAIN.into(),
         inputs,
         outputs: q.outputs.clone(),
-        attrs: Default::default(),
+        attrs,
     };
     g.initializers.extend(a.table.into_iter().chain(b.table));
     g.nodes[i] = fused;
@@ -559,22 +588,41 @@ mod tests {
     }
 
     /// A squeeze-excite block after a hard-swish the quantizer left in f32, as textdir-cls
-    /// has: `h = HardSwish(DQ(q))`, `s = HardSigmoid(DQ(Q(GlobalAveragePool(h))))`,
-    /// `Q(h · s)`.
+    /// has: `h = act(DQ(q))`, `s = HardSigmoid(DQ(Q(GlobalAveragePool(h))))`, `Q(h · s)`.
+    /// A single HardSwish is computed inline; a longer chain goes through its table.
     #[test]
-    fn squeeze_excite_reads_bytes_through_tables_with_the_same_bits() {
-        let mut nodes = qdq("a", "x", "xd");
-        nodes.push(node("HardSwish", "hs", &["xd"], &["h"]));
-        nodes.push(node("GlobalAveragePool", "gap", &["h"], &["p"]));
-        nodes.extend(qdq("p", "p", "pd"));
-        nodes.push(node("HardSigmoid", "hsig", &["pd"], &["s"]));
-        nodes.push(node("Mul", "se", &["h", "s"], &["m"]));
-        nodes.extend(qdq("m", "m", "y"));
-        let mut inits = params("a", 0.047, DataType::U8, 140);
-        inits.extend(params("p", 0.01, DataType::U8, 100));
-        inits.extend(params("m", 0.02, DataType::U8, 20));
-        let g = build(nodes, inits, &["y"]);
-        same_bits_as_unfused(&g, &["u8-lut-global-average", "qlinear-mul (per-plane b)"]);
+    fn squeeze_excite_reads_bytes_with_the_same_bits() {
+        for (chain, kernels) in [
+            (
+                &["HardSwish"][..],
+                [
+                    "u8-hardswish-global-average",
+                    "qlinear-mul (hardswish a, per-plane b)",
+                ],
+            ),
+            (
+                &["HardSwish", "Relu"][..],
+                ["u8-lut-global-average", "qlinear-mul (per-plane b)"],
+            ),
+        ] {
+            let mut nodes = qdq("a", "x", "xd");
+            let mut v = "xd".to_string();
+            for (i, op) in chain.iter().enumerate() {
+                let out = format!("h{i}");
+                nodes.push(node(op, &format!("act{i}"), &[&v], &[&out]));
+                v = out;
+            }
+            nodes.push(node("GlobalAveragePool", "gap", &[&v], &["p"]));
+            nodes.extend(qdq("p", "p", "pd"));
+            nodes.push(node("HardSigmoid", "hsig", &["pd"], &["s"]));
+            nodes.push(node("Mul", "se", &[&v, "s"], &["m"]));
+            nodes.extend(qdq("m", "m", "y"));
+            let mut inits = params("a", 0.047, DataType::U8, 140);
+            inits.extend(params("p", 0.01, DataType::U8, 100));
+            inits.extend(params("m", 0.02, DataType::U8, 20));
+            let g = build(nodes, inits, &["y"]);
+            same_bits_as_unfused(&g, &kernels);
+        }
     }
 
     #[test]

@@ -62,11 +62,163 @@ pub enum Operand {
     /// A u8/i8 value whose byte `b` stands for `table[b]` (a dequantization followed by
     /// single-input f32 ops, evaluated at plan time).
     Table(Box<[f32; 256]>),
+    /// A u8/i8 value dequantized and mapped through `f`, computed inline (vectorized) because
+    /// it gave exactly the bits of the operand's table on all 256 bytes.
+    Mapped {
+        /// Element type.
+        ty: QType,
+        /// Scale.
+        scale: f32,
+        /// Zero point.
+        zero: i32,
+        /// The function.
+        f: Mapped,
+        /// The same values as a table, for loops that read this operand through one.
+        table: Box<[f32; 256]>,
+    },
+}
+
+/// The single-input f32 functions an operand can apply inline: the expressions of the engine's
+/// own elementwise kernels ([`super::elementwise::Unary`]), checked bit for bit at plan time.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Mapped {
+    /// `x · clamp(x/6 + 1/2, 0, 1)`.
+    HardSwish,
+    /// `clamp(alpha·x + beta, 0, 1)`.
+    HardSigmoid {
+        /// Slope.
+        alpha: f32,
+        /// Offset.
+        beta: f32,
+    },
+}
+
+impl Mapped {
+    /// Attribute of a fused node giving the inline form of its first operand:
+    /// `[scale, zero point, kind, alpha, beta]`, kind 0 HardSwish, 1 HardSigmoid.
+    pub const ATTR: &'static str = "quench_inline";
+
+    /// Lowercase name, for kernel names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mapped::HardSwish => "hardswish",
+            Mapped::HardSigmoid { .. } => "hardsigmoid",
+        }
+    }
+
+    /// Applies the function.
+    #[inline(always)]
+    pub fn apply(self, x: f32) -> f32 {
+        match self {
+            Mapped::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            Mapped::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+        }
+    }
+
+    /// The attribute value ([`Mapped::ATTR`]) for this function after a dequantization.
+    pub fn encode(self, scale: f32, zero: i32) -> Vec<f32> {
+        let (kind, alpha, beta) = match self {
+            Mapped::HardSwish => (0.0, 0.0, 0.0),
+            Mapped::HardSigmoid { alpha, beta } => (1.0, alpha, beta),
+        };
+        vec![scale, zero as f32, kind, alpha, beta]
+    }
+
+    /// The inline operand `node`'s [`Mapped::ATTR`] describes for a value of type `ty` read
+    /// through `table`, when it gives the table's bits on every byte; `None` otherwise.
+    fn operand(node: &Node, ty: QType, table: &[f32; 256]) -> Option<Operand> {
+        let Some(crate::graph::Attr::Floats(v)) = node.attrs.get(Mapped::ATTR) else {
+            return None;
+        };
+        let [scale, zero, kind, alpha, beta] = v[..] else {
+            return None;
+        };
+        let f = match kind {
+            0.0 => Mapped::HardSwish,
+            1.0 => Mapped::HardSigmoid { alpha, beta },
+            _ => return None,
+        };
+        let zero = zero as i32;
+        let deq = |b: u8| {
+            let q = match ty {
+                QType::U8 => i32::from(b),
+                QType::S8 => i32::from(b as i8),
+            };
+            (q - zero) as f32 * scale
+        };
+        let exact =
+            (0..=255u8).all(|b| f.apply(deq(b)).to_bits() == table[usize::from(b)].to_bits());
+        exact.then(|| Operand::Mapped {
+            ty,
+            scale,
+            zero,
+            f,
+            table: Box::new(*table),
+        })
+    }
 }
 
 /// Binds `$x` to operand `$op`'s elements (the first `$n` of arena slice `$data`) and `$f` to
 /// the function reading one as f32, then evaluates `$body` (monomorphized per operand form).
+/// With `inline`, an [`Operand::Mapped`] operand is computed inline; without, through its table.
 macro_rules! with_operand {
+    (inline $op:expr, $data:expr, $n:expr, |$x:ident, $f:ident| $body:expr) => {
+        match $op {
+            Operand::Mapped {
+                ty: QType::U8,
+                scale,
+                zero,
+                f: Mapped::HardSwish,
+                ..
+            } => {
+                let (s, z) = (*scale, *zero);
+                let $x: &[u8] = &bytes($data)[..$n];
+                let $f = move |v: u8| Mapped::HardSwish.apply((i32::from(v) - z) as f32 * s);
+                $body
+            }
+            Operand::Mapped {
+                ty: QType::U8,
+                scale,
+                zero,
+                f: Mapped::HardSigmoid { alpha, beta },
+                ..
+            } => {
+                let (s, z, alpha, beta) = (*scale, *zero, *alpha, *beta);
+                let $x: &[u8] = &bytes($data)[..$n];
+                let $f = move |v: u8| {
+                    Mapped::HardSigmoid { alpha, beta }.apply((i32::from(v) - z) as f32 * s)
+                };
+                $body
+            }
+            Operand::Mapped {
+                ty: QType::S8,
+                scale,
+                zero,
+                f: Mapped::HardSwish,
+                ..
+            } => {
+                let (s, z) = (*scale, *zero);
+                let $x: &[i8] = cast_slice(&bytes($data)[..$n]);
+                let $f = move |v: i8| Mapped::HardSwish.apply((i32::from(v) - z) as f32 * s);
+                $body
+            }
+            Operand::Mapped {
+                ty: QType::S8,
+                scale,
+                zero,
+                f: Mapped::HardSigmoid { alpha, beta },
+                ..
+            } => {
+                let (s, z, alpha, beta) = (*scale, *zero, *alpha, *beta);
+                let $x: &[i8] = cast_slice(&bytes($data)[..$n]);
+                let $f = move |v: i8| {
+                    Mapped::HardSigmoid { alpha, beta }.apply((i32::from(v) - z) as f32 * s)
+                };
+                $body
+            }
+            other => with_operand!(other, $data, $n, |$x, $f| $body),
+        }
+    };
     ($op:expr, $data:expr, $n:expr, |$x:ident, $f:ident| $body:expr) => {
         match $op {
             Operand::F32 => {
@@ -94,7 +246,7 @@ macro_rules! with_operand {
                 let $f = move |v: i8| (i32::from(v) - z) as f32 * s;
                 $body
             }
-            Operand::Table(t) => {
+            Operand::Table(t) | Operand::Mapped { table: t, .. } => {
                 let t: &[f32; 256] = t;
                 let $x: &[u8] = &bytes($data)[..$n];
                 let $f = move |v: u8| t[usize::from(v)];
@@ -234,13 +386,16 @@ fn binary_loop<A: Copy, B: Copy>(
 }
 
 impl Operand {
-    /// The operand of input `x` with scale input `s` and zero point input `z` of `node`.
+    /// The operand of input `x` with scale input `s` and zero point input `z` of `node`; with
+    /// `inline`, a table operand the node's [`Mapped::ATTR`] describes exactly is computed
+    /// inline instead.
     fn of(
         node: &Node,
         x: &ValueType,
         s: usize,
         z: usize,
         consts: &[Option<&Tensor>],
+        inline: bool,
     ) -> Result<Operand, GraphError> {
         if node.input(s).is_none() {
             return match x.dtype {
@@ -256,7 +411,8 @@ impl Operand {
             Some(Ok(t)) if t.len() == 256 => {
                 let mut table = Box::new([0.0; 256]);
                 table.copy_from_slice(t);
-                return Ok(Operand::Table(table));
+                let inline = inline.then(|| Mapped::operand(node, ty, &table)).flatten();
+                return Ok(inline.unwrap_or(Operand::Table(table)));
             }
             _ => {
                 return Err(node.error(
@@ -327,8 +483,8 @@ impl QElem {
             op @ (qdq::QADD | qdq::QMUL) => {
                 let l = QBinaryInputs::LAYOUT;
                 let (ta, tb) = (ty(l.a)?, ty(l.b)?);
-                let a = Operand::of(node, ta, l.a_scale, l.a_zero, consts)?;
-                let b = Operand::of(node, tb, l.b_scale, l.b_zero, consts)?;
+                let a = Operand::of(node, ta, l.a_scale, l.a_zero, consts, true)?;
+                let b = Operand::of(node, tb, l.b_scale, l.b_zero, consts, false)?;
                 let outer = plane_outer(&tb.shape, &ta.shape).ok_or_else(|| {
                     node.error(format!(
                         "b {:?} must have a's shape {:?} or one value per leading plane",
@@ -360,7 +516,7 @@ impl QElem {
             }
             qdq::QGLOBAL_AVERAGE_POOL => {
                 let x = ty(0)?;
-                let op = Operand::of(node, x, 1, 2, consts)?;
+                let op = Operand::of(node, x, 1, 2, consts, true)?;
                 if op == Operand::F32 {
                     return Err(node.error("the input must be quantized"));
                 }
@@ -389,15 +545,25 @@ impl QElem {
                     QOp::Add => "qlinear-add",
                     QOp::Mul => "qlinear-mul",
                 };
+                let mut notes = Vec::new();
+                if let Operand::Mapped { f, .. } = &b.a {
+                    notes.push(format!("{} a", f.name()));
+                }
                 if b.per_plane {
-                    format!("{op} (per-plane b)")
-                } else {
+                    notes.push("per-plane b".into());
+                }
+                if notes.is_empty() {
                     op.into()
+                } else {
+                    format!("{op} ({})", notes.join(", "))
                 }
             }
             QElem::GlobalAverage { x, .. } => match x {
                 Operand::Quantized { ty, .. } => format!("{}-global-average", prefix(*ty)),
                 Operand::Table(_) => "u8-lut-global-average".into(),
+                Operand::Mapped { ty, f, .. } => {
+                    format!("{}-{}-global-average", prefix(*ty), f.name())
+                }
                 Operand::F32 => "f32-pool-direct".into(),
             },
         }
@@ -412,7 +578,7 @@ impl QElem {
             }
             QElem::Binary(b) => b.run(x, ins.get(3).copied().unwrap_or(&[]), out),
             QElem::GlobalAverage { size, len, x: op } => {
-                with_operand!(op, x, *len, |xs, f| global_average_by(xs, *size, out, f))
+                with_operand!(inline op, x, *len, |xs, f| global_average_by(xs, *size, out, f))
             }
         }
     }
@@ -452,7 +618,7 @@ impl QBinary {
             per_plane: self.per_plane,
         };
         let o = &mut bytes_mut(out)[..n];
-        with_operand!(&self.a, a, n, |xa, fa| {
+        with_operand!(inline & self.a, a, n, |xa, fa| {
             with_operand!(&self.b, b, nb, |xb, fb| binary_loop(p, xa, fa, xb, fb, o))
         })
     }
