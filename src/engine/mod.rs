@@ -7,6 +7,7 @@
 
 pub mod fuse_b1;
 pub mod fuse_int;
+pub mod fuse_qelem;
 pub mod fuse_qop;
 pub mod nhwc;
 pub mod ops;

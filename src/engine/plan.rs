@@ -235,8 +235,11 @@ impl Plan {
         fold_batchnorm(&mut g)?;
         fold_conv_bias_add(&mut g)?;
         fuse_hardswish(&mut g)?;
-        let types = infer_shapes(&g, inputs)?;
+        let mut types = infer_shapes(&g, inputs)?;
         super::fuse_b1::fuse_sign(&mut g, &types);
+        if super::fuse_qelem::fuse_quantized_elementwise(&mut g, &types) > 0 {
+            types = infer_shapes(&g, inputs)?;
+        }
         super::nhwc::mark_nhwc(&mut g, &types);
         let mut plan = Builder::new(&g, &types, pool)?.finish(outputs)?;
         for t in taps {
@@ -601,7 +604,10 @@ impl<'g> Builder<'g> {
                 .types
                 .get(out_name)
                 .ok_or_else(|| node.error(format!("no type for output `{out_name}`")))?;
-            let int_ok = matches!(kernel, Kernel::Quantized(_) | Kernel::B1(_) | Kernel::Alias);
+            let int_ok = matches!(
+                kernel,
+                Kernel::Quantized(_) | Kernel::QElem(_) | Kernel::B1(_) | Kernel::Alias
+            );
             if out_type.dtype != DataType::F32 && !(int_ok && QType::of(out_type.dtype).is_some()) {
                 return Err(node.error(format!(
                     "output `{out_name}` is {} at run time; the native engine computes f32 values, and u8/i8 only in quantized ops (other types must fold to constants)",

@@ -29,6 +29,55 @@ pub const DOMAIN: &str = "ai.quench";
 pub const QCONV: &str = "QConv";
 /// Fused integer Gemm/MatMul: inputs as [`QInputs::LAYOUT`], `transB`, `relu`.
 pub const QGEMM: &str = "QGemm";
+/// `DequantizeLinear → single-input f32 ops → QuantizeLinear` as one byte-to-byte lookup:
+/// inputs `x` (u8/i8) and a constant 256-entry u8/i8 table indexed by `x`'s byte, whose type is
+/// the output's.
+pub const QLOOKUP: &str = "QLookup";
+/// `Add(a, b) → QuantizeLinear` with each operand u8/i8 (dequantized per tensor inside) or f32:
+/// inputs as [`QBinaryInputs::LAYOUT`]. `b` has `a`'s shape, or broadcasts one value over each
+/// trailing plane of `a`.
+pub const QADD: &str = "QAdd";
+/// `Mul(a, b) → QuantizeLinear`, inputs and shapes as [`QADD`].
+pub const QMUL: &str = "QMul";
+/// `DequantizeLinear → GlobalAveragePool` on the u8/i8 value: inputs `x`, its scale and zero
+/// point; f32 output.
+pub const QGLOBAL_AVERAGE_POOL: &str = "QGlobalAveragePool";
+
+/// Positions of the inputs of [`QADD`]/[`QMUL`]. An operand whose scale is the empty name is
+/// f32 (no zero point either); the output scale and zero point are those of the Q it absorbed.
+#[derive(Debug, Clone, Copy)]
+pub struct QBinaryInputs {
+    /// Operand `a` (the full-shape one).
+    pub a: usize,
+    /// Its scale, or empty for an f32 operand.
+    pub a_scale: usize,
+    /// Its zero point.
+    pub a_zero: usize,
+    /// Operand `b`.
+    pub b: usize,
+    /// Its scale, or empty for an f32 operand.
+    pub b_scale: usize,
+    /// Its zero point.
+    pub b_zero: usize,
+    /// Output scale.
+    pub y_scale: usize,
+    /// Output zero point (its type is the output type; u8 when absent).
+    pub y_zero: usize,
+}
+
+impl QBinaryInputs {
+    /// The input order of [`QADD`] and [`QMUL`].
+    pub const LAYOUT: QBinaryInputs = QBinaryInputs {
+        a: 0,
+        a_scale: 1,
+        a_zero: 2,
+        b: 3,
+        b_scale: 4,
+        b_zero: 5,
+        y_scale: 6,
+        y_zero: 7,
+    };
+}
 
 /// Positions of a fused node's inputs. Omitted optional inputs are empty names: no bias, no
 /// weight zero point, and no output scale/zero point for an f32 output.
@@ -85,7 +134,8 @@ pub fn quantize_output_type(
     }
 }
 
-fn is_standard(node: &Node, op: &str) -> bool {
+/// Whether `node` is the default-domain operator `op`.
+pub(crate) fn is_standard(node: &Node, op: &str) -> bool {
     (node.domain.is_empty() || node.domain == "ai.onnx") && node.op_type == op
 }
 
@@ -119,6 +169,9 @@ pub fn infer(
     }
     if node.domain != DOMAIN {
         return Ok(None);
+    }
+    if let Some(t) = infer_elementwise(node, types, consts)? {
+        return Ok(Some(vec![t]));
     }
     let q = QInputs::LAYOUT;
     let x = x()?;
@@ -154,6 +207,53 @@ pub fn infer(
             .ok_or_else(|| node.error("missing output zero point"))?,
     };
     Ok(Some(vec![ValueType::new(dtype, shape)]))
+}
+
+/// The output type of a [`QLOOKUP`], [`QADD`], [`QMUL`] or [`QGLOBAL_AVERAGE_POOL`] node;
+/// `None` for other nodes.
+fn infer_elementwise(
+    node: &Node,
+    types: &[Option<&ValueType>],
+    consts: &[Option<&Tensor>],
+) -> Result<Option<ValueType>, GraphError> {
+    let ty = |i: usize| {
+        types
+            .get(i)
+            .copied()
+            .flatten()
+            .ok_or_else(|| node.error(format!("missing input {i}")))
+    };
+    Ok(Some(match node.op_type.as_str() {
+        QLOOKUP => {
+            let table = consts
+                .get(1)
+                .copied()
+                .flatten()
+                .filter(|t| t.len() == 256 && matches!(t.dtype(), DataType::U8 | DataType::I8))
+                .ok_or_else(|| node.error("the table must be a constant of 256 u8 or i8"))?;
+            ValueType::new(table.dtype(), ty(0)?.shape.clone())
+        }
+        QADD | QMUL => {
+            let l = QBinaryInputs::LAYOUT;
+            let shape = ty(l.a)?.shape.clone();
+            let dtype = match node.input(l.y_zero) {
+                None => DataType::U8,
+                Some(_) => ty(l.y_zero)?.dtype,
+            };
+            ValueType::new(dtype, shape)
+        }
+        QGLOBAL_AVERAGE_POOL => {
+            let x = ty(0)?;
+            let shape = x
+                .shape
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| if i < 2 { d } else { 1 })
+                .collect();
+            ValueType::new(DataType::F32, shape)
+        }
+        _ => return Ok(None),
+    }))
 }
 
 /// Replaces every default-domain `QuantizeLinear` whose inputs are all constants (an f32 weight
@@ -200,13 +300,17 @@ fn consumers(g: &Graph, name: &str) -> Vec<usize> {
 /// Scale (positive, finite) and zero point (value and type) of a per-tensor Q/DQ node whose
 /// parameters are constants.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct PerTensor {
-    scale: f32,
-    zero: i32,
-    dtype: DataType,
+pub(crate) struct PerTensor {
+    /// The scale.
+    pub scale: f32,
+    /// The zero point.
+    pub zero: i32,
+    /// The quantized type (the zero point's).
+    pub dtype: DataType,
 }
 
-fn per_tensor(g: &Graph, node: &Node) -> Option<PerTensor> {
+/// The per-tensor constant parameters of a Q/DQ node, if it has them.
+pub(crate) fn per_tensor(g: &Graph, node: &Node) -> Option<PerTensor> {
     let scale = match g.initializers.get(node.input(1)?)?.as_f32() {
         Ok([s]) if s.is_finite() && *s > 0.0 => *s,
         _ => return None,
@@ -223,7 +327,7 @@ fn per_tensor(g: &Graph, node: &Node) -> Option<PerTensor> {
 }
 
 /// The DQ node producing `name` from a run-time value with constant per-tensor parameters.
-fn activation_dq(g: &Graph, name: &str) -> Option<(usize, PerTensor)> {
+pub(crate) fn activation_dq(g: &Graph, name: &str) -> Option<(usize, PerTensor)> {
     let i = producer(g, name)?;
     let d = &g.nodes[i];
     if !is_standard(d, "DequantizeLinear") || g.initializers.contains_key(d.input(0)?) {

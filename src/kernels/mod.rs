@@ -15,6 +15,7 @@ mod arm;
 pub mod b1;
 pub mod f32;
 pub mod i8;
+pub mod lut;
 mod par;
 pub mod q4;
 

@@ -107,18 +107,29 @@ pub(super) fn quantize_value(v: f32, scale: f32, zp: f32, lo: f32, hi: f32) -> f
     }
 }
 
+/// `1.5 · 2^23`: added to an integral f32 `r` with `|r| <= 2^22`, the sum is exact and its low
+/// mantissa bits hold `r` in two's complement, so the low byte of its bits is `r` as u8/i8.
+const MAGIC: f32 = 12_582_912.0;
+
+/// The low byte of an integral f32 in `[-128, 255]` (a [`quantize_value`] result). Rust's
+/// saturating `f32 as i32` compiles to per-lane compares and branches; this is one add and a
+/// truncation per lane, so the loops around it vectorize.
+#[inline(always)]
+pub(super) fn low_byte(r: f32) -> u8 {
+    (r + MAGIC).to_bits() as u8
+}
+
 #[inline(always)]
 fn quantize_u8_body(x: &[f32], scale: f32, zp: f32, out: &mut [u8]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        // Through i32: `f32 as u8` does not vectorize (the value is in range either way).
-        *o = quantize_value(v, scale, zp, 0.0, 255.0) as i32 as u8;
+        *o = low_byte(quantize_value(v, scale, zp, 0.0, 255.0));
     }
 }
 
 #[inline(always)]
 fn quantize_s8_body(x: &[f32], scale: f32, zp: f32, out: &mut [i8]) {
     for (o, &v) in out.iter_mut().zip(x) {
-        *o = quantize_value(v, scale, zp, -128.0, 127.0) as i32 as i8;
+        *o = low_byte(quantize_value(v, scale, zp, -128.0, 127.0)) as i8;
     }
 }
 

@@ -37,6 +37,7 @@ pub mod norm;
 mod patches;
 pub mod pool;
 pub mod pool_hwc;
+pub mod qelem;
 pub mod quantized;
 
 use crate::graph::shape::{
@@ -57,6 +58,7 @@ use matmul::MatMul;
 use nbits::MatMulNBits;
 use norm::{ChannelAffine, LayerNorm, ReduceMean, Softmax};
 use pool::{Pool, PoolKind};
+use qelem::QElem;
 use quantized::QKernel;
 
 /// One compiled operator.
@@ -99,6 +101,8 @@ pub enum Kernel {
     /// QuantizeLinear/DequantizeLinear, integer MaxPool and fused integer layers, on u8/i8
     /// values stored packed in the arena.
     Quantized(Box<QKernel>),
+    /// Elementwise work on u8/i8 values without an f32 round trip ([`qelem`]).
+    QElem(Box<QElem>),
     /// A fused layer with ±1 weights on the binary kernels ([`b1`]).
     B1(Box<B1Layer>),
     /// A layer with `±α` weights reading `Sign` of its input, on the XNOR-popcount kernel
@@ -211,6 +215,12 @@ impl Kernel {
                 }
                 return Ok(Kernel::B1(Box::new(b)));
             }
+        }
+        if let Some(e) = QElem::compile(node, types, consts)? {
+            if act != Activation::None {
+                return Err(node.error("a quantized op takes no fused activation"));
+            }
+            return Ok(Kernel::QElem(Box::new(e)));
         }
         if let Some(q) = QKernel::compile(node, types, consts)? {
             if act != Activation::None {
@@ -493,6 +503,7 @@ impl Kernel {
             | Kernel::LayerNorm(_)
             | Kernel::BatchNorm(_) => "f32-norm-direct".into(),
             Kernel::Quantized(q) => q.kernel_name(),
+            Kernel::QElem(e) => e.kernel_name(),
             Kernel::B1(b) => b.kernel_name(),
             Kernel::Xnor(x) => x.kernel_name(),
             Kernel::DynamicQuant(d) => d.kernel_name(),
@@ -533,6 +544,7 @@ impl Kernel {
             Kernel::LayerNorm(l) => l.run(x, out),
             Kernel::BatchNorm(b) => b.run(x, out),
             Kernel::Quantized(q) => q.run(x, out, scratch),
+            Kernel::QElem(e) => e.run(ins, out),
             Kernel::B1(b) => b.run(x, out, scratch),
             Kernel::Xnor(l) => l.run(x, out, scratch),
             Kernel::DynamicQuant(d) => d.run(x, out, scratch),

@@ -194,20 +194,46 @@ fn max_plane<T: PoolMax>(w: &Window2d, x: &[T], out: &mut [T]) {
 
 /// Mean of each `size`-element plane of `x`.
 pub fn global_average(x: &[f32], size: usize, out: &mut [f32]) {
+    global_average_by(x, size, out, |v| v);
+}
+
+/// Mean of each `size`-element plane of `x` read as f32 through `value`: the same sums, in the
+/// same order, as [`global_average`] on the values `value` gives (a quantized input
+/// dequantized inside the sum gives the bits of dequantizing first).
+#[inline(always)]
+pub fn global_average_by<T: Copy>(
+    x: &[T],
+    size: usize,
+    out: &mut [f32],
+    value: impl Fn(T) -> f32 + Copy,
+) {
     for (o, plane) in out.iter_mut().zip(x.chunks(size.max(1))) {
-        *o = plane_sum(plane) / size.max(1) as f32;
+        *o = plane_sum(plane, value) / size.max(1) as f32;
     }
 }
 
+/// Elements of a plane converted to f32 at a time by [`plane_sum`].
+const BLOCK: usize = 256;
+
 /// Sum of a plane in eight interleaved partial sums (one SIMD register's worth), so the adds
 /// do not wait on each other: a single running sum would take one add latency per element.
-fn plane_sum(plane: &[f32]) -> f32 {
+/// The values are converted a block at a time (multiples of 8, so the partial sums see them in
+/// the same order) and summed from the block, so a conversion that does not vectorize (a table
+/// lookup) leaves the sums vectorized.
+#[inline(always)]
+fn plane_sum<T: Copy>(plane: &[T], value: impl Fn(T) -> f32 + Copy) -> f32 {
     let mut acc = [0.0f32; 8];
-    let chunks = plane.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for c in chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
+    let mut block = [0.0f32; BLOCK];
+    let full = plane.len() / 8 * 8;
+    let tail: f32 = plane[full..].iter().map(|&v| value(v)).sum();
+    for piece in plane[..full].chunks(BLOCK) {
+        for (b, &v) in block.iter_mut().zip(piece) {
+            *b = value(v);
+        }
+        for c in block[..piece.len()].chunks_exact(8) {
+            for (a, &v) in acc.iter_mut().zip(c) {
+                *a += v;
+            }
         }
     }
     acc.iter().sum::<f32>() + tail
