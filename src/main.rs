@@ -432,6 +432,11 @@ struct VariantArgs {
     /// QAT epochs (default 1).
     #[arg(long)]
     epochs: Option<usize>,
+    /// int8 static: correct each layer's bias for the mean shift quantization causes in the
+    /// layer's output, measured on the calibration samples layer after layer (off by default:
+    /// it helps some model/calibrator pairs and hurts others; see the README).
+    #[arg(long)]
+    bias_correction: bool,
 }
 
 impl VariantArgs {
@@ -466,6 +471,7 @@ impl VariantArgs {
             calib_samples: self.calib_samples,
             calibrate_on: self.calibrate_on.into(),
             epochs: self.epochs,
+            bias_correction: self.bias_correction,
             limit,
             out,
         })

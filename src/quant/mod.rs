@@ -9,6 +9,8 @@
 //! * [`histogram`], [`calibrate`]: streaming calibrators (MinMax, Percentile, Entropy, MSE).
 //! * [`probe`]: calibration sites, exposing intermediate tensors as outputs, batch-wise
 //!   calibrator sets.
+//! * [`bias`]: empirical bias correction (per-channel output means, quantized against FP32,
+//!   folded into each layer's bias).
 //! * [`layer_error`]: per-layer SQNR and cosine.
 //! * [`prepare`]: the folds (constants, BatchNorm, Conv bias adds) applied before calibrating.
 //! * [`layer`], [`export`]: the rewrites to QDQ, dynamic INT8, `MatMulNBits` and binary graphs.
@@ -17,6 +19,7 @@
 //! * [`qat`]: quantization-aware training (fake quantization, straight-through estimator,
 //!   distillation, gradual bit reduction) in quench's own autograd.
 
+pub mod bias;
 pub mod blockwise;
 mod builder;
 pub mod calibrate;

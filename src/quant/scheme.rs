@@ -74,6 +74,12 @@ pub enum Int8Mode {
     Static {
         /// How ranges are calibrated.
         calibration: Calibration,
+        /// Each layer's float bias corrected for the mean shift quantization causes in its
+        /// output channels, measured on calibration data (see [`crate::quant::bias`]; done by
+        /// [`crate::quant::pipeline`], which needs the data). Absent in JSON: `false`, as
+        /// models exported before it existed were made.
+        #[serde(default)]
+        bias_correction: bool,
     },
     /// Scales computed per run from each activation's min/max (u8 activations only, as ONNX's
     /// `DynamicQuantizeLinear` defines).
@@ -175,7 +181,7 @@ impl Scheme {
     /// INT8 static QDQ: u8 asymmetric activations (the classic QDQ choice, which every ORT
     /// integer kernel takes; ORT 1.32's `quantize_static` now defaults to s8 asymmetric, set
     /// `activations.dtype` for that), symmetric s8 weights; `per_channel` and the calibration
-    /// as asked.
+    /// as asked; no bias correction (set `bias_correction` in [`Int8Mode::Static`] for it).
     pub fn int8_static(per_channel: bool, calibration: Calibration) -> Scheme {
         Scheme::uniform(Precision::Int8 {
             weights: WeightQuant {
@@ -186,7 +192,10 @@ impl Scheme {
                 dtype: ActType::U8,
                 symmetric: false,
             },
-            mode: Int8Mode::Static { calibration },
+            mode: Int8Mode::Static {
+                calibration,
+                bias_correction: false,
+            },
         })
     }
 
@@ -284,7 +293,7 @@ impl Precision {
                     bad("dynamic INT8 needs asymmetric u8 activations (DynamicQuantizeLinear produces only those)".into())
                 }
                 Int8Mode::Dynamic => Ok(()),
-                Int8Mode::Static { calibration } => calibration.validate(),
+                Int8Mode::Static { calibration, .. } => calibration.validate(),
             },
             Precision::Int4 {
                 group_size,
@@ -313,7 +322,7 @@ impl Precision {
         match *self {
             Precision::Int8 {
                 activations,
-                mode: Int8Mode::Static { calibration },
+                mode: Int8Mode::Static { calibration, .. },
                 ..
             }
             | Precision::Binary {

@@ -20,6 +20,7 @@
 //! test_limit = 500             # evaluate the first N test samples (default: all)
 //! calibration_samples = 200    # post-training calibration samples (default 1000)
 //! calibrate_on = "native"      # runtime running FP32 while static ranges are found: native|ort
+//! bias_correction = true       # static INT8: correct biases for quantization's mean shift (default false)
 //! eval_batch = 100
 //!
 //! [timing]
@@ -219,6 +220,10 @@ pub struct DataSettings {
     /// The runtime static calibration runs the FP32 model on (default: the native engine).
     #[serde(default)]
     pub calibrate_on: CalibrateOn,
+    /// Static INT8 variants get bias correction (default `false`; see
+    /// [`crate::quant::bias`]).
+    #[serde(default)]
+    pub bias_correction: bool,
     /// Batch size of the accuracy pass.
     #[serde(default = "default_eval_batch")]
     pub eval_batch: usize,
@@ -234,6 +239,7 @@ impl Default for DataSettings {
             test_limit: None,
             calibration_samples: None,
             calibrate_on: CalibrateOn::Native,
+            bias_correction: false,
             eval_batch: default_eval_batch(),
         }
     }

@@ -420,6 +420,7 @@ impl Runner<'_> {
             },
             calibrate_on: self.profile.data.calibrate_on,
             epochs: qat.then_some(self.profile.qat.epochs),
+            bias_correction: self.profile.data.bias_correction,
             limit: None,
             out: out.clone(),
         };
