@@ -375,15 +375,7 @@ mod tests {
 
     fn corrected_scheme() -> Scheme {
         let mut s = Scheme::int8_static(true, Calibration::MinMax);
-        if let Precision::Int8 {
-            mode: Int8Mode::Static {
-                bias_correction, ..
-            },
-            ..
-        } = &mut s.default
-        {
-            *bias_correction = true;
-        }
+        s.set_bias_correction(true);
         s
     }
 

@@ -178,6 +178,25 @@ pub struct Scheme {
 pub const DEFAULT_BINS: usize = 2048;
 
 impl Scheme {
+    /// Asks for bias correction (or not) on every static INT8 layer, by default and in every
+    /// override: how `--bias-correction` sets it, and how the export records that a correction
+    /// was dropped.
+    pub fn set_bias_correction(&mut self, on: bool) {
+        let layers = std::iter::once(&mut self.default)
+            .chain(self.overrides.iter_mut().map(|o| &mut o.precision));
+        for precision in layers {
+            if let Precision::Int8 {
+                mode: Int8Mode::Static {
+                    bias_correction, ..
+                },
+                ..
+            } = precision
+            {
+                *bias_correction = on;
+            }
+        }
+    }
+
     /// INT8 static QDQ: u8 asymmetric activations (the classic QDQ choice, which every ORT
     /// integer kernel takes; ORT 1.32's `quantize_static` now defaults to s8 asymmetric, set
     /// `activations.dtype` for that), symmetric s8 weights; `per_channel` and the calibration
@@ -396,6 +415,33 @@ mod tests {
         assert!(Scheme::from_json(&extra).is_err(), "{extra}");
         let err = Scheme::from_json(r#"{"default":{"precision":"int2"}}"#).unwrap_err();
         assert!(err.to_string().contains("int2"), "{err}");
+    }
+
+    #[test]
+    fn bias_correction_is_set_on_every_static_int8_layer_only() {
+        let mut s = Scheme::int4(32, true);
+        let static_int8 = Scheme::int8_static(true, Calibration::MinMax).default;
+        for (node, precision) in [("a", static_int8), ("b", Scheme::int8_dynamic().default)] {
+            s.overrides.push(Override {
+                layers: LayerMatch {
+                    node: Some(node.into()),
+                    op_type: None,
+                },
+                precision,
+            });
+        }
+        let before = s.clone();
+        s.set_bias_correction(true);
+        let json = s.to_json();
+        assert_eq!(
+            json.matches("\"bias_correction\":true").count(),
+            1,
+            "{json}"
+        );
+        assert_eq!(s.overrides[1], before.overrides[1]);
+        assert_eq!(s.default, before.default);
+        s.set_bias_correction(false);
+        assert_eq!(s, before);
     }
 
     #[test]
