@@ -253,14 +253,13 @@ fn textdir_int8_dynamic_runs_natively_and_agrees() {
     check("textdir-cls", &q);
 }
 
-/// textdir-cls INT8 static per-channel with the percentile calibrator's default share, as
-/// `quench quantize assets/models/textdir-cls.onnx --precision int8 --calibrator percentile
-/// --limit 1000` makes it, over all 1,000 test strips. Measured: top-1 agreement with FP32
-/// 99.00% on ORT, 98.90% natively (native vs ORT 99.90%). The project's 99% target is therefore
-/// not asserted: this guards the figures against regressions (ORT ≥ 98.5%, the minmax default
-/// gives 98.3%) and native vs ORT ≥ 99.5%.
+/// textdir-cls INT8 static per-channel, the issue's "top-1 agreement with FP32 ≥ 99%" row, as
+/// `quench quantize assets/models/textdir-cls.onnx --precision int8 --calibrator mse
+/// --bias-correction --limit 1000` makes it, over all 1,000 test strips. Measured: 99.30% on
+/// ORT, native vs ORT 100.00% (without the correction 98.2%; percentile ranges 99.00% on ORT,
+/// 98.90% natively).
 #[test]
-fn textdir_int8_static_percentile_agrees_with_fp32() {
+fn textdir_int8_static_agrees_with_fp32_on_99_percent() {
     use quench::quant::pipeline::{run, CalibratorKind, NativeResults, QuantizeConfig, Target};
     let dir = tempfile::tempdir().unwrap();
     let m = manifest("textdir-cls");
@@ -269,7 +268,7 @@ fn textdir_int8_static_percentile_agrees_with_fp32() {
         manifest: m,
         precision: Target::Int8,
         method: None,
-        calibrator: Some(CalibratorKind::Percentile),
+        calibrator: Some(CalibratorKind::Mse),
         percentile: None,
         per_tensor: false,
         group: None,
@@ -277,21 +276,33 @@ fn textdir_int8_static_percentile_agrees_with_fp32() {
         calibrate_on: Default::default(),
         calib_samples: None,
         epochs: None,
-        bias_correction: false,
+        bias_correction: true,
         limit: None,
         out: dir.path().join("textdir-int8.onnx"),
     };
     let s = run(&config, &mut |_| {}).unwrap();
     eprintln!(
-        "textdir-cls int8 static percentile: ORT agreement with FP32 {:.4} on {}; native {}",
-        s.test.top1_agreement, s.test.samples, s.native
+        "textdir-cls int8 static mse + bias correction: {}; ORT agreement with FP32 {:.4} on {}; \
+         native {}",
+        s.ranges, s.test.top1_agreement, s.test.samples, s.native
     );
     assert_eq!(s.test.samples, 1000);
-    assert!(s.test.top1_agreement >= 0.985, "{}", s.test.top1_agreement);
+    assert!(
+        s.ranges.contains("bias correction of 54 layers ("),
+        "{}",
+        s.ranges
+    );
+    assert!(s.test.top1_agreement >= 0.99, "{}", s.test.top1_agreement);
     let NativeResults::Ran { ort_agreement, .. } = s.native else {
         panic!("{}", s.native)
     };
     assert!(ort_agreement >= 0.995, "{ort_agreement}");
+    // Native agrees with FP32 on at least the strips where ORT does and native agrees with ORT.
+    let native_floor = s.test.top1_agreement - (1.0 - ort_agreement);
+    assert!(
+        native_floor >= 0.99,
+        "native agreement with FP32 ≥ {native_floor}"
+    );
 }
 
 /// mnist-cnn INT8 static minmax with bias correction, as `quench quantize
