@@ -216,35 +216,62 @@ pub fn difference(reference: &Tensor, candidate: &Tensor) -> Result<Difference, 
 /// (any shape, e.g. one layer's activations); `+inf` when the candidate equals the reference.
 pub fn sqnr_db(reference: &Tensor, candidate: &Tensor) -> Result<f64, MetricError> {
     same_shape("tensors for SQNR", reference, candidate)?;
-    let (mut signal, mut noise) = (0.0f64, 0.0f64);
-    for (&r, &c) in reference.as_f32()?.iter().zip(candidate.as_f32()?) {
-        let (r, c) = (f64::from(r), f64::from(c));
-        signal += r * r;
-        noise += (c - r) * (c - r);
-    }
-    Ok(if noise == 0.0 {
-        f64::INFINITY
-    } else {
-        10.0 * (signal / noise).log10()
-    })
+    Ok(ErrorSums::of(reference.as_f32()?, candidate.as_f32()?).sqnr_db())
 }
 
 /// Cosine similarity of two tensors taken as flat vectors: 1 when both are zero, 0 when only
 /// one is.
 pub fn cosine(reference: &Tensor, candidate: &Tensor) -> Result<f64, MetricError> {
     same_shape("tensors for cosine similarity", reference, candidate)?;
-    let (mut dot, mut rr, mut cc) = (0.0f64, 0.0f64, 0.0f64);
-    for (&r, &c) in reference.as_f32()?.iter().zip(candidate.as_f32()?) {
-        let (r, c) = (f64::from(r), f64::from(c));
-        dot += r * c;
-        rr += r * r;
-        cc += c * c;
+    Ok(ErrorSums::of(reference.as_f32()?, candidate.as_f32()?).cosine())
+}
+
+/// The running sums behind [`sqnr_db`] and [`cosine`], so that values arriving batch by batch
+/// are scored without being kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ErrorSums {
+    signal: f64,
+    noise: f64,
+    dot: f64,
+    candidate: f64,
+}
+
+impl ErrorSums {
+    /// The sums over one pair of equally long slices.
+    pub fn of(reference: &[f32], candidate: &[f32]) -> ErrorSums {
+        let mut sums = ErrorSums::default();
+        sums.add(reference, candidate);
+        sums
     }
-    Ok(match (rr == 0.0, cc == 0.0) {
-        (true, true) => 1.0,
-        (true, false) | (false, true) => 0.0,
-        (false, false) => dot / (rr.sqrt() * cc.sqrt()),
-    })
+
+    /// Adds the element pairs of `reference` and `candidate` (up to the shorter).
+    pub fn add(&mut self, reference: &[f32], candidate: &[f32]) {
+        for (&r, &c) in reference.iter().zip(candidate) {
+            let (r, c) = (f64::from(r), f64::from(c));
+            self.signal += r * r;
+            self.noise += (c - r) * (c - r);
+            self.dot += r * c;
+            self.candidate += c * c;
+        }
+    }
+
+    /// [`sqnr_db`] of everything added.
+    pub fn sqnr_db(&self) -> f64 {
+        if self.noise == 0.0 {
+            f64::INFINITY
+        } else {
+            10.0 * (self.signal / self.noise).log10()
+        }
+    }
+
+    /// [`cosine`] of everything added.
+    pub fn cosine(&self) -> f64 {
+        match (self.signal == 0.0, self.candidate == 0.0) {
+            (true, true) => 1.0,
+            (true, false) | (false, true) => 0.0,
+            (false, false) => self.dot / (self.signal.sqrt() * self.candidate.sqrt()),
+        }
+    }
 }
 
 #[cfg(test)]

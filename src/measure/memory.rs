@@ -80,6 +80,7 @@ pub struct PeakTracker {
 impl PeakTracker {
     /// Resets the process's high-water mark and remembers whether that worked.
     pub fn start() -> Self {
+        release_free_heap();
         Self {
             reset_error: reset_peak().err().map(|e| e.to_string()),
         }
@@ -107,6 +108,18 @@ impl PeakTracker {
             rss_bytes: status.rss_bytes,
             system: system_memory(),
         })
+    }
+}
+
+/// Hands heap pages the allocator holds but no longer uses back to the system (glibc keeps
+/// freed memory for reuse), so that a reset high-water mark starts from live memory: in a sweep
+/// the variant built just before a cell (calibration, QAT) would otherwise count as the cell's.
+fn release_free_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` takes no pointers and only releases free pages; glibc allows it at
+    // any time from any thread.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 

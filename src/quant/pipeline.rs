@@ -13,12 +13,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::engine::Plan;
-use crate::eval::metrics::{self, MetricError};
+use crate::eval::metrics::{self, ErrorSums, MetricError};
 use crate::eval::{evaluate, output_index, DataError, Dataset, EvalError, Manifest};
 use crate::graph::Graph;
 use crate::quant::bias;
 use crate::quant::layer::{is_quantizable, quantized_output};
-use crate::quant::layer_error::{layer_error, LayerError};
+use crate::quant::layer_error::LayerError;
 use crate::quant::probe::{calibration_sites, expose, Calibrators};
 use crate::quant::qat::{self, BitSchedule, QatConfig, QatError, QatEvent, WeightBits};
 use crate::quant::scheme::{ActQuant, ActType, BinaryActs, Int8Mode, Precision, DEFAULT_BINS};
@@ -923,6 +923,9 @@ fn applied(scheme: &Scheme, node: &crate::graph::Node) -> &'static str {
     }
 }
 
+/// Running error sums of each tapped tensor, with how many of its values were scored.
+type Scored = BTreeMap<String, (ErrorSums, usize)>;
+
 /// SQNR and cosine of every quantizable layer's output, quantized against FP32, over the first
 /// `samples` of `data`, on ORT and on the engine; with why the engine's are missing, if they are.
 fn layer_errors(
@@ -949,56 +952,65 @@ fn layer_errors(
     let stats = crate::engine::single_sample_stats(fp32, data.input())?;
     let node_stats = |name: &str| stats.nodes.iter().find(|s| s.name == name);
     let tensors: Vec<String> = layers.iter().map(|(_, t)| t.clone()).collect();
-    let gather = |g: &Graph| -> Result<BTreeMap<String, Vec<Tensor>>, PipelineError> {
-        let mut got: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
-        probe(g, &tensors, data, samples, &mut |name, value| {
-            got.entry(name.to_string()).or_default().push(value);
-            Ok(())
-        })?;
-        Ok(got)
+    // The FP32 values are kept; each runtime's quantized values are scored as they arrive, in
+    // the same sample order, so that only one copy of the layers' outputs is held.
+    let mut reference: BTreeMap<String, Vec<f32>> = BTreeMap::new();
+    probe(fp32, &tensors, data, samples, &mut |name, value| {
+        let v = value.as_f32().map_err(MetricError::from)?;
+        reference
+            .entry(name.to_string())
+            .or_default()
+            .extend_from_slice(v);
+        Ok(())
+    })?;
+    let scored = |name: &str, values: &[f32], sums: &mut Scored| {
+        let all = reference.get(name).map(Vec::as_slice).unwrap_or_default();
+        let (s, at) = sums.entry(name.to_string()).or_default();
+        let part = all
+            .get(*at..*at + values.len())
+            .ok_or(MetricError::Mismatch {
+                what: "a layer's quantized and FP32 values",
+                left: vec![*at + values.len()],
+                right: vec![all.len()],
+            })?;
+        s.add(part, values);
+        *at += values.len();
+        Ok::<(), PipelineError>(())
     };
-    let (a, b) = (gather(fp32)?, gather(quantized)?);
+    let mut on_ort = Scored::new();
+    probe(quantized, &tensors, data, samples, &mut |name, value| {
+        scored(
+            name,
+            value.as_f32().map_err(MetricError::from)?,
+            &mut on_ort,
+        )
+    })?;
     // The same tensors as the engine computes them, or nothing when it cannot run the model.
-    let mut on_engine: BTreeMap<String, Vec<Tensor>> = BTreeMap::new();
-    let native_failure = probe_native(
-        quantized,
-        &tensors,
-        data,
-        samples,
-        &mut |name, shape, values| {
-            let value =
-                Tensor::from_f32(shape.to_vec(), values.to_vec()).map_err(MetricError::from)?;
-            on_engine.entry(name.to_string()).or_default().push(value);
-            Ok(())
-        },
-    )
+    let mut on_engine = Scored::new();
+    let native_failure = probe_native(quantized, &tensors, data, samples, &mut |name, _, v| {
+        scored(name, v, &mut on_engine)
+    })
     .err()
     .map(|e| e.to_string());
-    let join = |parts: Option<&Vec<Tensor>>| -> Result<Tensor, PipelineError> {
-        let parts = parts.map(Vec::as_slice).unwrap_or_default();
-        let mut shape = parts
-            .first()
-            .map(|t| t.shape().to_vec())
-            .unwrap_or_default();
-        let mut values = Vec::new();
-        for p in parts {
-            values.extend_from_slice(p.as_f32().map_err(MetricError::from)?);
+    let error_of = |sums: &Scored, tensor: &str| -> Result<LayerError, PipelineError> {
+        let expected = reference.get(tensor).map_or(0, Vec::len);
+        let (s, got) = sums.get(tensor).copied().unwrap_or_default();
+        if got != expected {
+            return Err(MetricError::Mismatch {
+                what: "a layer's quantized and FP32 values",
+                left: vec![got],
+                right: vec![expected],
+            }
+            .into());
         }
-        if let Some(rows) = shape.first_mut() {
-            *rows = parts
-                .iter()
-                .map(|p| p.shape().first().copied().unwrap_or(0))
-                .sum();
-        }
-        Ok(Tensor::from_f32(shape, values).map_err(MetricError::from)?)
+        Ok(LayerError::of(&s))
     };
     let reports = layers
         .into_iter()
         .map(|(node, tensor)| {
-            let reference = join(a.get(&tensor))?;
-            let ort = layer_error(&reference, &join(b.get(&tensor))?)?;
+            let ort = error_of(&on_ort, &tensor)?;
             let native = match native_failure {
-                None => Some(layer_error(&reference, &join(on_engine.get(&tensor))?)?),
+                None => Some(error_of(&on_engine, &tensor)?),
                 Some(_) => None,
             };
             let s = node_stats(&node.name);
