@@ -27,6 +27,26 @@ fn check_k(k: usize) -> Result<usize, B1Error> {
     Ok(k.div_ceil(64))
 }
 
+/// Checks that `len` values hold `m` rows of `k` with row stride `lda`.
+fn check_rows(m: usize, k: usize, lda: usize, len: usize) -> Result<(), B1Error> {
+    if lda < k {
+        return Err(B1Error::Stride {
+            what: "lda",
+            got: lda,
+            min: k,
+        });
+    }
+    let need = if m == 0 { 0 } else { (m - 1) * lda + k };
+    if len < need {
+        return Err(B1Error::Length {
+            what: "activations",
+            expected: need,
+            got: len,
+        });
+    }
+    Ok(())
+}
+
 fn check_len(what: &'static str, expected: usize, got: usize) -> Result<(), B1Error> {
     if got != expected {
         return Err(B1Error::Length {
@@ -149,21 +169,7 @@ impl BinaryActivations {
         row_scale: bool,
     ) -> Result<BinaryActivations, B1Error> {
         let words = check_k(k)?;
-        if lda < k {
-            return Err(B1Error::Stride {
-                what: "lda",
-                got: lda,
-                min: k,
-            });
-        }
-        let need = if m == 0 { 0 } else { (m - 1) * lda + k };
-        if a.len() < need {
-            return Err(B1Error::Length {
-                what: "activations",
-                expected: need,
-                got: a.len(),
-            });
-        }
+        check_rows(m, k, lda, a.len())?;
         let mp = m.div_ceil(MR) * MR;
         let mut bits = vec![0u64; mp * words];
         let mut beta = vec![1f32; m];
@@ -201,21 +207,7 @@ impl BinaryActivations {
         a: &[f32],
         lda: usize,
     ) -> Result<BinaryActivations, B1Error> {
-        if lda < k {
-            return Err(B1Error::Stride {
-                what: "lda",
-                got: lda,
-                min: k,
-            });
-        }
-        let need = if m == 0 { 0 } else { (m - 1) * lda + k };
-        if a.len() < need {
-            return Err(B1Error::Length {
-                what: "activations",
-                expected: need,
-                got: a.len(),
-            });
-        }
+        check_rows(m, k, lda, a.len())?;
         BinaryActivations::ternary_rows(m, k, |i, sign, nonzero| {
             pack_ternary_row(&a[i * lda..i * lda + k], sign, nonzero);
         })
