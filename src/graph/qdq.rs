@@ -216,13 +216,7 @@ fn infer_elementwise(
     types: &[Option<&ValueType>],
     consts: &[Option<&Tensor>],
 ) -> Result<Option<ValueType>, GraphError> {
-    let ty = |i: usize| {
-        types
-            .get(i)
-            .copied()
-            .flatten()
-            .ok_or_else(|| node.error(format!("missing input {i}")))
-    };
+    let ty = |i: usize| crate::graph::shape::need(node, types, i);
     Ok(Some(match node.op_type.as_str() {
         QLOOKUP => {
             let table = consts

@@ -674,7 +674,8 @@ pub fn shape_value(node: &Node, shape: &[usize]) -> Result<Tensor, GraphError> {
     Tensor::from_i64(vec![dims.len()], dims).map_err(|e| node.error(e.to_string()))
 }
 
-fn need<'a>(
+/// The type of `node`'s input `i`, or an error naming the node when it is unknown.
+pub(crate) fn need<'a>(
     node: &Node,
     types: &[Option<&'a ValueType>],
     i: usize,

@@ -452,13 +452,7 @@ impl QElem {
         if node.domain != qdq::DOMAIN {
             return Ok(None);
         }
-        let ty = |i: usize| {
-            types
-                .get(i)
-                .copied()
-                .flatten()
-                .ok_or_else(|| node.error(format!("missing input {i}")))
-        };
+        let ty = |i: usize| crate::graph::shape::need(node, types, i);
         Ok(Some(match node.op_type.as_str() {
             qdq::QLOOKUP => {
                 let x = ty(0)?;
